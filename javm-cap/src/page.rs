@@ -1,0 +1,114 @@
+//! One 4 KiB page of content, in a 4 KiB-aligned slab, shared by reference count.
+//!
+//! Memory layouts hold their initial contents as [`PageRef`]s. Engines materialize a
+//! page from its slab on first touch (the interpreter copies it into its flat memory;
+//! the recompiler will copy or map it into the guest window), so building an instance
+//! never copies page contents. The alignment is part of the type: [`AlignedPage`] is
+//! `#[repr(align(4096))]`, so every slab — including clones — starts on a page boundary,
+//! with no `unsafe` allocation code.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::hash::{CapHash, ZERO_HASH, sha256};
+
+/// PVM page size in bytes.
+pub const PAGE_SIZE: usize = 4096;
+
+/// Exactly one page of bytes, aligned to a page boundary.
+#[derive(Clone, PartialEq, Eq)]
+#[repr(C, align(4096))]
+pub struct AlignedPage(pub [u8; PAGE_SIZE]);
+
+/// A page's bytes plus its content hash (SHA-256 of the 4 KiB page).
+///
+/// The all-zero page hashes to [`ZERO_HASH`] (the canonical `Empty` page of
+/// DESIGN.md §6), so a zero page built explicitly and an absent page hash alike.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PageBytes {
+    hash: CapHash,
+    bytes: Box<AlignedPage>,
+}
+
+/// Refcounted handle to a [`PageBytes`]; cloning it shares the slab.
+pub type PageRef = Arc<PageBytes>;
+
+impl PageBytes {
+    /// Build a page from up to [`PAGE_SIZE`] content bytes (the tail is zero-filled).
+    ///
+    /// Returns `None` if `content` is longer than a page.
+    pub fn from_content(content: &[u8]) -> Option<Self> {
+        if content.len() > PAGE_SIZE {
+            return None;
+        }
+        let mut bytes = Box::new(AlignedPage([0u8; PAGE_SIZE]));
+        bytes.0[..content.len()].copy_from_slice(content);
+        let hash = if bytes.0.iter().all(|&b| b == 0) {
+            ZERO_HASH
+        } else {
+            sha256(&bytes.0)
+        };
+        Some(PageBytes { hash, bytes })
+    }
+
+    /// The page's content hash.
+    pub fn hash(&self) -> &CapHash {
+        &self.hash
+    }
+
+    /// The page's 4096 bytes. The slice always starts on a 4 KiB boundary.
+    pub fn bytes(&self) -> &[u8; PAGE_SIZE] {
+        &self.bytes.0
+    }
+
+    /// Whether every byte of the page is zero.
+    pub fn is_zero(&self) -> bool {
+        self.hash == ZERO_HASH
+    }
+}
+
+impl fmt::Debug for PageBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PageBytes(")?;
+        for b in &self.hash[..6] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slabs_are_page_aligned_including_clones() {
+        let p = PageBytes::from_content(&[1, 2, 3]).unwrap();
+        assert_eq!(p.bytes().as_ptr() as usize % PAGE_SIZE, 0);
+        let q = p.clone();
+        assert_eq!(q.bytes().as_ptr() as usize % PAGE_SIZE, 0);
+        assert_eq!(p, q);
+    }
+
+    #[test]
+    fn tail_is_zero_filled_and_hash_covers_the_whole_page() {
+        let p = PageBytes::from_content(&[9]).unwrap();
+        assert_eq!(p.bytes()[0], 9);
+        assert!(p.bytes()[1..].iter().all(|&b| b == 0));
+        let mut full = [0u8; PAGE_SIZE];
+        full[0] = 9;
+        assert_eq!(p.hash(), &sha256(&full));
+    }
+
+    #[test]
+    fn zero_page_has_zero_hash() {
+        let p = PageBytes::from_content(&[]).unwrap();
+        assert!(p.is_zero());
+        assert_eq!(p.hash(), &ZERO_HASH);
+    }
+
+    #[test]
+    fn oversized_content_is_rejected() {
+        assert!(PageBytes::from_content(&[0u8; PAGE_SIZE + 1]).is_none());
+    }
+}

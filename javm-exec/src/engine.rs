@@ -1,0 +1,323 @@
+//! The [`Engine`] trait both engines implement (DESIGN.md §4), the guest [`Exit`]s
+//! they return as values, and the [`ModuleCache`] they share programs through.
+//!
+//! Guest outcomes (halt, panic, trap, out of gas, page fault, host call, ecall) are
+//! [`Exit`] values. Failures of the host or the engine itself are [`EngineError`]s.
+//! Nothing here panics on guest input.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, Weak};
+
+use thiserror::Error;
+
+use crate::gas::GasSchedule;
+use crate::isa::{NUM_REGS, Reg};
+use crate::memory::{MemoryLayout, PageKind, PageState};
+use crate::program::{Program, ProgramHash};
+
+/// Why [`Instance::run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Exit {
+    /// A dynamic jump to `0xFFFF0000`.
+    Halt,
+    /// An invalid instruction, a bad jump target, GP `sbrk`-less `sbrk`, or (under
+    /// `gp`) a bad access below 0x10000.
+    Panic,
+    /// `trap` (opcode 0), including the implicit trap past the end of the code.
+    Trap,
+    /// Not enough gas to enter a block (remaining gas is reported as 0).
+    OutOfGas,
+    /// An access to an inaccessible page (or a store to a read-only one); the page's
+    /// address. Resuming retries the instruction.
+    PageFault(u32),
+    /// `ecalli`: a host call with the given id. Resuming continues after it.
+    HostCall(u32),
+    /// `ecall` (opcode 3). Resuming continues after it.
+    Ecall,
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Halt => f.write_str("halt"),
+            Exit::Panic => f.write_str("panic"),
+            Exit::Trap => f.write_str("trap"),
+            Exit::OutOfGas => f.write_str("out-of-gas"),
+            Exit::PageFault(a) => write!(f, "page-fault {a:#x}"),
+            Exit::HostCall(id) => write!(f, "host-call {id}"),
+            Exit::Ecall => f.write_str("ecall"),
+        }
+    }
+}
+
+/// Which engine to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EngineKind {
+    /// The interpreter (every platform).
+    Interp,
+    /// The x86-64 recompiler (x86-64 Linux only).
+    Jit,
+}
+
+impl EngineKind {
+    /// The engine's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Interp => "interp",
+            EngineKind::Jit => "jit",
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "interp" => Ok(EngineKind::Interp),
+            "jit" => Ok(EngineKind::Jit),
+            _ => Err(format!("unknown engine `{s}` (expected `interp` or `jit`)")),
+        }
+    }
+}
+
+/// A failure of the host or the engine (never a guest outcome).
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum EngineError {
+    /// Gas must be in `0..=i64::MAX`.
+    #[error("gas {0} is out of range: it must be between 0 and 2^63 - 1")]
+    InvalidGas(i128),
+    /// The module was prepared for another schedule than the layout needs.
+    #[error("module priced for {module:?} but the layout needs {layout:?}")]
+    ScheduleMismatch {
+        /// The module's schedule.
+        module: GasSchedule,
+        /// The schedule the layout selects.
+        layout: GasSchedule,
+    },
+    /// `run` after a halt, panic or trap, with no new PC set.
+    #[error("the instance has finished ({0}); set a new PC to run it again")]
+    Finished(Exit),
+    /// The host could not provide memory for the instance.
+    #[error("out of host memory: {0}")]
+    OutOfMemory(String),
+    /// The engine is not available on this host or build.
+    #[error("{0}")]
+    Unavailable(String),
+    /// An internal invariant was broken: a JAVM bug.
+    #[error("internal error (a JAVM bug): {0}")]
+    Internal(String),
+}
+
+/// A host access to guest memory that the guest could not make either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum MemoryError {
+    /// The page at this address is inaccessible.
+    #[error("address {0:#x} is not accessible")]
+    Inaccessible(u32),
+    /// The page at this address is read-only.
+    #[error("address {0:#x} is read-only")]
+    ReadOnly(u32),
+    /// The range runs past the end of the 4 GiB address space.
+    #[error("range of {len} bytes at {addr:#x} runs past 2^32")]
+    OutOfRange {
+        /// Start address.
+        addr: u32,
+        /// Length.
+        len: usize,
+    },
+}
+
+/// Everything an engine needs to build an instance.
+#[derive(Clone, Debug)]
+pub struct InstanceInit {
+    /// The address space.
+    pub layout: Arc<MemoryLayout>,
+    /// Initial registers.
+    pub regs: [u64; NUM_REGS],
+    /// Entry PC.
+    pub pc: u32,
+    /// Initial gas, `0..=i64::MAX`.
+    pub gas: i64,
+}
+
+/// An execution engine: prepares programs once and builds instances of them.
+pub trait Engine: Send + Sync {
+    /// A program prepared for this engine under one gas schedule (predecoded for the
+    /// interpreter, compiled for the recompiler). Shared by instances and threads.
+    type Module: Send + Sync + 'static;
+    /// A running instance.
+    type Instance: Instance;
+
+    /// Which engine this is.
+    fn kind(&self) -> EngineKind;
+
+    /// Prepare `program` for `schedule`, reusing an earlier preparation of the same
+    /// program (by hash) and schedule if one is still alive.
+    fn prepare(
+        &self,
+        program: &Arc<Program>,
+        schedule: GasSchedule,
+    ) -> Result<Arc<Self::Module>, EngineError>;
+
+    /// Build an instance. Under `jar1` the module's memory tier must be the one the
+    /// layout selects (see [`GasSchedule::new`]).
+    fn instantiate(
+        &self,
+        module: &Arc<Self::Module>,
+        init: InstanceInit,
+    ) -> Result<Self::Instance, EngineError>;
+}
+
+/// One instance of a program: registers, PC, gas and memory.
+///
+/// ## Running and resuming
+///
+/// [`Instance::run`] executes until an [`Exit`]. Afterwards [`Instance::pc`] is the PC
+/// of the instruction that exited (for out of gas: the start of the block that could
+/// not be entered). The host may change registers, gas and memory and call `run`
+/// again: after a host call or ecall execution resumes at the next instruction; after
+/// a page fault it retries the faulting instruction; after out of gas it retries the
+/// block. Entering a block charges its gas; resuming in the middle of a block (a page
+/// fault retry, or [`Instance::set_pc`] to a PC that is not a block start) charges
+/// nothing until the next block. After halt, panic or trap, `run` returns
+/// [`EngineError::Finished`] until [`Instance::set_pc`] is called.
+///
+/// ## Host memory access
+///
+/// [`Instance::read_memory`] and [`Instance::write_memory`] follow the guest's access
+/// rights, are all-or-nothing, and charge no gas. Reads leave page states unchanged;
+/// a write moves every page it touches to [`PageState::PresentRw`].
+pub trait Instance {
+    /// Run until the guest exits.
+    fn run(&mut self) -> Result<Exit, EngineError>;
+
+    /// Run at most one basic block: enter (and charge) the current block, execute it,
+    /// and stop before entering the next one. Returns `Some(exit)` if the guest exited
+    /// within the block, `None` if it completed it; then [`Instance::pc`] is the start
+    /// of the next block, not yet charged.
+    fn step_block(&mut self) -> Result<Option<Exit>, EngineError>;
+
+    /// All 13 registers.
+    fn regs(&self) -> [u64; NUM_REGS];
+    /// One register.
+    fn reg(&self, r: Reg) -> u64 {
+        self.regs()[r.index()]
+    }
+    /// Set one register.
+    fn set_reg(&mut self, r: Reg, value: u64);
+
+    /// The PC of the last exit (see the trait docs), or the entry PC before any run.
+    fn pc(&self) -> u32;
+    /// Where the next `run` continues, `None` after halt, panic or trap.
+    fn next_pc(&self) -> Option<u32>;
+    /// Continue at `pc` on the next `run` (charging its block if `pc` starts one).
+    fn set_pc(&mut self, pc: u32);
+
+    /// Remaining gas (0 after out of gas).
+    fn gas(&self) -> i64;
+    /// Set the remaining gas.
+    fn set_gas(&mut self, gas: i64) -> Result<(), EngineError>;
+
+    /// Read `buf.len()` bytes at `addr`.
+    fn read_memory(&self, addr: u32, buf: &mut [u8]) -> Result<(), MemoryError>;
+    /// Write `data` at `addr`.
+    fn write_memory(&mut self, addr: u32, data: &[u8]) -> Result<(), MemoryError>;
+    /// The materialization state of the page containing `addr`.
+    fn page_state(&self, addr: u32) -> PageState;
+    /// Every accessible page as `(page address, kind)`, in ascending order of region.
+    fn accessible_pages(&self) -> Vec<(u32, PageKind)>;
+}
+
+/// Validate an initial or host-set gas value.
+pub fn check_gas(gas: i128) -> Result<i64, EngineError> {
+    i64::try_from(gas)
+        .ok()
+        .filter(|g| *g >= 0)
+        .ok_or(EngineError::InvalidGas(gas))
+}
+
+/// A thread-safe cache of prepared modules, keyed by program hash and schedule.
+///
+/// It holds weak references: a module lives as long as some instance or caller
+/// holds it, and a later `prepare` of the same program reuses it while it does.
+pub struct ModuleCache<M> {
+    map: Mutex<HashMap<(ProgramHash, GasSchedule), Weak<M>>>,
+}
+
+impl<M> Default for ModuleCache<M> {
+    fn default() -> Self {
+        ModuleCache {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<M> ModuleCache<M> {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The cached module for `key`, or the one `make` builds (which is then cached).
+    pub fn get_or_try_insert<E>(
+        &self,
+        key: (ProgramHash, GasSchedule),
+        make: impl FnOnce() -> Result<M, E>,
+    ) -> Result<Arc<M>, E> {
+        // A poisoned lock only means another thread panicked while holding it; the
+        // map itself is always consistent, so keep using it.
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = map.get(&key).and_then(Weak::upgrade) {
+            return Ok(m);
+        }
+        let m = Arc::new(make()?);
+        map.retain(|_, w| w.strong_count() > 0);
+        map.insert(key, Arc::downgrade(&m));
+        Ok(m)
+    }
+
+    /// Number of live cached modules.
+    pub fn len(&self) -> usize {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().filter(|w| w.strong_count() > 0).count()
+    }
+
+    /// Whether no module is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gas_range() {
+        assert_eq!(check_gas(0), Ok(0));
+        assert_eq!(check_gas(i64::MAX as i128), Ok(i64::MAX));
+        assert!(check_gas(-1).is_err());
+        assert!(check_gas(1 << 63).is_err());
+    }
+
+    #[test]
+    fn cache_reuses_live_modules_only() {
+        let cache: ModuleCache<u32> = ModuleCache::new();
+        let key = (ProgramHash([1; 32]), GasSchedule::Gp);
+        let a = cache.get_or_try_insert(key, || Ok::<_, ()>(7)).unwrap();
+        let b = cache.get_or_try_insert(key, || Ok::<_, ()>(8)).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        drop((a, b));
+        assert!(cache.is_empty());
+        let c = cache.get_or_try_insert(key, || Ok::<_, ()>(9)).unwrap();
+        assert_eq!(*c, 9);
+    }
+}

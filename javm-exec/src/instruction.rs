@@ -1,0 +1,290 @@
+//! The engine-facing instruction: one variant per opcode, generated from the ISA
+//! table, with operands already decoded and branch targets resolved to basic blocks.
+//!
+//! Both engines consume only this form (via [`crate::Program`]); neither re-decodes
+//! bytes. Immediates are stored as `i32` (every immediate but `load_imm_64`'s is a
+//! sign-extended ≤ 4-byte value); use [`imm`] to get the 64-bit register value.
+
+use crate::isa::{Args, Opcode, Reg, for_each_opcode};
+
+/// A static branch target: the index of the target's basic block in
+/// [`crate::Program::blocks`], or [`Target::INVALID`] when the target is not a
+/// basic-block start (taking such a branch panics at the branch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Target(pub u32);
+
+impl Target {
+    /// Marker for a target outside ϖ.
+    pub const INVALID: Target = Target(u32::MAX);
+
+    /// The block index, or `None` for an invalid target.
+    #[inline]
+    pub fn block(self) -> Option<u32> {
+        (self != Target::INVALID).then_some(self.0)
+    }
+}
+
+/// The 64-bit value of a sign-extended immediate.
+#[inline(always)]
+pub const fn imm(x: i32) -> u64 {
+    x as i64 as u64
+}
+
+/// Operand structs, one per [`crate::isa::Format`]; field names follow ISA.md §3.3.
+#[allow(missing_docs, reason = "field names follow ISA.md §3.3")]
+pub mod operands {
+    use super::{Reg, Target};
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct NoArgs;
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Imm {
+        pub x: i32,
+    }
+    /// `load_imm_64`'s operands. The 64-bit immediate is stored as two halves so
+    /// that [`super::Instruction`] stays 16 bytes; read it with [`RegImm64::x`].
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct RegImm64 {
+        pub a: Reg,
+        halves: [u32; 2],
+    }
+
+    impl RegImm64 {
+        /// Operands for `rA = x`.
+        pub const fn new(a: Reg, x: u64) -> Self {
+            RegImm64 {
+                a,
+                halves: [x as u32, (x >> 32) as u32],
+            }
+        }
+
+        /// The 64-bit immediate.
+        #[inline(always)]
+        pub const fn x(&self) -> u64 {
+            self.halves[0] as u64 | (self.halves[1] as u64) << 32
+        }
+    }
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct ImmImm {
+        pub x: i32,
+        pub y: i32,
+    }
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Offset {
+        pub target: Target,
+    }
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct RegImm {
+        pub a: Reg,
+        pub x: i32,
+    }
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct RegImmImm {
+        pub a: Reg,
+        pub x: i32,
+        pub y: i32,
+    }
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct RegImmOffset {
+        pub a: Reg,
+        pub x: i32,
+        pub target: Target,
+    }
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct RegReg {
+        pub d: Reg,
+        pub a: Reg,
+    }
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct RegRegImm {
+        pub a: Reg,
+        pub b: Reg,
+        pub x: i32,
+    }
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct RegRegOffset {
+        pub a: Reg,
+        pub b: Reg,
+        pub target: Target,
+    }
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct RegRegImmImm {
+        pub a: Reg,
+        pub b: Reg,
+        pub x: i32,
+        pub y: i32,
+    }
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct RegRegReg {
+        pub d: Reg,
+        pub a: Reg,
+        pub b: Reg,
+    }
+}
+
+/// Immediates decoded from ≤ 4 bytes always fit; saturate defensively otherwise.
+fn i32_of(x: i64) -> i32 {
+    i32::try_from(x).unwrap_or(if x < 0 { i32::MIN } else { i32::MAX })
+}
+
+/// Convert decoded operands into the resolved operand struct of their format.
+fn resolve_operands<T: FromArgs>(args: &Args, resolve: &dyn Fn(i64) -> Target) -> Option<T> {
+    T::from_args(args, resolve)
+}
+
+trait FromArgs: Sized {
+    fn from_args(args: &Args, resolve: &dyn Fn(i64) -> Target) -> Option<Self>;
+}
+
+macro_rules! impl_from_args {
+    (|$resolve:ident| $($ty:ident: $pat:pat => $body:expr;)*) => {
+        $(impl FromArgs for operands::$ty {
+            #[allow(unused_variables, reason = "not every format has a target")]
+            fn from_args(args: &Args, $resolve: &dyn Fn(i64) -> Target) -> Option<Self> {
+                #[allow(clippy::infallible_destructuring_match, reason = "uniform macro arms")]
+                match *args {
+                    $pat => Some($body),
+                    _ => None,
+                }
+            }
+        })*
+    };
+}
+
+impl_from_args! { |resolve|
+    NoArgs: Args::NoArgs => operands::NoArgs;
+    Imm: Args::Imm { x } => operands::Imm { x: i32_of(x) };
+    RegImm64: Args::RegImm64 { a, x } => operands::RegImm64::new(a, x);
+    ImmImm: Args::ImmImm { x, y } => operands::ImmImm { x: i32_of(x), y: i32_of(y) };
+    Offset: Args::Offset { target } => operands::Offset { target: resolve(target) };
+    RegImm: Args::RegImm { a, x } => operands::RegImm { a, x: i32_of(x) };
+    RegImmImm: Args::RegImmImm { a, x, y } => operands::RegImmImm { a, x: i32_of(x), y: i32_of(y) };
+    RegImmOffset: Args::RegImmOffset { a, x, target } =>
+        operands::RegImmOffset { a, x: i32_of(x), target: resolve(target) };
+    RegReg: Args::RegReg { d, a } => operands::RegReg { d, a };
+    RegRegImm: Args::RegRegImm { a, b, x } => operands::RegRegImm { a, b, x: i32_of(x) };
+    RegRegOffset: Args::RegRegOffset { a, b, target } =>
+        operands::RegRegOffset { a, b, target: resolve(target) };
+    RegRegImmImm: Args::RegRegImmImm { a, b, x, y } =>
+        operands::RegRegImmImm { a, b, x: i32_of(x), y: i32_of(y) };
+    RegRegReg: Args::RegRegReg { d, a, b } => operands::RegRegReg { d, a, b };
+}
+
+macro_rules! define_instruction {
+    ($([$num:literal, $name:ident, $mnemonic:literal, $format:ident, $term:expr, $cost:expr]),* $(,)?) => {
+        /// A decoded, resolved instruction. `Invalid` stands for every position that is
+        /// not a valid instruction start (undefined opcode byte, or a clear bitmask bit);
+        /// executing it panics.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[allow(missing_docs, reason = "variants mirror Opcode")]
+        pub enum Instruction {
+            $($name(operands::$format),)*
+            Invalid,
+        }
+
+        impl Instruction {
+            /// The opcode, `None` for [`Instruction::Invalid`].
+            pub const fn opcode(&self) -> Option<Opcode> {
+                match self {
+                    $(Instruction::$name(_) => Some(Opcode::$name),)*
+                    Instruction::Invalid => None,
+                }
+            }
+
+            /// Build the resolved instruction for `opcode` with decoded `args`,
+            /// resolving static targets with `resolve`. Returns `Invalid` if the
+            /// operands do not match the opcode's format (the decoder never does that).
+            pub fn resolve(
+                opcode: Option<Opcode>,
+                args: &Args,
+                resolve: &dyn Fn(i64) -> Target,
+            ) -> Instruction {
+                let Some(opcode) = opcode else {
+                    return Instruction::Invalid;
+                };
+                match opcode {
+                    $(Opcode::$name => resolve_operands(args, resolve)
+                        .map(Instruction::$name)
+                        .unwrap_or(Instruction::Invalid),)*
+                }
+            }
+        }
+    };
+}
+for_each_opcode!(define_instruction);
+
+impl Instruction {
+    /// Whether executing this instruction ends a basic block.
+    pub fn is_terminator(&self) -> bool {
+        self.opcode().is_some_and(Opcode::is_terminator)
+    }
+}
+
+// The interpreter copies one instruction per dispatch; keep it two words.
+const _: () = assert!(std::mem::size_of::<Instruction>() == 16);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_opcode_resolves_to_its_own_variant() {
+        for op in Opcode::ALL {
+            let args = match op.format() {
+                crate::isa::Format::NoArgs => Args::NoArgs,
+                crate::isa::Format::Imm => Args::Imm { x: 1 },
+                crate::isa::Format::RegImm64 => Args::RegImm64 { a: Reg::R1, x: 2 },
+                crate::isa::Format::ImmImm => Args::ImmImm { x: 1, y: 2 },
+                crate::isa::Format::Offset => Args::Offset { target: 0 },
+                crate::isa::Format::RegImm => Args::RegImm { a: Reg::R1, x: 2 },
+                crate::isa::Format::RegImmImm => Args::RegImmImm {
+                    a: Reg::R1,
+                    x: 1,
+                    y: 2,
+                },
+                crate::isa::Format::RegImmOffset => Args::RegImmOffset {
+                    a: Reg::R1,
+                    x: 1,
+                    target: 0,
+                },
+                crate::isa::Format::RegReg => Args::RegReg {
+                    d: Reg::R1,
+                    a: Reg::R2,
+                },
+                crate::isa::Format::RegRegImm => Args::RegRegImm {
+                    a: Reg::R1,
+                    b: Reg::R2,
+                    x: 3,
+                },
+                crate::isa::Format::RegRegOffset => Args::RegRegOffset {
+                    a: Reg::R1,
+                    b: Reg::R2,
+                    target: 0,
+                },
+                crate::isa::Format::RegRegImmImm => Args::RegRegImmImm {
+                    a: Reg::R1,
+                    b: Reg::R2,
+                    x: 1,
+                    y: 2,
+                },
+                crate::isa::Format::RegRegReg => Args::RegRegReg {
+                    d: Reg::R1,
+                    a: Reg::R2,
+                    b: Reg::R3,
+                },
+            };
+            let i = Instruction::resolve(Some(op), &args, &|_| Target(0));
+            assert_eq!(i.opcode(), Some(op));
+            // A mismatched format never produces a different opcode.
+            let wrong = if op.format() == crate::isa::Format::NoArgs {
+                Args::Imm { x: 0 }
+            } else {
+                Args::NoArgs
+            };
+            assert_eq!(
+                Instruction::resolve(Some(op), &wrong, &|_| Target(0)),
+                Instruction::Invalid
+            );
+        }
+    }
+}

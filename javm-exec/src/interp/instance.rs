@@ -1,0 +1,130 @@
+//! [`InterpInstance`]: one running instance and its resume state.
+
+use std::sync::Arc;
+
+use super::InterpModule;
+use super::memory::FlatMemory;
+use crate::engine::{EngineError, Exit, Instance, MemoryError, check_gas};
+use crate::isa::{NUM_REGS, Reg};
+use crate::memory::{PageKind, PageState};
+
+/// Where the next `run` continues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Resume {
+    /// Enter (and charge) this block.
+    Enter(u32),
+    /// Continue at this instruction index without charging (mid-block).
+    At(u32),
+    /// The PC is not a position of the program: panic there.
+    BadPc,
+    /// Halted, panicked or trapped.
+    Done(Exit),
+}
+
+/// An interpreter instance.
+#[derive(Debug)]
+pub struct InterpInstance {
+    pub(super) module: Arc<InterpModule>,
+    pub(super) regs: [u64; NUM_REGS],
+    pub(super) gas: i64,
+    pub(super) mem: FlatMemory,
+    pub(super) pc: u32,
+    pub(super) resume: Resume,
+}
+
+impl InterpInstance {
+    pub(super) fn new(
+        module: Arc<InterpModule>,
+        regs: [u64; NUM_REGS],
+        pc: u32,
+        gas: i64,
+        mem: FlatMemory,
+    ) -> Self {
+        let mut inst = InterpInstance {
+            module,
+            regs,
+            gas,
+            mem,
+            pc,
+            resume: Resume::BadPc,
+        };
+        inst.set_pc(pc);
+        inst
+    }
+
+    /// The module this instance runs.
+    pub fn module(&self) -> &Arc<InterpModule> {
+        &self.module
+    }
+}
+
+impl Instance for InterpInstance {
+    fn run(&mut self) -> Result<Exit, EngineError> {
+        // Without step mode the loop only returns at an exit.
+        super::run::run::<false>(self)?
+            .ok_or_else(|| EngineError::Internal("run stopped without an exit".into()))
+    }
+
+    fn step_block(&mut self) -> Result<Option<Exit>, EngineError> {
+        super::run::run::<true>(self)
+    }
+
+    fn regs(&self) -> [u64; NUM_REGS] {
+        self.regs
+    }
+
+    fn set_reg(&mut self, r: Reg, value: u64) {
+        self.regs[r.index()] = value;
+    }
+
+    fn pc(&self) -> u32 {
+        self.pc
+    }
+
+    fn next_pc(&self) -> Option<u32> {
+        let program = &self.module.program;
+        match self.resume {
+            Resume::Enter(b) => program.blocks().get(b as usize).map(|b| b.pc),
+            Resume::At(i) => program.pcs().get(i as usize).copied(),
+            Resume::BadPc => Some(self.pc),
+            Resume::Done(_) => None,
+        }
+    }
+
+    fn set_pc(&mut self, pc: u32) {
+        let program = &self.module.program;
+        self.pc = pc;
+        self.resume = if let Some(b) = program.block_starting_at(pc) {
+            Resume::Enter(b)
+        } else if let Some(i) = program.index_of(pc) {
+            Resume::At(i)
+        } else {
+            Resume::BadPc
+        };
+    }
+
+    fn gas(&self) -> i64 {
+        self.gas
+    }
+
+    fn set_gas(&mut self, gas: i64) -> Result<(), EngineError> {
+        self.gas = check_gas(i128::from(gas))?;
+        Ok(())
+    }
+
+    fn read_memory(&self, addr: u32, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.mem.read(addr, buf)
+    }
+
+    fn write_memory(&mut self, addr: u32, data: &[u8]) -> Result<(), MemoryError> {
+        self.mem.write(addr, data)
+    }
+
+    fn page_state(&self, addr: u32) -> PageState {
+        self.mem.map().state(addr)
+    }
+
+    fn accessible_pages(&self) -> Vec<(u32, PageKind)> {
+        self.mem.map().mapped_pages().collect()
+    }
+}

@@ -1,0 +1,214 @@
+//! The interpreter's memory: one flat, lazily zeroed byte buffer covering the address
+//! space up to the highest mapped page, plus the shared [`PageMap`] (kind and state
+//! per page).
+//!
+//! Fast path: an access that stays within one page whose state byte allows it (any
+//! present state for loads, `PresentRw` for stores) touches the buffer directly.
+//! Everything else — first touch, copy-on-write, straddling or wrapping accesses,
+//! faults — goes through [`PageMap::plan`] / [`PageMap::commit`], the rule both
+//! engines share. Pages are materialized from their layout slabs on first touch, so
+//! building an instance copies no page contents.
+
+use crate::engine::{Exit, MemoryError};
+use crate::gas::GasSchedule;
+use crate::memory::{PAGE_SHIFT, PAGE_SIZE, PageMap, PageState, bad_access_exit};
+
+/// Why a guest access did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MemFault {
+    /// The access is rejected: page fault or (gp, below 0x10000) panic.
+    Exit(Exit),
+    /// The copy-on-write charge exceeds the remaining gas. Only possible when the
+    /// host lowered gas or moved the PC into a block, skipping its reserve.
+    OutOfGas,
+}
+
+const PRESENT_RW: u8 = PageState::PresentRw.as_u8();
+
+#[derive(Debug)]
+pub(crate) struct FlatMemory {
+    bytes: Vec<u8>,
+    map: PageMap,
+    schedule: GasSchedule,
+}
+
+impl FlatMemory {
+    pub(crate) fn new(map: PageMap, schedule: GasSchedule) -> FlatMemory {
+        // `vec![0; n]` allocates zeroed memory (calloc): large buffers are mapped
+        // lazily by the OS, so untouched pages cost no physical memory.
+        let bytes = vec![0u8; map.page_count() << PAGE_SHIFT];
+        FlatMemory {
+            bytes,
+            map,
+            schedule,
+        }
+    }
+
+    pub(crate) fn map(&self) -> &PageMap {
+        &self.map
+    }
+
+    /// Load `N` bytes at `addr`, charging `gas` for materialization if needed.
+    #[inline(always)]
+    pub(crate) fn load<const N: usize>(
+        &mut self,
+        addr: u32,
+        gas: &mut i64,
+    ) -> Result<[u8; N], MemFault> {
+        let a = addr as usize;
+        let in_page = (a & (PAGE_SIZE as usize - 1)) <= PAGE_SIZE as usize - N;
+        if in_page
+            && self
+                .map
+                .state_bytes()
+                .get(a >> PAGE_SHIFT)
+                .is_some_and(|&s| s != 0)
+            && let Some(b) = self
+                .bytes
+                .get(a..a + N)
+                .and_then(|s| <[u8; N]>::try_from(s).ok())
+        {
+            return Ok(b);
+        }
+        let mut out = [0u8; N];
+        self.access_slow(addr, &mut out, false, gas)?;
+        Ok(out)
+    }
+
+    /// Store `N` bytes at `addr`, charging `gas` for copy-on-write if needed.
+    #[inline(always)]
+    pub(crate) fn store<const N: usize>(
+        &mut self,
+        addr: u32,
+        value: [u8; N],
+        gas: &mut i64,
+    ) -> Result<(), MemFault> {
+        let a = addr as usize;
+        let in_page = (a & (PAGE_SIZE as usize - 1)) <= PAGE_SIZE as usize - N;
+        if in_page
+            && self.map.state_bytes().get(a >> PAGE_SHIFT) == Some(&PRESENT_RW)
+            && let Some(dst) = self.bytes.get_mut(a..a + N)
+        {
+            dst.copy_from_slice(&value);
+            return Ok(());
+        }
+        let mut v = value;
+        self.access_slow(addr, &mut v, true, gas)
+    }
+
+    /// The shared access rule: check every page, charge, materialize, then copy.
+    /// For loads `buf` receives the bytes; for stores it holds them.
+    #[cold]
+    #[inline(never)]
+    fn access_slow(
+        &mut self,
+        addr: u32,
+        buf: &mut [u8],
+        is_write: bool,
+        gas: &mut i64,
+    ) -> Result<(), MemFault> {
+        let width = buf.len() as u32;
+        let plan = self
+            .map
+            .plan(addr, width, is_write, self.schedule.cow_cost())
+            .map_err(|bad| MemFault::Exit(bad_access_exit(self.schedule.profile(), bad.addr)))?;
+        let charge = i64::try_from(plan.charge).unwrap_or(i64::MAX);
+        if charge > *gas {
+            return Err(MemFault::OutOfGas);
+        }
+        for &(page, before, _) in plan.pages() {
+            if before == PageState::NotPresent {
+                self.materialize(page);
+            }
+        }
+        self.map.commit(&plan);
+        *gas -= charge;
+        for (i, b) in buf.iter_mut().enumerate() {
+            let a = addr.wrapping_add(i as u32) as usize;
+            if is_write {
+                self.bytes[a] = *b;
+            } else {
+                *b = self.bytes[a];
+            }
+        }
+        Ok(())
+    }
+
+    /// Copy a page's initial contents into the buffer (zero pages need nothing: the
+    /// buffer starts zeroed and a page is materialized at most once).
+    fn materialize(&mut self, page: u32) {
+        if let Some(src) = self.map.layout().source(page) {
+            let p = page as usize;
+            self.bytes[p..p + PAGE_SIZE as usize].copy_from_slice(src.bytes());
+        }
+    }
+
+    /// GP `sbrk`: grow the heap, and the buffer to cover any new pages.
+    pub(crate) fn sbrk(&mut self, size: u64) -> u64 {
+        let result = self.map.sbrk(size);
+        let needed = self.map.page_count() << PAGE_SHIFT;
+        if self.bytes.len() < needed {
+            self.bytes.resize(needed, 0);
+        }
+        result
+    }
+
+    /// Host read: guest read rights, no state change, no charge.
+    pub(crate) fn read(&self, addr: u32, buf: &mut [u8]) -> Result<(), MemoryError> {
+        check_range(addr, buf.len())?;
+        for i in 0..buf.len() {
+            let a = addr + i as u32;
+            if self.map.kind(a).is_none() {
+                return Err(MemoryError::Inaccessible(a));
+            }
+        }
+        for (i, b) in buf.iter_mut().enumerate() {
+            let a = addr + i as u32;
+            *b = if self.map.state(a) == PageState::NotPresent {
+                self.map
+                    .layout()
+                    .source(a & !(PAGE_SIZE - 1))
+                    .map_or(0, |p| p.bytes()[(a % PAGE_SIZE) as usize])
+            } else {
+                self.bytes[a as usize]
+            };
+        }
+        Ok(())
+    }
+
+    /// Host write: guest write rights, all-or-nothing, no charge; touched pages
+    /// become `PresentRw`.
+    pub(crate) fn write(&mut self, addr: u32, data: &[u8]) -> Result<(), MemoryError> {
+        check_range(addr, data.len())?;
+        for i in 0..data.len() {
+            let a = addr + i as u32;
+            match self.map.kind(a) {
+                None => return Err(MemoryError::Inaccessible(a)),
+                Some(k) if !k.is_writable() => return Err(MemoryError::ReadOnly(a)),
+                Some(_) => {}
+            }
+        }
+        let mut page = None;
+        for (i, &b) in data.iter().enumerate() {
+            let a = addr + i as u32;
+            let p = a & !(PAGE_SIZE - 1);
+            if page != Some(p) {
+                page = Some(p);
+                if self.map.state(p) == PageState::NotPresent {
+                    self.materialize(p);
+                }
+                self.map.host_write(p);
+            }
+            self.bytes[a as usize] = b;
+        }
+        Ok(())
+    }
+}
+
+fn check_range(addr: u32, len: usize) -> Result<(), MemoryError> {
+    if u64::from(addr) + len as u64 > 1 << 32 {
+        Err(MemoryError::OutOfRange { addr, len })
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,127 @@
+//! The interpreter engine.
+//!
+//! It executes a [`Program`]'s predecoded [`crate::Instruction`]s directly: one
+//! `match` per instruction, registers in a local array, gas charged once per block on
+//! entry (checked against cost + reserve, deducting the cost), and memory through
+//! [`memory::FlatMemory`]'s fast path. The loop is re-entered after every exit.
+//! The dispatch loop and its handlers are in `run.rs` (register arithmetic calls the
+//! shared [`crate::ops`]); loads and stores go through `memory.rs`.
+
+mod instance;
+pub(crate) mod memory;
+mod run;
+
+use std::sync::Arc;
+
+use crate::engine::{Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_gas};
+use crate::gas::GasSchedule;
+use crate::memory::PageMap;
+use crate::program::Program;
+
+pub use instance::InterpInstance;
+
+/// The interpreter engine. Cheap to create; holds a cache of prepared modules.
+#[derive(Default)]
+pub struct Interpreter {
+    cache: ModuleCache<InterpModule>,
+}
+
+impl Interpreter {
+    /// A new interpreter with an empty module cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// A block's entry data in the interpreter's own table.
+#[derive(Clone, Copy, Debug)]
+struct BlockEntry {
+    /// Index of the block's first instruction.
+    first: u32,
+    /// PC of the block's first instruction.
+    pc: u32,
+    /// Gas deducted on entry.
+    cost: i64,
+    /// Gas required on entry (cost + reserve).
+    need: i64,
+}
+
+/// A program prepared for the interpreter under one gas schedule.
+#[derive(Debug)]
+pub struct InterpModule {
+    program: Arc<Program>,
+    schedule: GasSchedule,
+    blocks: Box<[BlockEntry]>,
+}
+
+impl InterpModule {
+    /// The program.
+    pub fn program(&self) -> &Arc<Program> {
+        &self.program
+    }
+
+    /// The schedule its blocks are priced under.
+    pub fn schedule(&self) -> GasSchedule {
+        self.schedule
+    }
+}
+
+impl Engine for Interpreter {
+    type Module = InterpModule;
+    type Instance = InterpInstance;
+
+    fn kind(&self) -> EngineKind {
+        EngineKind::Interp
+    }
+
+    fn prepare(
+        &self,
+        program: &Arc<Program>,
+        schedule: GasSchedule,
+    ) -> Result<Arc<InterpModule>, EngineError> {
+        self.cache
+            .get_or_try_insert((program.hash(), schedule), || {
+                let costs = program.block_costs(schedule);
+                let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                let blocks = program
+                    .blocks()
+                    .iter()
+                    .zip(costs)
+                    .map(|(b, c)| BlockEntry {
+                        first: b.first,
+                        pc: b.pc,
+                        cost: to_i64(c.cost),
+                        need: to_i64(c.need()),
+                    })
+                    .collect();
+                Ok(InterpModule {
+                    program: Arc::clone(program),
+                    schedule,
+                    blocks,
+                })
+            })
+    }
+
+    fn instantiate(
+        &self,
+        module: &Arc<InterpModule>,
+        init: InstanceInit,
+    ) -> Result<InterpInstance, EngineError> {
+        let gas = check_gas(i128::from(init.gas))?;
+        let wanted = GasSchedule::new(module.schedule.profile(), init.layout.accessible_pages());
+        if wanted != module.schedule {
+            return Err(EngineError::ScheduleMismatch {
+                module: module.schedule,
+                layout: wanted,
+            });
+        }
+        let mem = memory::FlatMemory::new(PageMap::new(init.layout), module.schedule);
+        Ok(InterpInstance::new(
+            Arc::clone(module),
+            init.regs,
+            init.pc,
+            gas,
+            mem,
+        ))
+    }
+}

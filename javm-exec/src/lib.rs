@@ -1,0 +1,41 @@
+//! JAVM execution core: everything both engines share, and the interpreter.
+//!
+//! * [`isa`] — the instruction set, defined once ([`isa::for_each_opcode!`]'s table),
+//!   with single-instruction decoding and encoding;
+//! * [`Program`] — code validated and predecoded once into [`Instruction`]s and basic
+//!   blocks, with branch targets and the jump table resolved;
+//! * [`blob`] — the GP code blob and standard program blob loaders;
+//! * [`gas`] — the `jar1` and `gp` profiles and block pricing; constants in
+//!   [`gas_const`];
+//! * [`memory`] — layouts, the materialization state machine ([`memory::mat`]) and
+//!   the per-page rules both engines apply;
+//! * [`ops`] — arithmetic semantics with every edge case written once;
+//! * [`Engine`] / [`Instance`] — the trait both engines implement, and
+//!   [`Interpreter`], the first implementation;
+//! * [`asm`] and [`disasm`] — the text assembler and disassembler.
+//!
+//! This crate has no `unsafe` code; the recompiler lives in `javm-jit-x86`.
+#![forbid(unsafe_code)]
+
+pub mod asm;
+pub mod blob;
+pub mod disasm;
+pub mod engine;
+pub mod gas;
+pub mod gas_const;
+pub mod instruction;
+pub mod interp;
+pub mod isa;
+pub mod memory;
+pub mod ops;
+pub mod program;
+
+pub use engine::{
+    Engine, EngineError, EngineKind, Exit, Instance, InstanceInit, MemoryError, ModuleCache,
+};
+pub use gas::{GasProfile, GasSchedule, MemTier};
+pub use instruction::{Instruction, Target};
+pub use interp::{InterpInstance, Interpreter};
+pub use isa::{NUM_REGS, Opcode, Reg};
+pub use memory::{MemoryLayout, PageKind, PageState};
+pub use program::{Program, ProgramError, ProgramHash};

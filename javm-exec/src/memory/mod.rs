@@ -1,0 +1,37 @@
+//! Memory: the engine-independent layout, the materialization state machine, and the
+//! per-page bookkeeping both engines share (DESIGN.md §3).
+
+pub mod layout;
+pub mod mat;
+pub mod pagemap;
+
+pub use layout::{LayoutError, MemoryLayout, Region};
+pub use mat::{PageKind, PageState};
+pub use pagemap::{AccessPlan, BadAccess, PageMap};
+
+use crate::engine::Exit;
+use crate::gas::GasProfile;
+
+/// PVM page size in bytes.
+pub const PAGE_SIZE: u32 = 4096;
+/// log2 of [`PAGE_SIZE`].
+pub const PAGE_SHIFT: u32 = 12;
+/// GP `Z_Z`: under the `gp` profile an access whose first bad byte is below this
+/// address panics instead of page-faulting.
+pub const GP_INIT_ZONE: u32 = 0x10000;
+
+/// The exit for a rejected access whose first bad byte is `addr`: a page fault at that
+/// byte's page, or, under `gp`, a panic when the byte is below [`GP_INIT_ZONE`].
+#[inline]
+pub fn bad_access_exit(profile: GasProfile, addr: u32) -> Exit {
+    if profile == GasProfile::Gp && addr < GP_INIT_ZONE {
+        Exit::Panic
+    } else {
+        Exit::PageFault(addr & !(PAGE_SIZE - 1))
+    }
+}
+
+/// Round `x` up to a multiple of the page size.
+pub const fn page_align_up(x: u64) -> u64 {
+    x.div_ceil(PAGE_SIZE as u64) * PAGE_SIZE as u64
+}

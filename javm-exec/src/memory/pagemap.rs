@@ -1,0 +1,321 @@
+//! Per-instance page bookkeeping shared by both engines: each page's kind and
+//! [`PageState`], the GP access rule, and GP `sbrk`.
+//!
+//! The interpreter consults a [`PageMap`] in software; the recompiler's fault handler
+//! will call the very same [`PageMap::plan`] / [`PageMap::commit`] pair (they never
+//! allocate), so both engines accept, charge and fault the same accesses in the same
+//! order.
+
+use std::sync::Arc;
+
+use super::mat::{HardFault, PageKind, PageState, access_pages, charge_for};
+use super::{MemoryLayout, PAGE_SHIFT, PAGE_SIZE};
+
+/// The first inaccessible byte of a rejected access (GP rule, ISA.md §1.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadAccess {
+    /// Address of the first byte, in access order, that is not readable (loads) or
+    /// not writable (stores).
+    pub addr: u32,
+}
+
+/// An accepted access: the pages it touches, their state transitions and the total
+/// charge. Nothing changes until [`PageMap::commit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccessPlan {
+    pages: [(u32, PageState, PageState); 2],
+    len: u8,
+    /// Gas charged for materialization (copy-on-write).
+    pub charge: u64,
+}
+
+impl AccessPlan {
+    /// `(page address, state before, state after)` for each page, in access order.
+    pub fn pages(&self) -> &[(u32, PageState, PageState)] {
+        &self.pages[..usize::from(self.len)]
+    }
+}
+
+/// Kinds and states of every page of one instance.
+#[derive(Clone, Debug)]
+pub struct PageMap {
+    layout: Arc<MemoryLayout>,
+    /// `PageKind::as_u8` per page; 0 = inaccessible. Pages past the end are inaccessible.
+    kinds: Vec<u8>,
+    /// `PageState::as_u8` per page, same length as `kinds`.
+    states: Vec<u8>,
+    /// Mapped page ranges `[first, end)` in page numbers: the layout's regions, then
+    /// the pages `sbrk` added.
+    ranges: Vec<(u32, u32)>,
+    heap_top: u64,
+}
+
+impl PageMap {
+    /// The page map of a fresh instance of `layout`: every page `NotPresent`.
+    pub fn new(layout: Arc<MemoryLayout>) -> PageMap {
+        let pages = layout.end().div_ceil(u64::from(PAGE_SIZE)) as usize;
+        let mut kinds = vec![0u8; pages];
+        let mut ranges = Vec::with_capacity(layout.regions().len());
+        for r in layout.regions() {
+            let first = r.start() >> PAGE_SHIFT;
+            let end = first + r.pages();
+            kinds[first as usize..end as usize].fill(r.kind().as_u8());
+            ranges.push((first, end));
+        }
+        PageMap {
+            heap_top: layout.heap_top(),
+            layout,
+            states: vec![0u8; pages],
+            kinds,
+            ranges,
+        }
+    }
+
+    /// The layout this map was built from (for initial page contents).
+    pub fn layout(&self) -> &Arc<MemoryLayout> {
+        &self.layout
+    }
+
+    /// The kind of the page containing `addr`, `None` if inaccessible.
+    #[inline]
+    pub fn kind(&self, addr: u32) -> Option<PageKind> {
+        PageKind::from_u8(
+            self.kinds
+                .get((addr >> PAGE_SHIFT) as usize)
+                .copied()
+                .unwrap_or(0),
+        )
+    }
+
+    /// The state of the page containing `addr`.
+    #[inline]
+    pub fn state(&self, addr: u32) -> PageState {
+        PageState::from_u8(
+            self.states
+                .get((addr >> PAGE_SHIFT) as usize)
+                .copied()
+                .unwrap_or(0),
+        )
+    }
+
+    /// Per-page state bytes (`PageState::as_u8`), indexed by page number, for fast
+    /// paths: a load may proceed without [`PageMap::plan`] when the byte is non-zero,
+    /// a store when it is `PresentRw`. Pages past the end are inaccessible.
+    #[inline(always)]
+    pub fn state_bytes(&self) -> &[u8] {
+        &self.states
+    }
+
+    /// Number of pages the map covers (one past the highest mapped page).
+    pub fn page_count(&self) -> usize {
+        self.kinds.len()
+    }
+
+    /// Mapped pages as `(page address, kind)`, in ascending order of range.
+    pub fn mapped_pages(&self) -> impl Iterator<Item = (u32, PageKind)> + '_ {
+        self.ranges.iter().flat_map(move |&(first, end)| {
+            (first..end).filter_map(move |p| {
+                let addr = p << PAGE_SHIFT;
+                self.kind(addr).map(|k| (addr, k))
+            })
+        })
+    }
+
+    /// Check a `width`-byte access at `addr` (`width` in 1..=8) without changing
+    /// anything. Every page is checked before any is charged; the first bad byte in
+    /// access order decides the outcome. `cow_cost` is the schedule's copy-on-write
+    /// charge (0 under `gp`).
+    #[inline]
+    pub fn plan(
+        &self,
+        addr: u32,
+        width: u32,
+        is_write: bool,
+        cow_cost: u64,
+    ) -> Result<AccessPlan, BadAccess> {
+        let set = access_pages(addr, width);
+        let mut plan = AccessPlan {
+            pages: [(0, PageState::NotPresent, PageState::NotPresent); 2],
+            len: 0,
+            charge: 0,
+        };
+        for (i, &page) in set.as_slice().iter().enumerate() {
+            // The first byte of the access in this page.
+            let first_byte = if i == 0 { addr } else { page };
+            let bad = BadAccess { addr: first_byte };
+            let kind = self.kind(page).ok_or(bad)?;
+            let before = self.state(page);
+            let (charge, after) = match charge_for(before, kind, is_write) {
+                Ok((charge, after)) => (charge, after),
+                Err(HardFault) => return Err(bad),
+            };
+            plan.pages[i] = (page, before, after);
+            plan.len += 1;
+            if charge > 0 {
+                plan.charge += cow_cost;
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Apply the state transitions of an accepted plan. Never allocates.
+    #[inline]
+    pub fn commit(&mut self, plan: &AccessPlan) {
+        for &(page, _, after) in plan.pages() {
+            if let Some(s) = self.states.get_mut((page >> PAGE_SHIFT) as usize) {
+                *s = after.as_u8();
+            }
+        }
+    }
+
+    /// Mark the page containing `addr` as written by the host (`PresentRw`, no charge).
+    /// Returns false if the page is not writable.
+    pub fn host_write(&mut self, addr: u32) -> bool {
+        match self.kind(addr) {
+            Some(k) if k.is_writable() => {
+                self.states[(addr >> PAGE_SHIFT) as usize] = PageState::PresentRw.as_u8();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The current heap top used by GP `sbrk`.
+    pub fn heap_top(&self) -> u64 {
+        self.heap_top
+    }
+
+    /// GP `sbrk` (the simplified allocator of ISA.md §6.1): returns the old heap top
+    /// and maps every inaccessible page overlapping `[heap_top, heap_top + size)` as
+    /// [`PageKind::EphemeralZero`]. `size > 2^32`, or a heap that would pass 2^32,
+    /// returns 0 and changes nothing; `size == 0` queries the heap top.
+    pub fn sbrk(&mut self, size: u64) -> u64 {
+        const LIMIT: u64 = 1 << 32;
+        if size > LIMIT {
+            return 0;
+        }
+        if size == 0 {
+            return self.heap_top;
+        }
+        let new_top = self.heap_top + size;
+        if new_top > LIMIT {
+            return 0;
+        }
+        let first = (self.heap_top >> PAGE_SHIFT) as u32;
+        let end = new_top.div_ceil(u64::from(PAGE_SIZE)) as u32;
+        if self.kinds.len() < end as usize {
+            self.kinds.resize(end as usize, 0);
+            self.states.resize(end as usize, 0);
+        }
+        let mut run_start = None;
+        for p in first..end {
+            let k = &mut self.kinds[p as usize];
+            if *k == 0 {
+                *k = PageKind::EphemeralZero.as_u8();
+                run_start.get_or_insert(p);
+            } else if let Some(s) = run_start.take() {
+                self.ranges.push((s, p));
+            }
+        }
+        if let Some(s) = run_start {
+            self.ranges.push((s, end));
+        }
+        let old = self.heap_top;
+        self.heap_top = new_top;
+        old
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gas_const::COW_COST;
+
+    fn map() -> PageMap {
+        let mut l = MemoryLayout::new();
+        l.add_region(0x10000, 0x1000, PageKind::PinnedCapRo, &[1])
+            .unwrap();
+        l.add_region(0x20000, 0x2000, PageKind::EphemeralZero, &[])
+            .unwrap();
+        l.add_region(0x22000, 0x1000, PageKind::UnpinnedCapCow, &[5])
+            .unwrap();
+        PageMap::new(Arc::new(l))
+    }
+
+    #[test]
+    fn first_write_charges_cow_once_and_reads_charge_nothing() {
+        let mut m = map();
+        let p = m.plan(0x20010, 4, false, COW_COST).unwrap();
+        assert_eq!(p.charge, 0);
+        m.commit(&p);
+        assert_eq!(m.state(0x20000), PageState::PresentRo);
+        let p = m.plan(0x20010, 4, true, COW_COST).unwrap();
+        assert_eq!(p.charge, COW_COST);
+        m.commit(&p);
+        assert_eq!(m.state(0x20000), PageState::PresentRw);
+        assert_eq!(m.plan(0x20010, 8, true, COW_COST).unwrap().charge, 0);
+    }
+
+    #[test]
+    fn pinned_store_faults_at_its_first_byte_and_charges_nothing() {
+        let m = map();
+        assert_eq!(
+            m.plan(0x10004, 2, true, COW_COST),
+            Err(BadAccess { addr: 0x10004 })
+        );
+        assert!(m.plan(0x10004, 2, false, COW_COST).is_ok());
+    }
+
+    #[test]
+    fn straddling_access_is_all_or_nothing() {
+        let mut m = map();
+        // 0x21FFC..0x22004 straddles EphemeralZero and UnpinnedCapCow: both charged.
+        let p = m.plan(0x21FFC, 8, true, COW_COST).unwrap();
+        assert_eq!(p.charge, 2 * COW_COST);
+        assert_eq!(p.pages().len(), 2);
+        // 0x22FFC..0x23004 runs into unmapped 0x23000: fault at that page, nothing
+        // charged or changed for 0x22000.
+        assert_eq!(
+            m.plan(0x22FFC, 8, true, COW_COST),
+            Err(BadAccess { addr: 0x23000 })
+        );
+        assert_eq!(m.state(0x22000), PageState::NotPresent);
+        // Starting in an unmapped page: the start address itself is the first bad byte.
+        assert_eq!(
+            m.plan(0x1FFFC, 8, false, 0),
+            Err(BadAccess { addr: 0x1FFFC })
+        );
+        m.commit(&p);
+        assert_eq!(m.state(0x21000), PageState::PresentRw);
+        assert_eq!(m.state(0x22000), PageState::PresentRw);
+    }
+
+    #[test]
+    fn access_wrapping_past_the_top_checks_page_zero() {
+        let mut l = MemoryLayout::new();
+        l.add_region(0xFFFF_F000, 0x1000, PageKind::EphemeralZero, &[])
+            .unwrap();
+        let m = PageMap::new(Arc::new(l));
+        assert_eq!(m.plan(0xFFFF_FFFC, 8, false, 0), Err(BadAccess { addr: 0 }));
+        assert!(m.plan(0xFFFF_FFF8, 8, false, 0).is_ok());
+    }
+
+    #[test]
+    fn sbrk_maps_pages_from_the_heap_top() {
+        let mut l = MemoryLayout::new();
+        l.add_region(0x20000, 0x1000, PageKind::EphemeralZero, &[])
+            .unwrap();
+        l.set_heap_top(0x20800);
+        let mut m = PageMap::new(Arc::new(l));
+        assert_eq!(m.sbrk(0), 0x20800);
+        assert_eq!(m.sbrk(0x1000), 0x20800);
+        assert_eq!(m.heap_top(), 0x21800);
+        assert_eq!(m.kind(0x21000), Some(PageKind::EphemeralZero));
+        assert_eq!(m.kind(0x22000), None);
+        assert_eq!(m.sbrk((1 << 32) + 1), 0);
+        assert_eq!(m.sbrk(1 << 32), 0, "would pass 2^32");
+        assert_eq!(m.heap_top(), 0x21800, "failed sbrk changes nothing");
+        let pages: Vec<u32> = m.mapped_pages().map(|(a, _)| a).collect();
+        assert_eq!(pages, vec![0x20000, 0x21000]);
+    }
+}

@@ -1,0 +1,110 @@
+//! Building a [`Program`]: validation, position discovery, decoding, block partition
+//! and target resolution. Linear in the code length.
+
+use std::sync::OnceLock;
+
+use super::{Block, Program, ProgramError, hash_parts};
+use crate::instruction::{Instruction, Target};
+use crate::isa::CodeView;
+
+/// Largest accepted code: 16 MiB (JAM service code is a few MiB at most). Predecoding
+/// costs about 20 bytes per instruction, so this bounds what a hostile blob can make
+/// the loader allocate.
+pub const MAX_CODE_LEN: usize = 1 << 24;
+/// Largest accepted jump table.
+pub const MAX_JUMP_TABLE_LEN: usize = 1 << 24;
+
+pub(super) fn build(
+    code: Vec<u8>,
+    bitmask: Vec<u8>,
+    jump_table: Vec<u32>,
+) -> Result<Program, ProgramError> {
+    if code.len() > MAX_CODE_LEN {
+        return Err(ProgramError::CodeTooLong { len: code.len() });
+    }
+    if jump_table.len() > MAX_JUMP_TABLE_LEN {
+        return Err(ProgramError::JumpTableTooLong {
+            len: jump_table.len(),
+        });
+    }
+    let expected = code.len().div_ceil(8);
+    if bitmask.len() != expected {
+        return Err(ProgramError::BitmaskLength {
+            got: bitmask.len(),
+            expected,
+            code_len: code.len(),
+        });
+    }
+    if !code.len().is_multiple_of(8) {
+        let used_bits = code.len() % 8;
+        if bitmask[expected - 1] >> used_bits != 0 {
+            return Err(ProgramError::BitmaskPadding);
+        }
+    }
+
+    let view = CodeView::new(&code, &bitmask);
+    let len = view.len();
+
+    // Positions: instruction starts, 0, len, closed under pc + 1 + skip(pc).
+    let mut is_pos = vec![false; len as usize + 1];
+    is_pos[0] = true;
+    is_pos[len as usize] = true;
+    for pc in 0..len {
+        if view.bit(u64::from(pc)) {
+            is_pos[pc as usize] = true;
+        }
+        if is_pos[pc as usize] {
+            is_pos[(pc + 1 + view.skip(pc)) as usize] = true;
+        }
+    }
+    let pcs: Vec<u32> = (0..=len).filter(|&pc| is_pos[pc as usize]).collect();
+    drop(is_pos);
+
+    // Blocks start at 0 and after every terminator; decode once to find them.
+    let decoded: Vec<_> = pcs.iter().map(|&pc| view.decode(pc)).collect();
+    let mut blocks = Vec::new();
+    let mut first = 0u32;
+    for (i, d) in decoded.iter().enumerate() {
+        if d.opcode.is_some_and(|op| op.is_terminator()) || i + 1 == decoded.len() {
+            let end = i as u32 + 1;
+            blocks.push(Block {
+                pc: pcs[first as usize],
+                first,
+                end,
+            });
+            first = end;
+        }
+    }
+
+    // ϖ: block starts holding a valid instruction inside the code.
+    let resolve = |target: i64| -> Target {
+        let Ok(t) = u32::try_from(target) else {
+            return Target::INVALID;
+        };
+        if t >= len {
+            return Target::INVALID;
+        }
+        match blocks.binary_search_by_key(&t, |b| b.pc) {
+            Ok(b) if decoded[blocks[b].first as usize].opcode.is_some() => Target(b as u32),
+            _ => Target::INVALID,
+        }
+    };
+    let instructions: Vec<Instruction> = decoded
+        .iter()
+        .map(|d| Instruction::resolve(d.opcode, &d.args, &resolve))
+        .collect();
+    let jump_targets: Vec<Target> = jump_table.iter().map(|&t| resolve(i64::from(t))).collect();
+    let hash = hash_parts(&code, &bitmask, &jump_table);
+
+    Ok(Program {
+        code: code.into_boxed_slice(),
+        bitmask: bitmask.into_boxed_slice(),
+        jump_table: jump_table.into_boxed_slice(),
+        instructions: instructions.into_boxed_slice(),
+        pcs: pcs.into_boxed_slice(),
+        blocks: blocks.into_boxed_slice(),
+        jump_targets: jump_targets.into_boxed_slice(),
+        costs: std::array::from_fn(|_| OnceLock::new()),
+        hash,
+    })
+}

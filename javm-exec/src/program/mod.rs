@@ -1,0 +1,234 @@
+//! [`Program`]: code, bitmask and jump table, validated and predecoded once.
+//!
+//! Loading decodes every reachable position exactly once into [`Instruction`]s,
+//! partitions them into basic blocks, resolves every static branch target and every
+//! jump-table entry to a block (or to "invalid → panic"), and prices blocks lazily per
+//! [`GasSchedule`]. Both engines consume a `Program`; neither re-decodes bytes nor
+//! re-prices gas.
+//!
+//! ## Positions, blocks and ϖ
+//!
+//! * **Positions**: every instruction start (bitmask bit set), position 0, the
+//!   position `len(code)` (the implicit trap), and — closed under `pc + 1 + skip(pc)` —
+//!   the non-start bytes that a skip capped at 24 lands on. Sequential execution always
+//!   moves to the next position, so instruction `i + 1` follows instruction `i`.
+//!   A position that is not a valid instruction decodes as [`Instruction::Invalid`].
+//! * **Gas blocks** start at position 0 and right after every terminator; each ends at
+//!   its first terminator. They partition the positions, so the block after block `b`
+//!   is `b + 1`.
+//! * **ϖ** (valid branch targets) is the set of block starts that hold a valid
+//!   instruction inside the code. A static branch or jump-table entry that points
+//!   anywhere else resolves to [`Target::INVALID`] and panics when taken.
+
+mod build;
+
+use std::sync::OnceLock;
+
+use javm_cap::Hasher;
+use thiserror::Error;
+
+use crate::gas::{BlockCost, GasSchedule, model};
+use crate::instruction::{Instruction, Target};
+use crate::isa::CodeView;
+
+pub use build::{MAX_CODE_LEN, MAX_JUMP_TABLE_LEN};
+
+/// A program's content hash: SHA-256 over its canonical code blob parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProgramHash(pub [u8; 32]);
+
+impl std::fmt::Display for ProgramHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// Why code, bitmask and jump table do not form a program.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ProgramError {
+    /// The code is longer than [`MAX_CODE_LEN`].
+    #[error("code is {len} bytes; the limit is {MAX_CODE_LEN}")]
+    CodeTooLong {
+        /// Code length.
+        len: usize,
+    },
+    /// The jump table has more than [`MAX_JUMP_TABLE_LEN`] entries.
+    #[error("jump table has {len} entries; the limit is {MAX_JUMP_TABLE_LEN}")]
+    JumpTableTooLong {
+        /// Number of entries.
+        len: usize,
+    },
+    /// The bitmask does not have `ceil(len(code) / 8)` bytes.
+    #[error("bitmask is {got} bytes; {expected} expected for {code_len} bytes of code")]
+    BitmaskLength {
+        /// Bytes present.
+        got: usize,
+        /// Bytes required.
+        expected: usize,
+        /// Code length.
+        code_len: usize,
+    },
+    /// The bitmask's padding bits (past the end of the code) are not zero.
+    #[error("bitmask padding bits past the end of the code are not zero")]
+    BitmaskPadding,
+}
+
+/// A basic block (also the unit of gas charging).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// PC of the first instruction.
+    pub pc: u32,
+    /// Index of the first instruction in [`Program::instructions`].
+    pub first: u32,
+    /// One past the index of the last instruction (its terminator).
+    pub end: u32,
+}
+
+/// A validated, predecoded program.
+#[derive(Debug)]
+pub struct Program {
+    code: Box<[u8]>,
+    bitmask: Box<[u8]>,
+    jump_table: Box<[u32]>,
+    instructions: Box<[Instruction]>,
+    pcs: Box<[u32]>,
+    blocks: Box<[Block]>,
+    jump_targets: Box<[Target]>,
+    costs: [OnceLock<Box<[BlockCost]>>; 5],
+    hash: ProgramHash,
+}
+
+impl Program {
+    /// Validate and predecode a program from its parts. `bitmask` must have exactly
+    /// `ceil(code.len() / 8)` bytes with zero padding bits.
+    pub fn new(
+        code: Vec<u8>,
+        bitmask: Vec<u8>,
+        jump_table: Vec<u32>,
+    ) -> Result<Program, ProgramError> {
+        build::build(code, bitmask, jump_table)
+    }
+
+    /// The code bytes.
+    pub fn code(&self) -> &[u8] {
+        &self.code
+    }
+
+    /// The instruction-start bitmask.
+    pub fn bitmask(&self) -> &[u8] {
+        &self.bitmask
+    }
+
+    /// The raw jump table (target PCs).
+    pub fn jump_table(&self) -> &[u32] {
+        &self.jump_table
+    }
+
+    /// Code and bitmask as a [`CodeView`] for decoding.
+    pub fn view(&self) -> CodeView<'_> {
+        CodeView::new(&self.code, &self.bitmask)
+    }
+
+    /// Every position's instruction, in PC order; the last is the implicit trap at
+    /// `len(code)`.
+    pub fn instructions(&self) -> &[Instruction] {
+        &self.instructions
+    }
+
+    /// The PC of each instruction (same indexing as [`Program::instructions`]).
+    pub fn pcs(&self) -> &[u32] {
+        &self.pcs
+    }
+
+    /// The basic blocks, in PC order.
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// Each jump-table entry resolved to a block (or [`Target::INVALID`]).
+    pub fn jump_targets(&self) -> &[Target] {
+        &self.jump_targets
+    }
+
+    /// The program's content hash.
+    pub fn hash(&self) -> ProgramHash {
+        self.hash
+    }
+
+    /// Index of the instruction at `pc`, if `pc` is a position.
+    pub fn index_of(&self, pc: u32) -> Option<u32> {
+        self.pcs.binary_search(&pc).ok().map(|i| i as u32)
+    }
+
+    /// Index of the block that starts at `pc`, if one does.
+    pub fn block_starting_at(&self, pc: u32) -> Option<u32> {
+        self.blocks
+            .binary_search_by_key(&pc, |b| b.pc)
+            .ok()
+            .map(|i| i as u32)
+    }
+
+    /// Index of the block containing instruction `index`.
+    pub fn block_of(&self, index: u32) -> u32 {
+        (self.blocks.partition_point(|b| b.first <= index) as u32).saturating_sub(1)
+    }
+
+    /// Resolve a dynamic jump to address `a` (already reduced mod 2^32) by the GP
+    /// rule: `0xFFFF0000` halts; 0, odd addresses, addresses past `2·|j|` and table
+    /// entries outside ϖ panic; otherwise jump to entry `a/2 − 1`'s block.
+    #[inline]
+    pub fn resolve_dynamic_jump(&self, a: u32) -> DynamicJump {
+        if a == HALT_ADDRESS {
+            return DynamicJump::Halt;
+        }
+        if a == 0 || !a.is_multiple_of(2) {
+            return DynamicJump::Panic;
+        }
+        match self
+            .jump_targets
+            .get((a / 2 - 1) as usize)
+            .and_then(|t| t.block())
+        {
+            Some(b) => DynamicJump::Block(b),
+            None => DynamicJump::Panic,
+        }
+    }
+
+    /// Every block's price under `schedule` (computed on first use, then cached).
+    pub fn block_costs(&self, schedule: GasSchedule) -> &[BlockCost] {
+        self.costs[schedule.slot()].get_or_init(|| {
+            let view = self.view();
+            self.blocks
+                .iter()
+                .map(|b| model::block_cost(view, b.pc, schedule))
+                .collect()
+        })
+    }
+}
+
+/// Where a dynamic jump goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DynamicJump {
+    /// Halt (the address was `0xFFFF0000`).
+    Halt,
+    /// Enter this block.
+    Block(u32),
+    /// Panic at the jump.
+    Panic,
+}
+
+/// A dynamic jump to this address halts (GP).
+pub const HALT_ADDRESS: u32 = 0xFFFF_0000;
+
+fn hash_parts(code: &[u8], bitmask: &[u8], jump_table: &[u32]) -> ProgramHash {
+    let mut h = Hasher::new(b"javm.program.v1");
+    h.u64(jump_table.len() as u64);
+    for &t in jump_table {
+        h.u32(t);
+    }
+    h.bytes(code).bytes(bitmask);
+    ProgramHash(h.finish())
+}
+
+#[cfg(test)]
+mod tests;

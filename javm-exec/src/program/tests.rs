@@ -1,0 +1,142 @@
+use super::*;
+use crate::gas::MemTier;
+use crate::isa::Opcode;
+
+fn mask(starts: &[u32], len: usize) -> Vec<u8> {
+    let mut m = vec![0u8; len.div_ceil(8)];
+    for &s in starts {
+        m[s as usize / 8] |= 1 << (s % 8);
+    }
+    m
+}
+
+fn program(code: &[u8], starts: &[u32], jt: &[u32]) -> Program {
+    Program::new(code.to_vec(), mask(starts, code.len()), jt.to_vec()).unwrap()
+}
+
+#[test]
+fn blocks_partition_positions_and_end_with_the_implicit_trap() {
+    // load_imm r1, 1; fallthrough; load_imm r2, 2   (runs off the end)
+    let p = program(&[0x33, 0x01, 0x01, 1, 0x33, 0x02, 0x02], &[0, 3, 4], &[]);
+    assert_eq!(p.pcs(), &[0, 3, 4, 7]);
+    assert_eq!(
+        p.blocks(),
+        &[
+            Block {
+                pc: 0,
+                first: 0,
+                end: 2
+            },
+            Block {
+                pc: 4,
+                first: 2,
+                end: 4
+            }
+        ]
+    );
+    assert_eq!(p.instructions()[3].opcode(), Some(Opcode::Trap));
+    assert_eq!(p.block_of(3), 1);
+    assert_eq!(p.block_starting_at(4), Some(1));
+    assert_eq!(p.block_starting_at(3), None);
+}
+
+#[test]
+fn empty_code_is_one_implicit_trap() {
+    let p = Program::new(vec![], vec![], vec![]).unwrap();
+    assert_eq!(p.pcs(), &[0]);
+    assert_eq!(p.blocks().len(), 1);
+    assert_eq!(p.block_costs(GasSchedule::Gp)[0].cost, 1);
+    assert_eq!(
+        p.block_costs(GasSchedule::Jar1(MemTier::new(1).unwrap()))[0].cost,
+        1
+    );
+}
+
+#[test]
+fn static_targets_must_be_block_starts() {
+    // 0: jump +5 (→ 5, block start after jump? no: 2 is), 2: load_imm r1, 1; 5: trap
+    // Positions 0, 2, 5. Blocks: [0], [2, 5]. Target 5 is mid-block → invalid.
+    let p = program(&[40, 5, 0x33, 0x01, 0x01, 0], &[0, 2, 5], &[]);
+    match p.instructions()[0] {
+        Instruction::Jump(o) => assert_eq!(o.target, Target::INVALID),
+        other => panic!("unexpected {other:?}"),
+    }
+    // Jump to 2 (a block start) resolves to block 1.
+    let p = program(&[40, 2, 0x33, 0x01, 0x01, 0], &[0, 2, 5], &[]);
+    match p.instructions()[0] {
+        Instruction::Jump(o) => assert_eq!(o.target, Target(1)),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn targets_outside_the_code_or_on_invalid_opcodes_are_invalid() {
+    // 0: jump +3 → 3 = len (implicit trap): not in ϖ.
+    let p = program(&[1, 40, 2], &[0, 1], &[]);
+    assert!(matches!(p.instructions()[1], Instruction::Jump(o) if o.target == Target::INVALID));
+    // A block start with an undefined opcode byte (4) is not in ϖ.
+    let p = program(&[1, 4, 40, 0xFF], &[0, 1, 2], &[1]);
+    assert_eq!(p.jump_targets(), &[Target::INVALID]);
+    assert!(matches!(p.instructions()[2], Instruction::Jump(o) if o.target == Target::INVALID));
+}
+
+#[test]
+fn jump_table_resolution_and_dynamic_jump_rule() {
+    // 0: fallthrough; 1: trap. Table: [1, 0, 7].
+    let p = program(&[1, 0], &[0, 1], &[1, 0, 7]);
+    assert_eq!(p.jump_targets(), &[Target(1), Target(0), Target::INVALID]);
+    assert_eq!(p.resolve_dynamic_jump(HALT_ADDRESS), DynamicJump::Halt);
+    assert_eq!(p.resolve_dynamic_jump(0), DynamicJump::Panic);
+    assert_eq!(p.resolve_dynamic_jump(1), DynamicJump::Panic, "odd");
+    assert_eq!(p.resolve_dynamic_jump(2), DynamicJump::Block(1));
+    assert_eq!(p.resolve_dynamic_jump(4), DynamicJump::Block(0));
+    assert_eq!(
+        p.resolve_dynamic_jump(6),
+        DynamicJump::Panic,
+        "entry not in ϖ"
+    );
+    assert_eq!(
+        p.resolve_dynamic_jump(8),
+        DynamicJump::Panic,
+        "outside the table"
+    );
+}
+
+#[test]
+fn capped_skip_lands_on_a_non_start_position() {
+    // One instruction start at 0 followed by 30 bytes with clear bits.
+    let mut code = vec![0x33, 0x01, 0x01];
+    code.resize(31, 0x33);
+    let p = program(&code, &[0], &[]);
+    // skip(0) = 24 → position 25 (not a start) → skip(25) = 5 (len = 31) → 31.
+    assert_eq!(p.pcs(), &[0, 25, 31]);
+    assert_eq!(p.instructions()[1], Instruction::Invalid);
+}
+
+#[test]
+fn bad_bitmasks_are_rejected() {
+    assert!(matches!(
+        Program::new(vec![0; 9], vec![1], vec![]),
+        Err(ProgramError::BitmaskLength {
+            got: 1,
+            expected: 2,
+            ..
+        })
+    ));
+    assert_eq!(
+        Program::new(vec![0; 3], vec![0b1000_0001], vec![]).unwrap_err(),
+        ProgramError::BitmaskPadding
+    );
+}
+
+#[test]
+fn hash_depends_on_every_part() {
+    let a = program(&[1, 0], &[0, 1], &[]).hash();
+    let b = program(&[1, 0], &[0, 1], &[1]).hash();
+    let c = program(&[1, 1], &[0, 1], &[]).hash();
+    let d = program(&[1, 0], &[0], &[]).hash();
+    assert_ne!(a, b);
+    assert_ne!(a, c);
+    assert_ne!(a, d);
+    assert_eq!(a, program(&[1, 0], &[0, 1], &[]).hash());
+}

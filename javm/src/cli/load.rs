@@ -1,0 +1,85 @@
+//! Reading program files in any supported format.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use javm_exec::Program;
+use javm_exec::asm::assemble;
+use javm_exec::blob::{StandardProgram, parse_code_blob};
+
+use super::FormatArg;
+
+/// A loaded program file.
+pub(crate) enum Loaded {
+    /// A standard program (data, heap, stack and code).
+    Standard(StandardProgram),
+    /// A bare code blob.
+    Code(Arc<Program>),
+}
+
+impl Loaded {
+    /// As a standard program (a code blob gets no data, heap or stack).
+    pub(crate) fn into_standard(self) -> StandardProgram {
+        match self {
+            Loaded::Standard(s) => s,
+            Loaded::Code(program) => StandardProgram {
+                ro_data: vec![],
+                rw_data: vec![],
+                heap_pages: 0,
+                stack_size: 0,
+                program,
+            },
+        }
+    }
+}
+
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+pub(crate) fn load(path: &Path, format: FormatArg) -> Result<Loaded, String> {
+    let bytes = read(path)?;
+    let name = path.display();
+    let is_asm = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("s") || e.eq_ignore_ascii_case("asm"));
+    let format = match format {
+        FormatArg::Auto if is_asm => FormatArg::Asm,
+        f => f,
+    };
+    match format {
+        FormatArg::Asm => {
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|e| format!("{name}: assembly source is not UTF-8: {e}"))?;
+            let a = assemble(text).map_err(|e| format!("{name}: {e}"))?;
+            Ok(Loaded::Standard(
+                a.standard().map_err(|e| format!("{name}: {e}"))?,
+            ))
+        }
+        FormatArg::Std => StandardProgram::parse(&bytes)
+            .map(Loaded::Standard)
+            .map_err(|e| format!("{name}: not a standard program blob: {e}")),
+        FormatArg::StdMeta => StandardProgram::parse_with_metadata(&bytes)
+            .map(Loaded::Standard)
+            .map_err(|e| format!("{name}: not a standard program blob with metadata: {e}")),
+        FormatArg::Code => parse_code_blob(&bytes)
+            .map(|p| Loaded::Code(Arc::new(p)))
+            .map_err(|e| format!("{name}: not a code blob: {e}")),
+        FormatArg::Auto => {
+            let std_err = match StandardProgram::parse(&bytes) {
+                Ok(s) => return Ok(Loaded::Standard(s)),
+                Err(e) => e,
+            };
+            if let Ok(s) = StandardProgram::parse_with_metadata(&bytes) {
+                return Ok(Loaded::Standard(s));
+            }
+            match parse_code_blob(&bytes) {
+                Ok(p) => Ok(Loaded::Code(Arc::new(p))),
+                Err(code_err) => Err(format!(
+                    "{name}: neither a standard program blob ({std_err}) nor a code blob \
+                     ({code_err}); use --format to choose one"
+                )),
+            }
+        }
+    }
+}

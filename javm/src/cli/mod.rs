@@ -1,0 +1,167 @@
+//! Command-line definitions and dispatch.
+
+mod asm;
+mod load;
+mod run;
+mod vectors;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use javm_exec::{EngineKind, GasProfile};
+
+/// JAVM: a gas-metered virtual machine for PVM programs.
+#[derive(Parser, Debug)]
+#[command(name = "javm", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a program: a standard program blob, a code blob, or assembly source (.s).
+    ///
+    /// Prints the exit, PC, gas used and left, the registers, and on halt the output
+    /// bytes mem[r7 .. r7 + r8]. Exit status: 0 on halt, 1 on any other exit.
+    Run(RunArgs),
+    /// Run Gray Paper conformance vectors (w3f JSON files or directories of them).
+    ///
+    /// Prints one line per failing vector, then "N passed, N failed". Exit status:
+    /// 0 if all pass, 1 if any fails, 2 if a file is malformed.
+    TestVectors {
+        /// Vector files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Engine to run them on.
+        #[arg(long, value_enum, default_value_t = EngineArg::Auto)]
+        engine: EngineArg,
+    },
+    /// Assemble a source file into a standard program blob (or a code blob).
+    Asm {
+        /// Assembly source (format: docs/ASSEMBLY.md).
+        input: PathBuf,
+        /// Output file [default: the input with extension .pvm].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Write a plain GP code blob instead of a standard program (no data,
+        /// heap or stack allowed).
+        #[arg(long)]
+        code_blob: bool,
+    },
+    /// Disassemble a program blob into assembly source that reassembles to it.
+    Disasm {
+        /// The blob.
+        input: PathBuf,
+        /// How to read the input.
+        #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+        format: FormatArg,
+        /// Print the native x86-64 code the recompiler emits (needs the recompiler).
+        #[arg(long)]
+        native: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The program file.
+    program: PathBuf,
+    /// Engine: `auto` picks the recompiler where it is available, else the
+    /// interpreter.
+    #[arg(long, value_enum, default_value_t = EngineArg::Auto)]
+    engine: EngineArg,
+    /// Gas profile.
+    #[arg(long, value_enum, default_value_t = ProfileArg::Jar1)]
+    profile: ProfileArg,
+    /// Gas budget (0 ..= 2^63 - 1).
+    #[arg(long, default_value_t = 1_000_000_000)]
+    gas: u64,
+    /// Argument bytes, in hexadecimal, mapped read-only at 0xFEFF0000 (r7 = address,
+    /// r8 = length).
+    #[arg(long, default_value = "")]
+    arg: String,
+    /// Entry PC.
+    #[arg(long, default_value_t = 0)]
+    entry: u32,
+    /// How to read the program file.
+    #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+    format: FormatArg,
+    /// Print every basic block executed (PC, gas, changed registers) to stderr.
+    #[arg(long)]
+    trace: bool,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum EngineArg {
+    /// The recompiler on x86-64 Linux once it is built, else the interpreter.
+    Auto,
+    /// The interpreter.
+    Interp,
+    /// The x86-64 recompiler.
+    Jit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ProfileArg {
+    /// JAVM pricing (single-pass block model, copy-on-write charges).
+    Jar1,
+    /// Gray Paper conformance pricing (one gas per instruction).
+    Gp,
+}
+
+impl From<ProfileArg> for GasProfile {
+    fn from(p: ProfileArg) -> GasProfile {
+        match p {
+            ProfileArg::Jar1 => GasProfile::Jar1,
+            ProfileArg::Gp => GasProfile::Gp,
+        }
+    }
+}
+
+/// Program file formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FormatArg {
+    /// Detect: assembly if the name ends in .s or .asm, else try a standard program,
+    /// a standard program with a metadata prefix, then a code blob.
+    Auto,
+    /// GP standard program blob.
+    Std,
+    /// GP standard program blob preceded by a metadata blob.
+    StdMeta,
+    /// GP code blob.
+    Code,
+    /// Assembly source.
+    Asm,
+}
+
+/// Resolve the engine choice. The recompiler is not built yet, so `auto` is the
+/// interpreter and `jit` is an error that names the alternative.
+fn engine(choice: EngineArg) -> Result<EngineKind, String> {
+    match choice {
+        EngineArg::Auto | EngineArg::Interp => Ok(EngineKind::Interp),
+        EngineArg::Jit => Err("the x86-64 recompiler (--engine=jit) is not built yet; \
+             use --engine=interp"
+            .into()),
+    }
+}
+
+pub(crate) fn dispatch(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::TestVectors { paths, engine: e } => vectors::test_vectors(&paths, engine(e)?),
+        Command::Asm {
+            input,
+            output,
+            code_blob,
+        } => asm::asm(&input, output, code_blob),
+        Command::Disasm {
+            input,
+            format,
+            native,
+        } => asm::disasm(&input, format, native),
+    }
+}

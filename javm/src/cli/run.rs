@@ -1,0 +1,186 @@
+//! `javm run`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use javm_exec::{
+    Engine, EngineKind, Exit, GasSchedule, Instance, InstanceInit, Interpreter, NUM_REGS,
+};
+
+use super::load::load;
+use super::{RunArgs, engine};
+
+/// Largest output printed (GP `Z_I`).
+const MAX_OUTPUT: u64 = 1 << 24;
+
+pub(super) fn run(args: RunArgs) -> Result<ExitCode, String> {
+    let kind = engine(args.engine)?;
+    let gas = i64::try_from(args.gas)
+        .map_err(|_| format!("gas budget {} is above the maximum 2^63 - 1", args.gas))?;
+    let input = decode_hex(&args.arg)?;
+    let loaded = load(&args.program, args.format)?;
+    let sp = loaded.into_standard();
+    let (layout, regs) = sp.initial_state(&input).map_err(|e| e.to_string())?;
+    let init = InstanceInit {
+        layout: Arc::new(layout),
+        regs,
+        pc: args.entry,
+        gas,
+    };
+    match kind {
+        EngineKind::Interp => execute(&Interpreter::new(), &sp.program, init, &args),
+        EngineKind::Jit => {
+            Err("the x86-64 recompiler is not built yet; use --engine=interp".into())
+        }
+    }
+}
+
+fn execute<E: Engine>(
+    engine: &E,
+    program: &Arc<javm_exec::Program>,
+    init: InstanceInit,
+    args: &RunArgs,
+) -> Result<ExitCode, String> {
+    let schedule = GasSchedule::new(args.profile.into(), init.layout.accessible_pages());
+    let module = engine
+        .prepare(program, schedule)
+        .map_err(|e| e.to_string())?;
+    let initial_gas = init.gas;
+    let mut inst = engine
+        .instantiate(&module, init)
+        .map_err(|e| e.to_string())?;
+    let exit = if args.trace {
+        trace(&mut inst)?
+    } else {
+        inst.run().map_err(|e| e.to_string())?
+    };
+    let regs = inst.regs();
+    let gas_left = inst.gas();
+    let output = (exit == Exit::Halt).then(|| read_output(&inst, regs));
+    if args.json {
+        let json = serde_json::json!({
+            "exit": exit_name(exit),
+            "page_fault_address": match exit { Exit::PageFault(a) => Some(a), _ => None },
+            "host_call": match exit { Exit::HostCall(id) => Some(id), _ => None },
+            "pc": inst.pc(),
+            "gas_used": initial_gas - gas_left,
+            "gas_left": gas_left,
+            "regs": regs,
+            "output": output.as_ref().map(|o| o.as_ref().map(|b| hex(b)).ok()),
+            "engine": engine.kind().name(),
+            "profile": schedule.profile().name(),
+        });
+        println!("{json}");
+    } else {
+        println!("exit: {exit}");
+        if let Exit::HostCall(_) | Exit::Ecall = exit {
+            println!(
+                "note: `javm run` provides no host functions; the program stopped at its host call"
+            );
+        }
+        println!("pc: {}", inst.pc());
+        println!("gas: used {}, left {}", initial_gas - gas_left, gas_left);
+        println!("registers:");
+        for row in (0..NUM_REGS).collect::<Vec<_>>().chunks(4) {
+            let cells: Vec<String> = row
+                .iter()
+                .map(|&i| format!("{:<4}= {:#018x}", format!("r{i}"), regs[i]))
+                .collect();
+            println!("  {}", cells.join("  "));
+        }
+        match output {
+            Some(Ok(bytes)) => println!(
+                "output: {} bytes: {}{}",
+                bytes.len(),
+                hex(&bytes),
+                printable(&bytes)
+                    .map(|s| format!(" ({s:?})"))
+                    .unwrap_or_default()
+            ),
+            Some(Err(why)) => println!("output: none ({why})"),
+            None => {}
+        }
+    }
+    Ok(if exit == Exit::Halt {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Run block by block, printing each block's PC, gas and changed registers.
+fn trace<I: Instance>(inst: &mut I) -> Result<Exit, String> {
+    loop {
+        let start = inst.next_pc().unwrap_or(inst.pc());
+        let (gas_before, regs_before) = (inst.gas(), inst.regs());
+        let step = inst.step_block().map_err(|e| e.to_string())?;
+        let changed: Vec<String> = inst
+            .regs()
+            .iter()
+            .zip(regs_before)
+            .enumerate()
+            .filter(|(_, (a, b))| *a != b)
+            .map(|(i, (a, _))| format!("r{i}={a:#x}"))
+            .collect();
+        eprintln!(
+            "[trace] block @{start:<6} gas {gas_before} -> {}{}{}",
+            inst.gas(),
+            if changed.is_empty() { "" } else { "  " },
+            changed.join(" ")
+        );
+        if let Some(exit) = step {
+            eprintln!("[trace] {exit} at pc {}", inst.pc());
+            return Ok(exit);
+        }
+    }
+}
+
+/// GP output: `mem[r7 .. r7 + r8]`, or nothing if that range is not readable.
+fn read_output<I: Instance>(inst: &I, regs: [u64; NUM_REGS]) -> Result<Vec<u8>, String> {
+    let (addr, len) = (regs[7], regs[8]);
+    if len > MAX_OUTPUT {
+        return Err(format!("r8 = {len} exceeds the 16 MiB output limit"));
+    }
+    let addr = u32::try_from(addr).map_err(|_| format!("r7 = {addr:#x} is not an address"))?;
+    let mut buf = vec![0u8; len as usize];
+    inst.read_memory(addr, &mut buf)
+        .map_err(|e| format!("mem[r7 .. r7 + r8] is not readable: {e}"))?;
+    Ok(buf)
+}
+
+fn exit_name(exit: Exit) -> &'static str {
+    match exit {
+        Exit::Halt => "halt",
+        Exit::Panic => "panic",
+        Exit::Trap => "trap",
+        Exit::OutOfGas => "out-of-gas",
+        Exit::PageFault(_) => "page-fault",
+        Exit::HostCall(_) => "host-call",
+        Exit::Ecall => "ecall",
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn printable(bytes: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(bytes).ok()?;
+    (!s.is_empty() && s.chars().all(|c| !c.is_control() || c == '\n' || c == '\t'))
+        .then(|| s.to_owned())
+}
+
+fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    if !s.len().is_multiple_of(2) {
+        return Err(format!("--arg: odd number of hex digits in `{s}`"));
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            s.get(i..i + 2)
+                .and_then(|d| u8::from_str_radix(d, 16).ok())
+                .ok_or_else(|| format!("--arg: `{s}` is not hexadecimal"))
+        })
+        .collect()
+}
