@@ -323,3 +323,127 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, VectorError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use javm_exec::Interpreter;
+    use proptest::prelude::*;
+
+    const STORE_NOK: &str =
+        include_str!("../../vectors/pvm-gp-0.4/inst_store_imm_indirect_u64_with_offset_nok.json");
+    const STORE_OK: &str =
+        include_str!("../../vectors/pvm-gp-0.4/inst_store_imm_indirect_u64_with_offset_ok.json");
+
+    fn outcome(text: &str) -> (Vector, Outcome) {
+        let v = Vector::from_json(text).unwrap();
+        let o = run(&Interpreter::new(), &v).unwrap();
+        (v, o)
+    }
+
+    #[test]
+    fn a_passing_vector_has_no_differences() {
+        for text in [STORE_NOK, STORE_OK] {
+            let (v, o) = outcome(text);
+            assert_eq!(compare(&v, &o), Vec::<String>::new(), "{}", v.name);
+        }
+    }
+
+    #[test]
+    fn compare_reports_every_kind_of_mismatch() {
+        let (v, o) = outcome(STORE_NOK);
+        let mut w = v.clone();
+        w.expected_gas += 1;
+        assert!(compare(&w, &o)[0].starts_with("gas"));
+        let mut w = v.clone();
+        w.expected_pc += 1;
+        assert!(compare(&w, &o)[0].starts_with("pc"));
+        let mut w = v.clone();
+        w.expected_regs[12] ^= 1 << 63;
+        assert!(compare(&w, &o)[0].starts_with("r12"));
+        let mut w = v.clone();
+        w.expected_status = Status::Panic;
+        assert!(compare(&w, &o)[0].starts_with("status"));
+        let mut w = v.clone();
+        w.expected_page_fault_address = Some(0x20000);
+        assert!(compare(&w, &o)[0].starts_with("page fault address"));
+        let (v, o) = outcome(STORE_OK);
+        let mut w = v.clone();
+        w.expected_memory[0].contents[0] ^= 1;
+        assert!(compare(&w, &o)[0].starts_with("memory"));
+        let mut w = v;
+        w.expected_memory.clear();
+        assert!(compare(&w, &o)[0].starts_with("memory"));
+    }
+
+    #[test]
+    fn malformed_vectors_are_errors() {
+        assert!(Vector::from_json("").is_err());
+        assert!(Vector::from_json("{}").is_err());
+        let unknown = STORE_OK.replacen('{', "{\"extra\": 1,", 1);
+        assert!(
+            Vector::from_json(&unknown)
+                .unwrap_err()
+                .contains("unknown field")
+        );
+        // A register value above 2^64 - 1 is rejected, not rounded.
+        let big = STORE_OK.replacen(
+            "\"initial-regs\": [",
+            "\"initial-regs\": [18446744073709551616,",
+            1,
+        );
+        assert!(Vector::from_json(&big).is_err());
+        // Initial memory outside the page map.
+        let mut v = Vector::from_json(STORE_OK).unwrap();
+        v.initial_memory.push(MemoryChunk {
+            address: 0x90000,
+            contents: vec![1],
+        });
+        assert!(v.layout().unwrap_err().contains("not inside"));
+        // Overlapping page map entries.
+        let mut v = Vector::from_json(STORE_OK).unwrap();
+        let r = v.initial_page_map[0].clone();
+        v.initial_page_map.push(r);
+        assert!(v.layout().unwrap_err().contains("overlaps"));
+    }
+
+    #[test]
+    fn exact_64_bit_integers() {
+        let mut json: serde_json::Value = serde_json::from_str(STORE_OK).unwrap();
+        json["initial-regs"][0] = serde_json::Value::from(u64::MAX);
+        json["initial-regs"][1] = serde_json::Value::from((1u64 << 53) + 1);
+        let v = Vector::from_json(&json.to_string()).unwrap();
+        assert_eq!(v.initial_regs[0], u64::MAX);
+        assert_eq!(v.initial_regs[1], (1 << 53) + 1, "no rounding through f64");
+        // A float where an integer belongs is an error, not a conversion.
+        json["initial-regs"][2] = serde_json::Value::from(1.5);
+        assert!(Vector::from_json(&json.to_string()).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn random_text_never_panics(s in "\\PC{0,200}") {
+            let _ = Vector::from_json(&s);
+        }
+
+        #[test]
+        fn truncated_vectors_are_errors(cut in 0usize..1000) {
+            let text = STORE_OK;
+            prop_assume!(cut < text.len());
+            // Every strict prefix of a JSON object is invalid JSON.
+            prop_assert!(Vector::from_json(&text[..cut]).is_err());
+        }
+
+        #[test]
+        fn byte_flips_never_panic(pos in 0usize..1000, byte in any::<u8>()) {
+            let mut bytes = STORE_OK.as_bytes().to_vec();
+            let pos = pos % bytes.len();
+            bytes[pos] = byte;
+            if let Ok(text) = std::str::from_utf8(&bytes)
+                && let Ok(v) = Vector::from_json(text)
+            {
+                let _ = run(&Interpreter::new(), &v);
+            }
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! The `Engine` / `Instance` contract on every engine: resuming after host calls,
+//! ecalls, page faults and out of gas; `set_pc`; block stepping; host memory access;
+//! and the errors for bad gas, mismatched schedules and finished instances.
+
+use std::sync::Arc;
+
+use differential_tests::{Case, engine_tests};
+use javm_exec::asm::assemble;
+use javm_exec::gas_const::COW_COST;
+use javm_exec::{
+    Engine, EngineError, Exit, GasProfile, GasSchedule, Instance, InstanceInit, MemTier,
+    MemoryError, PageKind, PageState, Reg,
+};
+
+const RW: PageKind = PageKind::EphemeralZero;
+
+fn host_call_resumes_at_the_next_instruction<E: Engine>(e: &E) {
+    let c = Case::asm("load_imm r1, 1\necalli 5\nload_imm r2, 2\ntrap").gp();
+    let mut o = c.run(e);
+    assert_eq!((o.exit, o.pc, o.used), (Exit::HostCall(5), 3, 2));
+    assert_eq!(o.inst.next_pc(), Some(5));
+    o.inst.set_reg(Reg::R7, 99);
+    let o = o.resume();
+    assert_eq!(
+        (o.exit, o.pc, o.used),
+        (Exit::Trap, 8, 2),
+        "the next block is charged"
+    );
+    assert_eq!((o.regs[1], o.regs[2], o.regs[7]), (1, 2, 99));
+}
+
+fn ecall_resumes_at_the_next_instruction<E: Engine>(e: &E) {
+    let o = Case::asm("ecall\nload_imm r2, 2\ntrap").gp().run(e);
+    assert_eq!((o.exit, o.pc), (Exit::Ecall, 0));
+    assert_eq!(o.inst.next_pc(), Some(1));
+    let o = o.resume();
+    assert_eq!((o.exit, o.regs[2]), (Exit::Trap, 2));
+}
+
+fn page_fault_retries_without_recharging<E: Engine>(e: &E) {
+    let o = Case::asm("load_imm r2, 5\nload_u8 r1, 0x20000\ntrap")
+        .gp()
+        .run(e);
+    assert_eq!((o.exit, o.pc, o.used), (Exit::PageFault(0x20000), 3, 3));
+    assert_eq!(o.inst.next_pc(), Some(3));
+    let o = o.resume();
+    assert_eq!(
+        (o.exit, o.pc, o.used),
+        (Exit::PageFault(0x20000), 3, 0),
+        "retried, not recharged"
+    );
+}
+
+fn finished_instances_need_a_new_pc<E: Engine>(e: &E) {
+    let mut o = Case::asm("load_imm r1, 1\ntrap").gp().run(e);
+    assert_eq!(o.exit, Exit::Trap);
+    assert_eq!(o.inst.next_pc(), None);
+    assert_eq!(o.inst.run(), Err(EngineError::Finished(Exit::Trap)));
+    o.inst.set_pc(0);
+    assert_eq!(o.inst.run(), Ok(Exit::Trap));
+    assert_eq!(o.inst.gas(), 1_000_000 - 4, "block 0 charged twice");
+}
+
+fn set_pc_mid_block_runs_uncharged_to_the_next_block<E: Engine>(e: &E) {
+    let c = Case::asm("load_imm r1, 1\nload_imm r2, 2\nfallthrough\nload_imm r3, 3\ntrap").gp();
+    let mut inst = c.instance(e);
+    inst.set_pc(3);
+    assert_eq!(inst.next_pc(), Some(3));
+    assert_eq!(inst.run(), Ok(Exit::Trap));
+    assert_eq!(inst.regs()[1..4], [0, 2, 3]);
+    assert_eq!(
+        inst.gas(),
+        1_000_000 - 2,
+        "only the block at pc 7 was charged"
+    );
+    // A PC that is not an instruction panics there.
+    for bad in [1, 100] {
+        let mut inst = c.instance(e);
+        inst.set_pc(bad);
+        assert_eq!(inst.run(), Ok(Exit::Panic));
+        assert_eq!(inst.pc(), bad);
+    }
+    // Entering at the implicit trap.
+    let mut inst = c.instance(e);
+    inst.set_pc(10);
+    assert_eq!(inst.run(), Ok(Exit::Trap));
+}
+
+fn copy_on_write_beyond_the_gas_left_is_out_of_gas_at_the_instruction<E: Engine>(e: &E) {
+    let c = Case::asm("load_imm r1, 1\nstore_imm_u8 0x20000, 9\ntrap")
+        .region(0x20000, 0x1000, RW, &[])
+        .gas(100);
+    let mut inst = c.instance(e);
+    inst.set_pc(3); // mid-block: the reserve was never checked
+    assert_eq!(inst.run(), Ok(Exit::OutOfGas));
+    assert_eq!(
+        (inst.pc(), inst.gas(), inst.page_state(0x20000)),
+        (3, 0, PageState::NotPresent)
+    );
+    inst.set_gas(1000).unwrap();
+    assert_eq!(inst.next_pc(), Some(3));
+    assert_eq!(inst.run(), Ok(Exit::Trap));
+    assert_eq!(inst.gas(), 1000 - COW_COST as i64);
+    let mut b = [0];
+    inst.read_memory(0x20000, &mut b).unwrap();
+    assert_eq!(b, [9]);
+}
+
+fn stepping_blocks_matches_running<E: Engine>(e: &E) {
+    for (src, arg) in [
+        (include_str!("../../examples/fib.s"), 30u32),
+        (include_str!("../../examples/sieve.s"), 200),
+        (include_str!("../../examples/sort.s"), 20),
+    ] {
+        let sp = assemble(src).unwrap().standard().unwrap();
+        let (layout, regs) = sp.initial_state(&arg.to_le_bytes()).unwrap();
+        let layout = Arc::new(layout);
+        let module = e
+            .prepare(
+                &sp.program,
+                GasSchedule::new(GasProfile::Jar1, layout.accessible_pages()),
+            )
+            .unwrap();
+        let init = InstanceInit {
+            layout,
+            regs,
+            pc: 0,
+            gas: 10_000_000,
+        };
+        let mut a = e.instantiate(&module, init.clone()).unwrap();
+        let mut b = e.instantiate(&module, init).unwrap();
+        let exit_a = a.run().unwrap();
+        let mut blocks = 0;
+        let exit_b = loop {
+            blocks += 1;
+            if let Some(x) = b.step_block().unwrap() {
+                break x;
+            }
+            let pc = b.pc();
+            assert!(
+                sp.program.block_starting_at(pc).is_some(),
+                "paused at block start {pc}"
+            );
+        };
+        assert!(blocks > 10);
+        assert_eq!(exit_a, Exit::Halt);
+        assert_eq!(
+            (exit_a, a.pc(), a.gas(), a.regs()),
+            (exit_b, b.pc(), b.gas(), b.regs())
+        );
+        let (mut ma, mut mb) = (vec![0u8; 4096], vec![0u8; 4096]);
+        for (page, _) in a.accessible_pages() {
+            a.read_memory(page, &mut ma).unwrap();
+            b.read_memory(page, &mut mb).unwrap();
+            assert_eq!(ma, mb);
+            assert_eq!(a.page_state(page), b.page_state(page));
+        }
+    }
+}
+
+fn host_memory_access_follows_guest_rights<E: Engine>(e: &E) {
+    let c = Case::asm("load_u8 r1, 0x21000\ntrap")
+        .region(0x20000, 0x1000, PageKind::UnpinnedCapCow, &[1, 2, 3])
+        .region(0x21000, 0x1000, RW, &[])
+        .region(0x2F000, 0x1000, RW, &[])
+        .region(0x30000, 0x1000, PageKind::PinnedCapRo, &[4]);
+    let mut inst = c.instance(e);
+    let mut buf = [0u8; 3];
+    inst.read_memory(0x20000, &mut buf).unwrap();
+    assert_eq!(buf, [1, 2, 3]);
+    assert_eq!(
+        inst.page_state(0x20000),
+        PageState::NotPresent,
+        "host reads change nothing"
+    );
+    let mut two = [0u8; 2];
+    assert_eq!(
+        inst.read_memory(0x21FFF, &mut two),
+        Err(MemoryError::Inaccessible(0x22000))
+    );
+    assert_eq!(
+        inst.read_memory(0xFFFF_FFFF, &mut two),
+        Err(MemoryError::OutOfRange {
+            addr: 0xFFFF_FFFF,
+            len: 2
+        })
+    );
+    assert_eq!(
+        inst.write_memory(0x30000, &[9]),
+        Err(MemoryError::ReadOnly(0x30000))
+    );
+    // All or nothing: the second page is read-only (or unmapped), so the first byte,
+    // on a writable page, is not written either.
+    assert_eq!(
+        inst.write_memory(0x2FFFF, &[9, 9]),
+        Err(MemoryError::ReadOnly(0x30000))
+    );
+    assert_eq!(
+        inst.write_memory(0x21FFF, &[9, 9]),
+        Err(MemoryError::Inaccessible(0x22000))
+    );
+    for addr in [0x2FFFF, 0x21FFF] {
+        inst.read_memory(addr, &mut buf[..1]).unwrap();
+        assert_eq!(buf[0], 0);
+        assert_eq!(inst.page_state(addr), PageState::NotPresent);
+    }
+    // A host write materializes the page (keeping its contents) without charge.
+    inst.write_memory(0x20001, &[7]).unwrap();
+    assert_eq!(inst.page_state(0x20000), PageState::PresentRw);
+    inst.read_memory(0x20000, &mut buf).unwrap();
+    assert_eq!(buf, [1, 7, 3]);
+    inst.write_memory(0x21000, &[5]).unwrap();
+    let gas = inst.gas();
+    assert_eq!(inst.run(), Ok(Exit::Trap));
+    assert_eq!(inst.regs()[1], 5);
+    assert_eq!(
+        gas - inst.gas(),
+        c.program.block_costs(c.schedule())[0].cost as i64
+    );
+}
+
+fn registers_and_gas_accessors<E: Engine>(e: &E) {
+    let mut inst = Case::asm("trap").instance(e);
+    inst.set_reg(Reg::R12, 0xDEAD);
+    assert_eq!(inst.reg(Reg::R12), 0xDEAD);
+    assert_eq!(inst.set_gas(-1), Err(EngineError::InvalidGas(-1)));
+    inst.set_gas(i64::MAX).unwrap();
+    assert_eq!(inst.gas(), i64::MAX);
+}
+
+fn bad_instance_parameters_are_errors<E: Engine>(e: &E) {
+    let c = Case::asm("trap");
+    let module = e.prepare(&c.program, c.schedule()).unwrap();
+    let init = InstanceInit {
+        layout: Arc::new(c.layout.clone()),
+        regs: [0; 13],
+        pc: 0,
+        gas: -5,
+    };
+    assert!(matches!(
+        e.instantiate(&module, init),
+        Err(EngineError::InvalidGas(-5))
+    ));
+    // A module priced for tier 2 with a layout of tier 1.
+    let tier2 = e
+        .prepare(&c.program, GasSchedule::Jar1(MemTier::new(2).unwrap()))
+        .unwrap();
+    let init = InstanceInit {
+        layout: Arc::new(c.layout.clone()),
+        regs: [0; 13],
+        pc: 0,
+        gas: 5,
+    };
+    assert!(matches!(
+        e.instantiate(&tier2, init),
+        Err(EngineError::ScheduleMismatch { .. })
+    ));
+}
+
+fn modules_are_cached_by_program_and_schedule<E: Engine>(e: &E) {
+    let c = Case::asm("trap");
+    let a = e.prepare(&c.program, c.schedule()).unwrap();
+    let b = e
+        .prepare(
+            &Arc::new(assemble("trap").unwrap().program().unwrap()),
+            c.schedule(),
+        )
+        .unwrap();
+    assert!(Arc::ptr_eq(&a, &b), "same program hash, same module");
+    let g = e.prepare(&c.program, GasSchedule::Gp).unwrap();
+    assert!(!Arc::ptr_eq(&a, &g));
+}
+
+engine_tests!(
+    host_call_resumes_at_the_next_instruction,
+    ecall_resumes_at_the_next_instruction,
+    page_fault_retries_without_recharging,
+    finished_instances_need_a_new_pc,
+    set_pc_mid_block_runs_uncharged_to_the_next_block,
+    copy_on_write_beyond_the_gas_left_is_out_of_gas_at_the_instruction,
+    stepping_blocks_matches_running,
+    host_memory_access_follows_guest_rights,
+    registers_and_gas_accessors,
+    bad_instance_parameters_are_errors,
+    modules_are_cached_by_program_and_schedule,
+);

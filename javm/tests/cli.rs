@@ -1,0 +1,262 @@
+//! The `javm` binary: outputs, exit codes (0 success, 1 guest/vector failure, 2 bad
+//! usage or input with a one-line error), and the example blobs being up to date.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn javm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_javm"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("javm runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit status 2 with exactly one line on stderr, starting with "error:".
+fn assert_usage_error(o: &Output, mentions: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+    assert!(err.starts_with("error: "), "{err:?}");
+    assert!(
+        err.contains(mentions),
+        "{err:?} should mention {mentions:?}"
+    );
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("javm-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn run_hello_prints_its_output() {
+    let o = javm(&["run", "examples/hello.pvm"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("exit: halt"), "{out}");
+    assert!(out.contains("\"hello, world\\n\""), "{out}");
+    assert!(out.contains("gas: used 19, left 999999981"), "{out}");
+    assert!(out.contains("r7  = 0x0000000000010000"), "{out}");
+}
+
+#[test]
+fn run_json_with_an_argument() {
+    let o = javm(&["run", "examples/fib.pvm", "--arg", "0a000000", "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["exit"], "halt");
+    assert_eq!(v["output"], "3700000000000000", "F(10) = 55");
+    assert_eq!(v["profile"], "jar1");
+    assert_eq!(v["engine"], "interp");
+    assert_eq!(v["regs"].as_array().unwrap().len(), 13);
+    assert_eq!(
+        v["gas_used"].as_i64().unwrap() + v["gas_left"].as_i64().unwrap(),
+        1_000_000_000
+    );
+}
+
+#[test]
+fn run_assembly_source_and_gp_profile() {
+    let o = javm(&[
+        "run",
+        "examples/sieve.s",
+        "--profile",
+        "gp",
+        "--arg",
+        "e8030000",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("output: 4 bytes: a8000000"),
+        "168 primes below 1000"
+    );
+}
+
+#[test]
+fn run_non_halting_exits_1() {
+    let src = temp("trap.s");
+    std::fs::write(&src, "load_imm r1, 5\ntrap\n").unwrap();
+    let o = javm(&["run", src.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("exit: trap"));
+    let o = javm(&["run", "examples/fib.pvm", "--gas", "10"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("exit: out-of-gas"));
+}
+
+#[test]
+fn run_trace_prints_blocks() {
+    let o = javm(&["run", "examples/fib.pvm", "--arg", "03000000", "--trace"]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    assert!(err.contains("[trace] block @0"), "{err}");
+    assert!(err.contains("[trace] halt at pc"), "{err}");
+}
+
+#[test]
+fn bad_usage_and_input_exit_2_with_one_line() {
+    assert_usage_error(
+        &javm(&["run", "--engine", "jit", "examples/hello.pvm"]),
+        "--engine=interp",
+    );
+    assert_usage_error(&javm(&["run", "does-not-exist.pvm"]), "does-not-exist.pvm");
+    assert_usage_error(
+        &javm(&["run", "examples/hello.pvm", "--arg", "zz"]),
+        "--arg",
+    );
+    assert_usage_error(
+        &javm(&["run", "examples/hello.pvm", "--gas", "9223372036854775808"]),
+        "2^63",
+    );
+    let bad = temp("bad.pvm");
+    std::fs::write(&bad, [0xFFu8; 7]).unwrap();
+    assert_usage_error(
+        &javm(&["run", bad.to_str().unwrap()]),
+        "neither a standard program blob",
+    );
+    assert_usage_error(
+        &javm(&["run", bad.to_str().unwrap(), "--format", "code"]),
+        "not a code blob",
+    );
+    let asm = temp("bad.s");
+    std::fs::write(&asm, "load_imm r1, 1\nbogus r2\n").unwrap();
+    assert_usage_error(
+        &javm(&["run", asm.to_str().unwrap()]),
+        "line 2: unknown mnemonic `bogus`",
+    );
+    assert_usage_error(
+        &javm(&["disasm", "--native", "examples/hello.pvm"]),
+        "recompiler",
+    );
+    assert_usage_error(
+        &javm(&["test-vectors", "--engine", "jit", "vectors"]),
+        "--engine=interp",
+    );
+    // clap's own usage errors also exit 2.
+    assert_eq!(javm(&["run"]).status.code(), Some(2));
+    assert_eq!(javm(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn test_vectors_passes_the_conformance_suite() {
+    let o = javm(&["test-vectors", "vectors/pvm-gp-0.4"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(
+        stdout(&o).trim_end().lines().last(),
+        Some("201 passed, 0 failed")
+    );
+}
+
+#[test]
+fn test_vectors_reports_failures_and_malformed_files() {
+    let good = root().join("vectors/pvm-gp-0.4/inst_add_32.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&good).unwrap()).unwrap();
+    json["expected-gas"] = serde_json::Value::from(1);
+    let failing = temp("failing.json");
+    std::fs::write(&failing, json.to_string()).unwrap();
+    let o = javm(&[
+        "test-vectors",
+        failing.to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains("FAIL inst_add_32: gas: expected 1, got"),
+        "{out}"
+    );
+    assert_eq!(out.trim_end().lines().last(), Some("1 passed, 1 failed"));
+
+    let malformed = temp("malformed.json");
+    std::fs::write(&malformed, "{\"name\": \"x\", ").unwrap();
+    assert_usage_error(
+        &javm(&["test-vectors", malformed.to_str().unwrap()]),
+        "malformed.json",
+    );
+}
+
+#[test]
+fn asm_disasm_round_trip_and_examples_are_up_to_date() {
+    for name in ["hello", "fib", "sieve", "sort"] {
+        let out = temp(&format!("{name}.pvm"));
+        let o = javm(&[
+            "asm",
+            &format!("examples/{name}.s"),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let built = std::fs::read(&out).unwrap();
+        let shipped = std::fs::read(root().join(format!("examples/{name}.pvm"))).unwrap();
+        assert_eq!(
+            built, shipped,
+            "examples/{name}.pvm is stale: rebuild it with `javm asm`"
+        );
+
+        let d = javm(&["disasm", out.to_str().unwrap()]);
+        assert_eq!(d.status.code(), Some(0));
+        let text = temp(&format!("{name}.dis.s"));
+        std::fs::write(&text, stdout(&d)).unwrap();
+        let again = temp(&format!("{name}.again.pvm"));
+        let o = javm(&["asm", text.to_str().unwrap(), "-o", again.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(
+            std::fs::read(&again).unwrap(),
+            built,
+            "{name}: disasm | asm changed the blob"
+        );
+    }
+}
+
+#[test]
+fn asm_code_blob_refuses_data() {
+    let out = temp("hello.code");
+    assert_usage_error(
+        &javm(&[
+            "asm",
+            "examples/hello.s",
+            "--code-blob",
+            "-o",
+            out.to_str().unwrap(),
+        ]),
+        "drop --code-blob",
+    );
+    let src = temp("plain.s");
+    std::fs::write(&src, "load_imm r1, 2\ntrap\n").unwrap();
+    let o = javm(&[
+        "asm",
+        src.to_str().unwrap(),
+        "--code-blob",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = javm(&["run", out.to_str().unwrap(), "--format", "code"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("exit: trap"));
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let o = javm(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    for cmd in ["run", "test-vectors", "asm", "disasm"] {
+        assert!(out.contains(cmd), "{out}");
+    }
+}
