@@ -9,9 +9,13 @@
 //! * `tests/engine_api.rs` — resuming, stepping, host calls and host memory access.
 //!
 //! [`Case`] builds an instance from assembly text and an explicit memory layout;
-//! [`engine_tests!`] turns generic test functions into one named test per engine.
-//! The program generators and interpreter-versus-recompiler oracle of the
-//! differential harness are not built yet.
+//! [`engine_tests!`] turns generic test functions into one named test per engine;
+//! [`fuzz`] holds the loader oracle behind the `fuzz/` targets. The program generators
+//! and the interpreter-versus-recompiler oracle of the differential harness are not
+//! built yet.
+#![forbid(unsafe_code)]
+
+pub mod fuzz;
 
 use std::sync::Arc;
 

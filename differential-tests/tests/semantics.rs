@@ -149,6 +149,17 @@ fn load_imm_jump_ind_with_ra_eq_rb_reads_the_old_value<E: Engine>(e: &E) {
     assert_eq!((o.exit, o.regs[1], o.regs[12]), (Exit::Trap, 100, 2));
 }
 
+fn calls_through_jump_table_addresses<E: Engine>(e: &E) {
+    // The calling convention of docs/ASSEMBLY.md: `%ret` is ret's jump-table address.
+    let src = "load_imm r1, 5\nload_imm_jump r0, %ret, double\n\
+               ret: load_imm_jump r0, %ret2, double\n\
+               ret2: trap\n\
+               double: add_64 r1, r1, r1\njump_ind r0, 0";
+    let o = Case::asm(src).run(e);
+    assert_eq!((o.exit, o.regs[1]), (Exit::Trap, 20));
+    assert_eq!(o.regs[0], 4, "ret2 is the second jump-table entry");
+}
+
 fn arithmetic_shifts_round_down<E: Engine>(e: &E) {
     let o = Case::asm("shar_r_64 r3, r1, r2\nshar_r_32 r4, r1, r2\nshar_r_imm_64 r5, r1, 1\ntrap")
         .reg(1, (-3i64) as u64)
@@ -320,14 +331,19 @@ fn sbrk_panics_under_jar1<E: Engine>(e: &E) {
 }
 
 fn sbrk_grows_the_heap_under_gp<E: Engine>(e: &E) {
-    let mut c = Case::asm("sbrk r2, r1\nstore_ind_u8 r1, r2, 0x1FFF\nsbrk r3, r4\ntrap")
+    // The heap grows past the highest mapped page, so the engine's storage grows too;
+    // what was written before must survive.
+    let src = "store_imm_u8 0x20010, 9\nsbrk r2, r1\nstore_ind_u8 r1, r2, 0x1FFF\n\
+               sbrk r3, r4\nload_u8 r5, 0x20010\ntrap";
+    let mut c = Case::asm(src)
         .gp()
-        .reg(1, 0x2000);
+        .reg(1, 0x2000)
+        .region(0x20000, 0x1000, RW, &[]);
     c.layout.set_heap_top(0x30000);
     let o = c.run(e);
     assert_eq!(
-        (o.exit, o.regs[2], o.regs[3]),
-        (Exit::Trap, 0x30000, 0x32000)
+        (o.exit, o.regs[2], o.regs[3], o.regs[5]),
+        (Exit::Trap, 0x30000, 0x32000, 9)
     );
     assert_eq!(o.mem(0x31FFF, 1), [0x00]);
     assert!(o.inst.accessible_pages().iter().any(|&(p, _)| p == 0x31000));
@@ -374,6 +390,7 @@ engine_tests!(
     branch_to_a_non_block_start_panics_at_the_branch,
     load_imm_jump_keeps_its_write_when_the_jump_fails,
     load_imm_jump_ind_with_ra_eq_rb_reads_the_old_value,
+    calls_through_jump_table_addresses,
     arithmetic_shifts_round_down,
     three_register_rd_is_min_12_byte2,
     invalid_opcode_in_sequence_panics_at_its_pc,

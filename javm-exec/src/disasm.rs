@@ -1,20 +1,29 @@
 //! The disassembler: the inverse of [`crate::asm::assemble`].
 //!
-//! Every instruction prints in the assembler's syntax, with absolute branch targets
-//! (`@N`) and its PC as a comment. An instruction whose bytes are not the shortest
-//! encoding (possible in blobs from other toolchains) prints as `.raw` bytes with its
-//! decoded form in a comment, invalid opcodes print as `.raw`, and bytes that no
-//! instruction start covers print as `.nostart`; so reassembling any disassembly
-//! reproduces the exact code, bitmask, jump table and data.
+//! Every instruction prints in the assembler's syntax with its PC as a comment.
+//! Branch targets and jump-table entries in ϖ get labels `L<pc>`; targets outside ϖ
+//! (which panic when taken) print as absolute positions `@N`. An instruction whose
+//! bytes are not the shortest encoding (possible in blobs from other toolchains)
+//! prints as `.raw` bytes with its decoded form in a comment, invalid opcodes print as
+//! `.raw`, and bytes that no instruction start covers print as `.nostart`.
+//! Reassembling a disassembly reproduces the program: the exact bytes for assembler
+//! output, and for other blobs too unless branch relaxation settles on a different,
+//! equally valid, offset width for some branch.
 
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use crate::blob::StandardProgram;
 use crate::isa::{Args, CodeView, Opcode, encode};
 use crate::program::Program;
 
-/// Format one instruction's mnemonic and operands (no PC comment).
+/// Format one instruction's mnemonic and operands, with targets as `@N`.
 pub fn format_instruction(op: Opcode, args: &Args) -> String {
+    format_with_targets(op, args, &|t| format!("@{t}"))
+}
+
+/// Format one instruction, naming static targets with `target`.
+pub fn format_with_targets(op: Opcode, args: &Args, target: &dyn Fn(i64) -> String) -> String {
     let mut s = op.mnemonic().to_owned();
     let abs = op.has_absolute_address();
     let ops: Vec<String> = match *args {
@@ -22,17 +31,13 @@ pub fn format_instruction(op: Opcode, args: &Args) -> String {
         Args::Imm { x } => vec![value(x)],
         Args::RegImm64 { a, x } => vec![a.to_string(), unsigned(x)],
         Args::ImmImm { x, y } => vec![address(x), value(y)],
-        Args::Offset { target } => vec![format!("@{target}")],
+        Args::Offset { target: t } => vec![target(t)],
         Args::RegImm { a, x } => vec![a.to_string(), if abs { address(x) } else { value(x) }],
         Args::RegImmImm { a, x, y } => vec![a.to_string(), value(x), value(y)],
-        Args::RegImmOffset { a, x, target } => {
-            vec![a.to_string(), value(x), format!("@{target}")]
-        }
+        Args::RegImmOffset { a, x, target: t } => vec![a.to_string(), value(x), target(t)],
         Args::RegReg { d, a } => vec![d.to_string(), a.to_string()],
         Args::RegRegImm { a, b, x } => vec![a.to_string(), b.to_string(), value(x)],
-        Args::RegRegOffset { a, b, target } => {
-            vec![a.to_string(), b.to_string(), format!("@{target}")]
-        }
+        Args::RegRegOffset { a, b, target: t } => vec![a.to_string(), b.to_string(), target(t)],
         Args::RegRegImmImm { a, b, x, y } => {
             vec![a.to_string(), b.to_string(), value(x), value(y)]
         }
@@ -78,22 +83,46 @@ fn bytes_directive(name: &str, bytes: &[u8]) -> String {
 pub fn disassemble(program: &Program) -> String {
     let mut out = String::new();
     let view = program.view();
+    let pcs = program.pcs();
+    // Labels for every target in ϖ.
+    let valid = |t: i64| program.resolve_target(t).block().is_some();
+    let mut labels: BTreeSet<i64> = pcs[..pcs.len() - 1]
+        .iter()
+        .filter_map(|&pc| view.decode(pc).args.target())
+        .filter(|&t| valid(t))
+        .collect();
+    labels.extend(
+        program
+            .jump_table()
+            .iter()
+            .map(|&t| i64::from(t))
+            .filter(|&t| valid(t)),
+    );
+    let name = |t: i64| {
+        if labels.contains(&t) {
+            format!("L{t}")
+        } else {
+            format!("@{t}")
+        }
+    };
     if !program.jump_table().is_empty() {
         let entries: Vec<String> = program
             .jump_table()
             .iter()
-            .map(|t| format!("@{t}"))
+            .map(|&t| name(i64::from(t)))
             .collect();
         for chunk in entries.chunks(8) {
             let _ = writeln!(out, ".jump_table {}", chunk.join(", "));
         }
     }
-    let pcs = program.pcs();
     let code = program.code();
     for w in pcs.windows(2) {
         let (pc, next) = (w[0], w[1]);
+        if labels.contains(&i64::from(pc)) {
+            let _ = writeln!(out, "L{pc}:");
+        }
         let bytes = &code[pc as usize..next as usize];
-        let (line, ends_block) = instruction_line(view, pc, bytes);
+        let (line, ends_block) = instruction_line(view, pc, bytes, &name);
         let _ = writeln!(out, "    {line:<40}; @{pc}");
         if ends_block {
             out.push('\n');
@@ -103,11 +132,16 @@ pub fn disassemble(program: &Program) -> String {
 }
 
 /// One position's line, and whether it ends a basic block.
-fn instruction_line(view: CodeView<'_>, pc: u32, bytes: &[u8]) -> (String, bool) {
+fn instruction_line(
+    view: CodeView<'_>,
+    pc: u32,
+    bytes: &[u8],
+    name: &dyn Fn(i64) -> String,
+) -> (String, bool) {
     let d = view.decode(pc);
     match d.opcode {
         Some(op) => {
-            let text = format_instruction(op, &d.args);
+            let text = format_with_targets(op, &d.args, name);
             let canonical = encode(op, &d.args, pc).is_ok_and(|e| e.as_slice() == bytes);
             if canonical {
                 (text, op.is_terminator())

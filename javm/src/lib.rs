@@ -5,4 +5,6 @@
 //! command-line tool. The `Vm` driver with its call stack, host operations and
 //! capabilities (DESIGN.md §7) is not built yet.
 
+#![forbid(unsafe_code)]
+
 pub mod vectors;

@@ -2,6 +2,8 @@
 //! README: 0 success, 1 the guest did not halt or a vector failed, 2 bad usage or
 //! bad input (with a one-line message on stderr).
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
 use std::process::ExitCode;

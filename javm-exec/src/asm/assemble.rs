@@ -132,12 +132,19 @@ pub fn assemble(src: &str) -> Result<Assembly, AsmError> {
 }
 
 /// Every label used as a branch target or jump-table entry must name a basic-block
-/// start: the first item, or an item after a terminator, holding an instruction.
+/// start: the first item, or an item after a terminator, holding a valid instruction
+/// (`.raw` bytes count by their first byte).
 fn check_block_starts(p: &Parsed, ctx: &Context) -> Result<(), AsmError> {
+    let opcode = |i: usize| match p.code.get(i) {
+        Some((_, CodeItem::Insn { op, .. })) => Some(*op),
+        Some((_, CodeItem::Raw { bytes, start: true })) => {
+            bytes.first().and_then(|&b| Opcode::from_u8(b))
+        }
+        _ => None,
+    };
     let starts_block = |i: usize| -> bool {
-        let after_terminator =
-            i == 0 || matches!(&p.code[i - 1].1, CodeItem::Insn { op, .. } if op.is_terminator());
-        after_terminator && matches!(p.code.get(i), Some((_, CodeItem::Insn { .. })))
+        let after_terminator = i == 0 || opcode(i - 1).is_some_and(Opcode::is_terminator);
+        after_terminator && opcode(i).is_some()
     };
     let check = |line: usize, o: &Operand| -> Result<(), AsmError> {
         if let Operand::Label { name, offset: 0 } = o

@@ -1,6 +1,10 @@
-//! The interpreter's memory: one flat, lazily zeroed byte buffer covering the address
-//! space up to the highest mapped page, plus the shared [`PageMap`] (kind and state
-//! per page).
+//! The interpreter's memory: one flat byte buffer covering the address space up to
+//! the highest mapped page, plus the shared [`PageMap`] (kind and state per page).
+//!
+//! The buffer is an anonymous mapping reserved without swap (`MAP_NORESERVE`), so an
+//! address space that spans 4 GiB (as every standard program's does: its stack sits
+//! just below 0xFEFE0000) costs only the pages actually touched. Failing to reserve it
+//! is an [`EngineError::OutOfMemory`], never an abort.
 //!
 //! Fast path: an access that stays within one page whose state byte allows it (any
 //! present state for loads, `PresentRw` for stores) touches the buffer directly.
@@ -9,7 +13,9 @@
 //! engines share. Pages are materialized from their layout slabs on first touch, so
 //! building an instance copies no page contents.
 
-use crate::engine::{Exit, MemoryError};
+use memmap2::{MmapMut, MmapOptions};
+
+use crate::engine::{EngineError, Exit, MemoryError};
 use crate::gas::GasSchedule;
 use crate::memory::{PAGE_SHIFT, PAGE_SIZE, PageMap, PageState, bad_access_exit};
 
@@ -27,21 +33,30 @@ const PRESENT_RW: u8 = PageState::PresentRw.as_u8();
 
 #[derive(Debug)]
 pub(crate) struct FlatMemory {
-    bytes: Vec<u8>,
+    bytes: MmapMut,
     map: PageMap,
     schedule: GasSchedule,
 }
 
+/// Reserve `len` zero bytes (at least one page) of lazily backed memory.
+fn reserve(len: usize) -> Result<MmapMut, EngineError> {
+    MmapOptions::new()
+        .len(len.max(PAGE_SIZE as usize))
+        .no_reserve_swap()
+        .map_anon()
+        .map_err(|e| {
+            EngineError::OutOfMemory(format!("cannot reserve {len} bytes of guest memory: {e}"))
+        })
+}
+
 impl FlatMemory {
-    pub(crate) fn new(map: PageMap, schedule: GasSchedule) -> FlatMemory {
-        // `vec![0; n]` allocates zeroed memory (calloc): large buffers are mapped
-        // lazily by the OS, so untouched pages cost no physical memory.
-        let bytes = vec![0u8; map.page_count() << PAGE_SHIFT];
-        FlatMemory {
+    pub(crate) fn new(map: PageMap, schedule: GasSchedule) -> Result<FlatMemory, EngineError> {
+        let bytes = reserve(map.page_count() << PAGE_SHIFT)?;
+        Ok(FlatMemory {
             bytes,
             map,
             schedule,
-        }
+        })
     }
 
     pub(crate) fn map(&self) -> &PageMap {
@@ -143,14 +158,26 @@ impl FlatMemory {
         }
     }
 
-    /// GP `sbrk`: grow the heap, and the buffer to cover any new pages.
-    pub(crate) fn sbrk(&mut self, size: u64) -> u64 {
-        let result = self.map.sbrk(size);
-        let needed = self.map.page_count() << PAGE_SHIFT;
+    /// GP `sbrk`: grow the heap, and the buffer to cover any new pages (by moving the
+    /// contents to a larger reservation). Only materialized pages are copied: every
+    /// other page is zero in both buffers, and touching it would commit memory.
+    pub(crate) fn sbrk(&mut self, size: u64) -> Result<u64, EngineError> {
+        let needed = self.map.sbrk_end(size) << PAGE_SHIFT;
         if self.bytes.len() < needed {
-            self.bytes.resize(needed, 0);
+            let mut bigger = reserve(needed)?;
+            let present = self
+                .map
+                .state_bytes()
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| **s != 0);
+            for (page, _) in present {
+                let range = page << PAGE_SHIFT..(page + 1) << PAGE_SHIFT;
+                bigger[range.clone()].copy_from_slice(&self.bytes[range]);
+            }
+            self.bytes = bigger;
         }
-        result
+        Ok(self.map.sbrk(size))
     }
 
     /// Host read: guest read rights, no state change, no charge.

@@ -115,7 +115,7 @@ impl Engine for Interpreter {
                 layout: wanted,
             });
         }
-        let mem = memory::FlatMemory::new(PageMap::new(init.layout), module.schedule);
+        let mem = memory::FlatMemory::new(PageMap::new(init.layout), module.schedule)?;
         Ok(InterpInstance::new(
             Arc::clone(module),
             init.regs,

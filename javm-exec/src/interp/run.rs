@@ -15,6 +15,7 @@ use super::memory::MemFault;
 use crate::engine::{EngineError, Exit};
 use crate::gas::GasProfile;
 use crate::instruction::{Instruction as I, imm};
+use crate::isa::NUM_REGS;
 use crate::ops;
 use crate::program::DynamicJump;
 
@@ -29,7 +30,10 @@ pub(super) fn run<const STEP: bool>(
     let pcs = program.pcs();
     let blocks = &*module.blocks;
     let gp = module.schedule.profile() == GasProfile::Gp;
-    let mut regs = inst.regs;
+    // A 16-slot register file indexed with `& 15`: provably in bounds, so register
+    // accesses carry no bounds check (slots 13..16 are never named by a `Reg`).
+    let mut regs = [0u64; 16];
+    regs[..NUM_REGS].copy_from_slice(&inst.regs);
     let mut gas = inst.gas;
     let mem = &mut inst.mem;
     let pc_at = |i: usize| pcs.get(i).copied().unwrap_or(u32::MAX);
@@ -58,7 +62,7 @@ pub(super) fn run<const STEP: bool>(
     // Leave the loop: save state and report `$exit`, resuming later per `$resume`.
     macro_rules! finish {
         ($exit:expr, $resume:expr, $pc:expr) => {{
-            inst.regs = regs;
+            inst.regs.copy_from_slice(&regs[..NUM_REGS]);
             inst.gas = gas;
             inst.pc = $pc;
             inst.resume = $resume;
@@ -81,7 +85,7 @@ pub(super) fn run<const STEP: bool>(
                 terminal!(Exit::Panic)
             };
             if STEP {
-                inst.regs = regs;
+                inst.regs.copy_from_slice(&regs[..NUM_REGS]);
                 inst.gas = gas;
                 inst.pc = e.pc;
                 inst.resume = Resume::Enter(b);
@@ -118,7 +122,7 @@ pub(super) fn run<const STEP: bool>(
     }
     macro_rules! r {
         ($r:expr) => {
-            regs[$r.index()]
+            regs[$r.index() & 15]
         };
     }
     // rD = f(rA, rB)
@@ -201,12 +205,13 @@ pub(super) fn run<const STEP: bool>(
     let ea = |base: u64, x: i32| (base as u32).wrapping_add(x as u32);
 
     loop {
-        let Some(&ins) = code.get(idx) else {
+        // Match on a reference so that each arm loads only its own operands.
+        let Some(ins) = code.get(idx) else {
             return Err(EngineError::Internal(format!(
                 "instruction index {idx} out of range"
             )));
         };
-        match ins {
+        match *ins {
             // Control flow.
             I::Trap(_) => terminal!(Exit::Trap),
             I::Invalid => terminal!(Exit::Panic),
@@ -263,7 +268,17 @@ pub(super) fn run<const STEP: bool>(
                     // jar1 grows memory through capabilities, not sbrk.
                     terminal!(Exit::Panic)
                 }
-                r!(o.d) = mem.sbrk(r!(o.a));
+                match mem.sbrk(r!(o.a)) {
+                    Ok(v) => r!(o.d) = v,
+                    Err(e) => {
+                        // A host failure: save the state so the caller can inspect it.
+                        inst.regs.copy_from_slice(&regs[..NUM_REGS]);
+                        inst.gas = gas;
+                        inst.pc = pc_at(idx);
+                        inst.resume = Resume::At(idx as u32);
+                        return Err(e);
+                    }
+                }
                 idx += 1;
             }
 

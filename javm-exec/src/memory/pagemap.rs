@@ -185,6 +185,18 @@ impl PageMap {
         self.heap_top
     }
 
+    /// The number of pages the map will cover after `sbrk(size)` (for callers that
+    /// must grow their own storage first, so that a failure changes nothing).
+    pub fn sbrk_end(&self, size: u64) -> usize {
+        let new_top = self.heap_top.saturating_add(size);
+        if size == 0 || size > 1 << 32 || new_top > 1 << 32 {
+            return self.kinds.len();
+        }
+        self.kinds
+            .len()
+            .max(new_top.div_ceil(u64::from(PAGE_SIZE)) as usize)
+    }
+
     /// GP `sbrk` (the simplified allocator of ISA.md §6.1): returns the old heap top
     /// and maps every inaccessible page overlapping `[heap_top, heap_top + size)` as
     /// [`PageKind::EphemeralZero`]. `size > 2^32`, or a heap that would pass 2^32,
@@ -308,6 +320,16 @@ mod tests {
         l.set_heap_top(0x20800);
         let mut m = PageMap::new(Arc::new(l));
         assert_eq!(m.sbrk(0), 0x20800);
+        assert_eq!(
+            m.sbrk_end(0x1000),
+            0x22,
+            "pages covered after growing to 0x21800"
+        );
+        assert_eq!(
+            m.sbrk_end(1 << 32),
+            m.page_count(),
+            "a failing sbrk needs nothing"
+        );
         assert_eq!(m.sbrk(0x1000), 0x20800);
         assert_eq!(m.heap_top(), 0x21800);
         assert_eq!(m.kind(0x21000), Some(PageKind::EphemeralZero));

@@ -14,6 +14,27 @@ pub const MAX_CODE_LEN: usize = 1 << 24;
 /// Largest accepted jump table.
 pub const MAX_JUMP_TABLE_LEN: usize = 1 << 24;
 
+/// ϖ: a target is valid iff it is a block start inside the code whose first
+/// instruction (index given to `valid_at`) is a valid instruction. The one definition
+/// used for static targets, jump-table entries and [`Program::resolve_target`].
+pub(super) fn resolve_target(
+    target: i64,
+    len: u32,
+    blocks: &[Block],
+    valid_at: impl Fn(u32) -> bool,
+) -> Target {
+    let Ok(t) = u32::try_from(target) else {
+        return Target::INVALID;
+    };
+    if t >= len {
+        return Target::INVALID;
+    }
+    match blocks.binary_search_by_key(&t, |b| b.pc) {
+        Ok(b) if valid_at(blocks[b].first) => Target(b as u32),
+        _ => Target::INVALID,
+    }
+}
+
 pub(super) fn build(
     code: Vec<u8>,
     bitmask: Vec<u8>,
@@ -76,18 +97,10 @@ pub(super) fn build(
         }
     }
 
-    // ϖ: block starts holding a valid instruction inside the code.
-    let resolve = |target: i64| -> Target {
-        let Ok(t) = u32::try_from(target) else {
-            return Target::INVALID;
-        };
-        if t >= len {
-            return Target::INVALID;
-        }
-        match blocks.binary_search_by_key(&t, |b| b.pc) {
-            Ok(b) if decoded[blocks[b].first as usize].opcode.is_some() => Target(b as u32),
-            _ => Target::INVALID,
-        }
+    let resolve = |target: i64| {
+        resolve_target(target, len, &blocks, |i| {
+            decoded[i as usize].opcode.is_some()
+        })
     };
     let instructions: Vec<Instruction> = decoded
         .iter()

@@ -194,6 +194,14 @@ impl Program {
         }
     }
 
+    /// Resolve a static target (an absolute position) to its block, or
+    /// [`Target::INVALID`] if it is not in ϖ (see the module docs).
+    pub fn resolve_target(&self, target: i64) -> Target {
+        build::resolve_target(target, self.code.len() as u32, &self.blocks, |i| {
+            self.instructions[i as usize] != Instruction::Invalid
+        })
+    }
+
     /// Every block's price under `schedule` (computed on first use, then cached).
     pub fn block_costs(&self, schedule: GasSchedule) -> &[BlockCost] {
         self.costs[schedule.slot()].get_or_init(|| {
