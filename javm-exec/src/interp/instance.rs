@@ -25,7 +25,10 @@ pub(super) enum Resume {
 #[derive(Debug)]
 pub struct InterpInstance {
     pub(super) module: Arc<InterpModule>,
-    pub(super) regs: [u64; NUM_REGS],
+    /// Registers r0..r12 in slots 0..13; slots 13..16 exist so that the dispatch loop
+    /// can index with `& 15` and never bounds-check. Boxed: the loop's register
+    /// stores then do not sit next to the Rust stack it also uses.
+    pub(super) regs: Box<[u64; 16]>,
     pub(super) gas: i64,
     pub(super) mem: FlatMemory,
     pub(super) pc: u32,
@@ -40,9 +43,11 @@ impl InterpInstance {
         gas: i64,
         mem: FlatMemory,
     ) -> Self {
+        let mut file = Box::new([0u64; 16]);
+        file[..NUM_REGS].copy_from_slice(&regs);
         let mut inst = InterpInstance {
             module,
-            regs,
+            regs: file,
             gas,
             mem,
             pc,
@@ -70,7 +75,9 @@ impl Instance for InterpInstance {
     }
 
     fn regs(&self) -> [u64; NUM_REGS] {
-        self.regs
+        let mut out = [0u64; NUM_REGS];
+        out.copy_from_slice(&self.regs[..NUM_REGS]);
+        out
     }
 
     fn set_reg(&mut self, r: Reg, value: u64) {

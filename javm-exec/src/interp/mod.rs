@@ -38,6 +38,8 @@ impl Interpreter {
 struct BlockEntry {
     /// Index of the block's first instruction.
     first: u32,
+    /// One past the index of its last instruction.
+    end: u32,
     /// PC of the block's first instruction.
     pc: u32,
     /// Gas deducted on entry.
@@ -89,6 +91,7 @@ impl Engine for Interpreter {
                     .zip(costs)
                     .map(|(b, c)| BlockEntry {
                         first: b.first,
+                        end: b.end,
                         pc: b.pc,
                         cost: to_i64(c.cost),
                         need: to_i64(c.need()),

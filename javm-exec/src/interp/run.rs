@@ -1,9 +1,12 @@
 //! The dispatch loop: one `match` per instruction over [`Instruction`].
 //!
-//! Invariants the loop relies on (established by [`crate::Program`]):
+//! The loop walks one block at a time: entering a block charges it and takes the
+//! slice of its instructions, which the inner loop iterates (one bounds check per
+//! block, not per instruction). The instruction index is only recomputed on the way
+//! out (`idx!()`). Invariants the loop relies on (established by [`crate::Program`]):
 //! * sequential execution moves from instruction `i` to `i + 1`;
-//! * the last instruction is the implicit `trap` at `len(code)`, so `i + 1` exists
-//!   for every instruction that does not end the program;
+//! * every block ends with a terminator, and the last instruction is the implicit
+//!   `trap` at `len(code)`;
 //! * blocks partition the instructions, so the block after block `b` is `b + 1`;
 //! * a block id that is not in the block table ([`crate::Target::INVALID`]) marks a
 //!   branch target outside ϖ.
@@ -15,7 +18,6 @@ use super::memory::MemFault;
 use crate::engine::{EngineError, Exit};
 use crate::gas::GasProfile;
 use crate::instruction::{Instruction as I, imm};
-use crate::isa::NUM_REGS;
 use crate::ops;
 use crate::program::DynamicJump;
 
@@ -30,15 +32,15 @@ pub(super) fn run<const STEP: bool>(
     let pcs = program.pcs();
     let blocks = &*module.blocks;
     let gp = module.schedule.profile() == GasProfile::Gp;
-    // A 16-slot register file indexed with `& 15`: provably in bounds, so register
-    // accesses carry no bounds check (slots 13..16 are never named by a `Reg`).
-    let mut regs = [0u64; 16];
-    regs[..NUM_REGS].copy_from_slice(&inst.regs);
+    // The instance's 16-slot register file, indexed with `& 15`: provably in bounds,
+    // so register accesses carry no bounds check (slots 13..16 are never named).
+    let regs: &mut [u64; 16] = &mut inst.regs;
     let mut gas = inst.gas;
     let mem = &mut inst.mem;
     let pc_at = |i: usize| pcs.get(i).copied().unwrap_or(u32::MAX);
 
-    let (mut idx, mut block): (usize, u32) = match inst.resume {
+    // The current block, and the slice of it still to run: [start, end).
+    let (mut start, mut block): (usize, u32) = match inst.resume {
         Resume::Done(e) => return Err(EngineError::Finished(e)),
         Resume::BadPc => {
             inst.resume = Resume::Done(Exit::Panic);
@@ -58,11 +60,11 @@ pub(super) fn run<const STEP: bool>(
             (e.first as usize, b)
         }
     };
+    let mut end = blocks.get(block as usize).map_or(0, |e| e.end as usize);
 
     // Leave the loop: save state and report `$exit`, resuming later per `$resume`.
     macro_rules! finish {
         ($exit:expr, $resume:expr, $pc:expr) => {{
-            inst.regs.copy_from_slice(&regs[..NUM_REGS]);
             inst.gas = gas;
             inst.pc = $pc;
             inst.resume = $resume;
@@ -73,7 +75,7 @@ pub(super) fn run<const STEP: bool>(
     macro_rules! terminal {
         ($exit:expr) => {{
             let e = $exit;
-            finish!(e, Resume::Done(e), pc_at(idx))
+            finish!(e, Resume::Done(e), pc_at(idx!()))
         }};
     }
     // Enter block `$b` (charging it), or panic at this instruction if `$b` is not a
@@ -85,7 +87,6 @@ pub(super) fn run<const STEP: bool>(
                 terminal!(Exit::Panic)
             };
             if STEP {
-                inst.regs.copy_from_slice(&regs[..NUM_REGS]);
                 inst.gas = gas;
                 inst.pc = e.pc;
                 inst.resume = Resume::Enter(b);
@@ -96,9 +97,10 @@ pub(super) fn run<const STEP: bool>(
                 finish!(Exit::OutOfGas, Resume::Enter(b), e.pc)
             }
             gas -= e.cost;
-            idx = e.first as usize;
+            start = e.first as usize;
+            end = e.end as usize;
             block = b;
-            continue;
+            break;
         }};
     }
     macro_rules! branch {
@@ -130,7 +132,6 @@ pub(super) fn run<const STEP: bool>(
         ($o:expr, $f:expr) => {{
             let o = $o;
             r!(o.d) = ($f)(r!(o.a), r!(o.b));
-            idx += 1;
         }};
     }
     // rA = f(rB, X)
@@ -138,7 +139,6 @@ pub(super) fn run<const STEP: bool>(
         ($o:expr, $f:expr) => {{
             let o = $o;
             r!(o.a) = ($f)(r!(o.b), imm(o.x));
-            idx += 1;
         }};
     }
     // rA = f(X, rB)
@@ -146,7 +146,6 @@ pub(super) fn run<const STEP: bool>(
         ($o:expr, $f:expr) => {{
             let o = $o;
             r!(o.a) = ($f)(imm(o.x), r!(o.b));
-            idx += 1;
         }};
     }
     // rD = f(rA)
@@ -154,19 +153,18 @@ pub(super) fn run<const STEP: bool>(
         ($o:expr, $f:expr) => {{
             let o = $o;
             r!(o.d) = ($f)(r!(o.a));
-            idx += 1;
         }};
     }
     macro_rules! mem_fault {
         ($f:expr) => {
             match $f {
                 MemFault::Exit(e @ Exit::PageFault(_)) => {
-                    finish!(e, Resume::At(idx as u32), pc_at(idx))
+                    finish!(e, Resume::At(idx!() as u32), pc_at(idx!()))
                 }
                 MemFault::Exit(e) => terminal!(e),
                 MemFault::OutOfGas => {
                     gas = 0;
-                    finish!(Exit::OutOfGas, Resume::At(idx as u32), pc_at(idx))
+                    finish!(Exit::OutOfGas, Resume::At(idx!() as u32), pc_at(idx!()))
                 }
             }
         };
@@ -176,7 +174,6 @@ pub(super) fn run<const STEP: bool>(
             match mem.load::<$n>($addr, &mut gas) {
                 Ok(bytes) => {
                     r!($dst) = ($conv)(bytes);
-                    idx += 1;
                 }
                 Err(f) => mem_fault!(f),
             }
@@ -185,7 +182,7 @@ pub(super) fn run<const STEP: bool>(
     macro_rules! store {
         ($addr:expr, $bytes:expr) => {{
             match mem.store($addr, $bytes, &mut gas) {
-                Ok(()) => idx += 1,
+                Ok(()) => {}
                 Err(f) => mem_fault!(f),
             }
         }};
@@ -205,224 +202,230 @@ pub(super) fn run<const STEP: bool>(
     let ea = |base: u64, x: i32| (base as u32).wrapping_add(x as u32);
 
     loop {
-        // Match on a reference so that each arm loads only its own operands.
-        let Some(ins) = code.get(idx) else {
+        let Some(body) = code.get(start..end) else {
             return Err(EngineError::Internal(format!(
-                "instruction index {idx} out of range"
+                "block slice {start}..{end} out of range"
             )));
         };
-        match *ins {
-            // Control flow.
-            I::Trap(_) => terminal!(Exit::Trap),
-            I::Invalid => terminal!(Exit::Panic),
-            I::Fallthrough(_) | I::Unlikely(_) => enter!(block + 1),
-            I::Ecall(_) => finish!(Exit::Ecall, Resume::Enter(block + 1), pc_at(idx)),
-            I::Ecalli(o) => {
-                finish!(
-                    Exit::HostCall(o.x as u32),
-                    Resume::Enter(block + 1),
-                    pc_at(idx)
-                )
-            }
-            I::Jump(o) => enter!(o.target.0),
-            I::JumpInd(o) => djump!(ea(r!(o.a), o.x)),
-            I::LoadImmJump(o) => {
-                r!(o.a) = imm(o.x);
-                enter!(o.target.0)
-            }
-            I::LoadImmJumpInd(o) => {
-                // Read rB before writing rA (they may be the same register).
-                let addr = ea(r!(o.b), o.y);
-                r!(o.a) = imm(o.x);
-                djump!(addr)
-            }
-            I::BranchEqImm(o) => branch!(r!(o.a) == imm(o.x), o.target),
-            I::BranchNeImm(o) => branch!(r!(o.a) != imm(o.x), o.target),
-            I::BranchLtUImm(o) => branch!(r!(o.a) < imm(o.x), o.target),
-            I::BranchLeUImm(o) => branch!(r!(o.a) <= imm(o.x), o.target),
-            I::BranchGeUImm(o) => branch!(r!(o.a) >= imm(o.x), o.target),
-            I::BranchGtUImm(o) => branch!(r!(o.a) > imm(o.x), o.target),
-            I::BranchLtSImm(o) => branch!((r!(o.a) as i64) < i64::from(o.x), o.target),
-            I::BranchLeSImm(o) => branch!((r!(o.a) as i64) <= i64::from(o.x), o.target),
-            I::BranchGeSImm(o) => branch!((r!(o.a) as i64) >= i64::from(o.x), o.target),
-            I::BranchGtSImm(o) => branch!((r!(o.a) as i64) > i64::from(o.x), o.target),
-            I::BranchEq(o) => branch!(r!(o.a) == r!(o.b), o.target),
-            I::BranchNe(o) => branch!(r!(o.a) != r!(o.b), o.target),
-            I::BranchLtU(o) => branch!(r!(o.a) < r!(o.b), o.target),
-            I::BranchLtS(o) => branch!((r!(o.a) as i64) < (r!(o.b) as i64), o.target),
-            I::BranchGeU(o) => branch!(r!(o.a) >= r!(o.b), o.target),
-            I::BranchGeS(o) => branch!((r!(o.a) as i64) >= (r!(o.b) as i64), o.target),
-
-            // Immediates and moves.
-            I::LoadImm64(o) => {
-                r!(o.a) = o.x();
-                idx += 1;
-            }
-            I::LoadImm(o) => {
-                r!(o.a) = imm(o.x);
-                idx += 1;
-            }
-            I::MoveReg(o) => op2!(o, |a| a),
-            I::Sbrk(o) => {
-                if !gp {
-                    // jar1 grows memory through capabilities, not sbrk.
-                    terminal!(Exit::Panic)
+        let mut it = body.iter();
+        // The index of the instruction being executed (only needed on exits).
+        macro_rules! idx {
+            () => {
+                end - it.len() - 1
+            };
+        }
+        loop {
+            // Match on a reference so that each arm loads only its own operands.
+            let Some(ins) = it.next() else {
+                return Err(EngineError::Internal(
+                    "a block ended without a terminator".into(),
+                ));
+            };
+            match *ins {
+                // Control flow.
+                I::Trap(_) => terminal!(Exit::Trap),
+                I::Invalid => terminal!(Exit::Panic),
+                I::Fallthrough(_) | I::Unlikely(_) => enter!(block + 1),
+                I::Ecall(_) => finish!(Exit::Ecall, Resume::Enter(block + 1), pc_at(idx!())),
+                I::Ecalli(o) => {
+                    finish!(
+                        Exit::HostCall(o.x as u32),
+                        Resume::Enter(block + 1),
+                        pc_at(idx!())
+                    )
                 }
-                match mem.sbrk(r!(o.a)) {
-                    Ok(v) => r!(o.d) = v,
-                    Err(e) => {
-                        // A host failure: save the state so the caller can inspect it.
-                        inst.regs.copy_from_slice(&regs[..NUM_REGS]);
-                        inst.gas = gas;
-                        inst.pc = pc_at(idx);
-                        inst.resume = Resume::At(idx as u32);
-                        return Err(e);
+                I::Jump(o) => enter!(o.target.0),
+                I::JumpInd(o) => djump!(ea(r!(o.a), o.x)),
+                I::LoadImmJump(o) => {
+                    r!(o.a) = imm(o.x);
+                    enter!(o.target.0)
+                }
+                I::LoadImmJumpInd(o) => {
+                    // Read rB before writing rA (they may be the same register).
+                    let addr = ea(r!(o.b), o.y);
+                    r!(o.a) = imm(o.x);
+                    djump!(addr)
+                }
+                I::BranchEqImm(o) => branch!(r!(o.a) == imm(o.x), o.target),
+                I::BranchNeImm(o) => branch!(r!(o.a) != imm(o.x), o.target),
+                I::BranchLtUImm(o) => branch!(r!(o.a) < imm(o.x), o.target),
+                I::BranchLeUImm(o) => branch!(r!(o.a) <= imm(o.x), o.target),
+                I::BranchGeUImm(o) => branch!(r!(o.a) >= imm(o.x), o.target),
+                I::BranchGtUImm(o) => branch!(r!(o.a) > imm(o.x), o.target),
+                I::BranchLtSImm(o) => branch!((r!(o.a) as i64) < i64::from(o.x), o.target),
+                I::BranchLeSImm(o) => branch!((r!(o.a) as i64) <= i64::from(o.x), o.target),
+                I::BranchGeSImm(o) => branch!((r!(o.a) as i64) >= i64::from(o.x), o.target),
+                I::BranchGtSImm(o) => branch!((r!(o.a) as i64) > i64::from(o.x), o.target),
+                I::BranchEq(o) => branch!(r!(o.a) == r!(o.b), o.target),
+                I::BranchNe(o) => branch!(r!(o.a) != r!(o.b), o.target),
+                I::BranchLtU(o) => branch!(r!(o.a) < r!(o.b), o.target),
+                I::BranchLtS(o) => branch!((r!(o.a) as i64) < (r!(o.b) as i64), o.target),
+                I::BranchGeU(o) => branch!(r!(o.a) >= r!(o.b), o.target),
+                I::BranchGeS(o) => branch!((r!(o.a) as i64) >= (r!(o.b) as i64), o.target),
+
+                // Immediates and moves.
+                I::LoadImm64(o) => {
+                    r!(o.a) = o.x();
+                }
+                I::LoadImm(o) => {
+                    r!(o.a) = imm(o.x);
+                }
+                I::MoveReg(o) => op2!(o, |a| a),
+                I::Sbrk(o) => {
+                    if !gp {
+                        // jar1 grows memory through capabilities, not sbrk.
+                        terminal!(Exit::Panic)
+                    }
+                    match mem.sbrk(r!(o.a)) {
+                        Ok(v) => r!(o.d) = v,
+                        Err(e) => {
+                            // A host failure: save the state so the caller can inspect it.
+                            inst.gas = gas;
+                            inst.pc = pc_at(idx!());
+                            inst.resume = Resume::At(idx!() as u32);
+                            return Err(e);
+                        }
                     }
                 }
-                idx += 1;
-            }
 
-            // Loads.
-            I::LoadU8(o) => load!(o.a, o.x as u32, 1, u8_),
-            I::LoadI8(o) => load!(o.a, o.x as u32, 1, i8_),
-            I::LoadU16(o) => load!(o.a, o.x as u32, 2, u16_),
-            I::LoadI16(o) => load!(o.a, o.x as u32, 2, i16_),
-            I::LoadU32(o) => load!(o.a, o.x as u32, 4, u32_),
-            I::LoadI32(o) => load!(o.a, o.x as u32, 4, i32_),
-            I::LoadU64(o) => load!(o.a, o.x as u32, 8, u64_),
-            I::LoadIndU8(o) => load!(o.a, ea(r!(o.b), o.x), 1, u8_),
-            I::LoadIndI8(o) => load!(o.a, ea(r!(o.b), o.x), 1, i8_),
-            I::LoadIndU16(o) => load!(o.a, ea(r!(o.b), o.x), 2, u16_),
-            I::LoadIndI16(o) => load!(o.a, ea(r!(o.b), o.x), 2, i16_),
-            I::LoadIndU32(o) => load!(o.a, ea(r!(o.b), o.x), 4, u32_),
-            I::LoadIndI32(o) => load!(o.a, ea(r!(o.b), o.x), 4, i32_),
-            I::LoadIndU64(o) => load!(o.a, ea(r!(o.b), o.x), 8, u64_),
+                // Loads.
+                I::LoadU8(o) => load!(o.a, o.x as u32, 1, u8_),
+                I::LoadI8(o) => load!(o.a, o.x as u32, 1, i8_),
+                I::LoadU16(o) => load!(o.a, o.x as u32, 2, u16_),
+                I::LoadI16(o) => load!(o.a, o.x as u32, 2, i16_),
+                I::LoadU32(o) => load!(o.a, o.x as u32, 4, u32_),
+                I::LoadI32(o) => load!(o.a, o.x as u32, 4, i32_),
+                I::LoadU64(o) => load!(o.a, o.x as u32, 8, u64_),
+                I::LoadIndU8(o) => load!(o.a, ea(r!(o.b), o.x), 1, u8_),
+                I::LoadIndI8(o) => load!(o.a, ea(r!(o.b), o.x), 1, i8_),
+                I::LoadIndU16(o) => load!(o.a, ea(r!(o.b), o.x), 2, u16_),
+                I::LoadIndI16(o) => load!(o.a, ea(r!(o.b), o.x), 2, i16_),
+                I::LoadIndU32(o) => load!(o.a, ea(r!(o.b), o.x), 4, u32_),
+                I::LoadIndI32(o) => load!(o.a, ea(r!(o.b), o.x), 4, i32_),
+                I::LoadIndU64(o) => load!(o.a, ea(r!(o.b), o.x), 8, u64_),
 
-            // Stores.
-            I::StoreImmU8(o) => store!(o.x as u32, b1(imm(o.y))),
-            I::StoreImmU16(o) => store!(o.x as u32, b2(imm(o.y))),
-            I::StoreImmU32(o) => store!(o.x as u32, b4(imm(o.y))),
-            I::StoreImmU64(o) => store!(o.x as u32, b8(imm(o.y))),
-            I::StoreU8(o) => store!(o.x as u32, b1(r!(o.a))),
-            I::StoreU16(o) => store!(o.x as u32, b2(r!(o.a))),
-            I::StoreU32(o) => store!(o.x as u32, b4(r!(o.a))),
-            I::StoreU64(o) => store!(o.x as u32, b8(r!(o.a))),
-            I::StoreImmIndU8(o) => store!(ea(r!(o.a), o.x), b1(imm(o.y))),
-            I::StoreImmIndU16(o) => store!(ea(r!(o.a), o.x), b2(imm(o.y))),
-            I::StoreImmIndU32(o) => store!(ea(r!(o.a), o.x), b4(imm(o.y))),
-            I::StoreImmIndU64(o) => store!(ea(r!(o.a), o.x), b8(imm(o.y))),
-            I::StoreIndU8(o) => store!(ea(r!(o.b), o.x), b1(r!(o.a))),
-            I::StoreIndU16(o) => store!(ea(r!(o.b), o.x), b2(r!(o.a))),
-            I::StoreIndU32(o) => store!(ea(r!(o.b), o.x), b4(r!(o.a))),
-            I::StoreIndU64(o) => store!(ea(r!(o.b), o.x), b8(r!(o.a))),
+                // Stores.
+                I::StoreImmU8(o) => store!(o.x as u32, b1(imm(o.y))),
+                I::StoreImmU16(o) => store!(o.x as u32, b2(imm(o.y))),
+                I::StoreImmU32(o) => store!(o.x as u32, b4(imm(o.y))),
+                I::StoreImmU64(o) => store!(o.x as u32, b8(imm(o.y))),
+                I::StoreU8(o) => store!(o.x as u32, b1(r!(o.a))),
+                I::StoreU16(o) => store!(o.x as u32, b2(r!(o.a))),
+                I::StoreU32(o) => store!(o.x as u32, b4(r!(o.a))),
+                I::StoreU64(o) => store!(o.x as u32, b8(r!(o.a))),
+                I::StoreImmIndU8(o) => store!(ea(r!(o.a), o.x), b1(imm(o.y))),
+                I::StoreImmIndU16(o) => store!(ea(r!(o.a), o.x), b2(imm(o.y))),
+                I::StoreImmIndU32(o) => store!(ea(r!(o.a), o.x), b4(imm(o.y))),
+                I::StoreImmIndU64(o) => store!(ea(r!(o.a), o.x), b8(imm(o.y))),
+                I::StoreIndU8(o) => store!(ea(r!(o.b), o.x), b1(r!(o.a))),
+                I::StoreIndU16(o) => store!(ea(r!(o.b), o.x), b2(r!(o.a))),
+                I::StoreIndU32(o) => store!(ea(r!(o.b), o.x), b4(r!(o.a))),
+                I::StoreIndU64(o) => store!(ea(r!(o.b), o.x), b8(r!(o.a))),
 
-            // Two registers.
-            I::CountSetBits64(o) => op2!(o, |a: u64| u64::from(a.count_ones())),
-            I::CountSetBits32(o) => op2!(o, ops::popcnt32),
-            I::LeadingZeroBits64(o) => op2!(o, |a: u64| u64::from(a.leading_zeros())),
-            I::LeadingZeroBits32(o) => op2!(o, ops::clz32),
-            I::TrailingZeroBits64(o) => op2!(o, |a: u64| u64::from(a.trailing_zeros())),
-            I::TrailingZeroBits32(o) => op2!(o, ops::ctz32),
-            I::SignExtend8(o) => op2!(o, ops::sx8),
-            I::SignExtend16(o) => op2!(o, ops::sx16),
-            I::ZeroExtend16(o) => op2!(o, |a: u64| a & 0xFFFF),
-            I::ReverseBytes(o) => op2!(o, u64::swap_bytes),
+                // Two registers.
+                I::CountSetBits64(o) => op2!(o, |a: u64| u64::from(a.count_ones())),
+                I::CountSetBits32(o) => op2!(o, ops::popcnt32),
+                I::LeadingZeroBits64(o) => op2!(o, |a: u64| u64::from(a.leading_zeros())),
+                I::LeadingZeroBits32(o) => op2!(o, ops::clz32),
+                I::TrailingZeroBits64(o) => op2!(o, |a: u64| u64::from(a.trailing_zeros())),
+                I::TrailingZeroBits32(o) => op2!(o, ops::ctz32),
+                I::SignExtend8(o) => op2!(o, ops::sx8),
+                I::SignExtend16(o) => op2!(o, ops::sx16),
+                I::ZeroExtend16(o) => op2!(o, |a: u64| a & 0xFFFF),
+                I::ReverseBytes(o) => op2!(o, u64::swap_bytes),
 
-            // Two registers and an immediate: rA = f(rB, X).
-            I::AddImm32(o) => opi!(o, ops::add32),
-            I::AndImm(o) => opi!(o, |a: u64, b: u64| a & b),
-            I::XorImm(o) => opi!(o, |a: u64, b: u64| a ^ b),
-            I::OrImm(o) => opi!(o, |a: u64, b: u64| a | b),
-            I::MulImm32(o) => opi!(o, ops::mul32),
-            I::SetLtUImm(o) => opi!(o, ops::set_lt_u),
-            I::SetLtSImm(o) => opi!(o, ops::set_lt_s),
-            I::ShloLImm32(o) => opi!(o, ops::shl32),
-            I::ShloRImm32(o) => opi!(o, ops::shr32),
-            I::SharRImm32(o) => opi!(o, ops::sar32),
-            I::NegAddImm32(o) => opi_alt!(o, ops::sub32),
-            I::SetGtUImm(o) => opi_alt!(o, ops::set_lt_u),
-            I::SetGtSImm(o) => opi_alt!(o, ops::set_lt_s),
-            I::ShloLImmAlt32(o) => opi_alt!(o, ops::shl32),
-            I::ShloRImmAlt32(o) => opi_alt!(o, ops::shr32),
-            I::SharRImmAlt32(o) => opi_alt!(o, ops::sar32),
-            I::CmovIzImm(o) => {
-                if r!(o.b) == 0 {
-                    r!(o.a) = imm(o.x);
+                // Two registers and an immediate: rA = f(rB, X).
+                I::AddImm32(o) => opi!(o, ops::add32),
+                I::AndImm(o) => opi!(o, |a: u64, b: u64| a & b),
+                I::XorImm(o) => opi!(o, |a: u64, b: u64| a ^ b),
+                I::OrImm(o) => opi!(o, |a: u64, b: u64| a | b),
+                I::MulImm32(o) => opi!(o, ops::mul32),
+                I::SetLtUImm(o) => opi!(o, ops::set_lt_u),
+                I::SetLtSImm(o) => opi!(o, ops::set_lt_s),
+                I::ShloLImm32(o) => opi!(o, ops::shl32),
+                I::ShloRImm32(o) => opi!(o, ops::shr32),
+                I::SharRImm32(o) => opi!(o, ops::sar32),
+                I::NegAddImm32(o) => opi_alt!(o, ops::sub32),
+                I::SetGtUImm(o) => opi_alt!(o, ops::set_lt_u),
+                I::SetGtSImm(o) => opi_alt!(o, ops::set_lt_s),
+                I::ShloLImmAlt32(o) => opi_alt!(o, ops::shl32),
+                I::ShloRImmAlt32(o) => opi_alt!(o, ops::shr32),
+                I::SharRImmAlt32(o) => opi_alt!(o, ops::sar32),
+                I::CmovIzImm(o) => {
+                    if r!(o.b) == 0 {
+                        r!(o.a) = imm(o.x);
+                    }
                 }
-                idx += 1;
-            }
-            I::CmovNzImm(o) => {
-                if r!(o.b) != 0 {
-                    r!(o.a) = imm(o.x);
+                I::CmovNzImm(o) => {
+                    if r!(o.b) != 0 {
+                        r!(o.a) = imm(o.x);
+                    }
                 }
-                idx += 1;
-            }
-            I::AddImm64(o) => opi!(o, u64::wrapping_add),
-            I::MulImm64(o) => opi!(o, u64::wrapping_mul),
-            I::ShloLImm64(o) => opi!(o, ops::shl64),
-            I::ShloRImm64(o) => opi!(o, ops::shr64),
-            I::SharRImm64(o) => opi!(o, ops::sar64),
-            I::NegAddImm64(o) => opi_alt!(o, u64::wrapping_sub),
-            I::ShloLImmAlt64(o) => opi_alt!(o, ops::shl64),
-            I::ShloRImmAlt64(o) => opi_alt!(o, ops::shr64),
-            I::SharRImmAlt64(o) => opi_alt!(o, ops::sar64),
-            I::RotR64Imm(o) => opi!(o, ops::rotr64),
-            I::RotR64ImmAlt(o) => opi_alt!(o, ops::rotr64),
-            I::RotR32Imm(o) => opi!(o, ops::rotr32),
-            I::RotR32ImmAlt(o) => opi_alt!(o, ops::rotr32),
+                I::AddImm64(o) => opi!(o, u64::wrapping_add),
+                I::MulImm64(o) => opi!(o, u64::wrapping_mul),
+                I::ShloLImm64(o) => opi!(o, ops::shl64),
+                I::ShloRImm64(o) => opi!(o, ops::shr64),
+                I::SharRImm64(o) => opi!(o, ops::sar64),
+                I::NegAddImm64(o) => opi_alt!(o, u64::wrapping_sub),
+                I::ShloLImmAlt64(o) => opi_alt!(o, ops::shl64),
+                I::ShloRImmAlt64(o) => opi_alt!(o, ops::shr64),
+                I::SharRImmAlt64(o) => opi_alt!(o, ops::sar64),
+                I::RotR64Imm(o) => opi!(o, ops::rotr64),
+                I::RotR64ImmAlt(o) => opi_alt!(o, ops::rotr64),
+                I::RotR32Imm(o) => opi!(o, ops::rotr32),
+                I::RotR32ImmAlt(o) => opi_alt!(o, ops::rotr32),
 
-            // Three registers: rD = f(rA, rB).
-            I::Add32(o) => op3!(o, ops::add32),
-            I::Sub32(o) => op3!(o, ops::sub32),
-            I::Mul32(o) => op3!(o, ops::mul32),
-            I::DivU32(o) => op3!(o, ops::div_u32),
-            I::DivS32(o) => op3!(o, ops::div_s32),
-            I::RemU32(o) => op3!(o, ops::rem_u32),
-            I::RemS32(o) => op3!(o, ops::rem_s32),
-            I::ShloL32(o) => op3!(o, ops::shl32),
-            I::ShloR32(o) => op3!(o, ops::shr32),
-            I::SharR32(o) => op3!(o, ops::sar32),
-            I::Add64(o) => op3!(o, u64::wrapping_add),
-            I::Sub64(o) => op3!(o, u64::wrapping_sub),
-            I::Mul64(o) => op3!(o, u64::wrapping_mul),
-            I::DivU64(o) => op3!(o, ops::div_u64),
-            I::DivS64(o) => op3!(o, ops::div_s64),
-            I::RemU64(o) => op3!(o, ops::rem_u64),
-            I::RemS64(o) => op3!(o, ops::rem_s64),
-            I::ShloL64(o) => op3!(o, ops::shl64),
-            I::ShloR64(o) => op3!(o, ops::shr64),
-            I::SharR64(o) => op3!(o, ops::sar64),
-            I::And(o) => op3!(o, |a: u64, b: u64| a & b),
-            I::Xor(o) => op3!(o, |a: u64, b: u64| a ^ b),
-            I::Or(o) => op3!(o, |a: u64, b: u64| a | b),
-            I::MulUpperSS(o) => op3!(o, ops::mul_upper_ss),
-            I::MulUpperUU(o) => op3!(o, ops::mul_upper_uu),
-            I::MulUpperSU(o) => op3!(o, ops::mul_upper_su),
-            I::SetLtU(o) => op3!(o, ops::set_lt_u),
-            I::SetLtS(o) => op3!(o, ops::set_lt_s),
-            I::CmovIz(o) => {
-                if r!(o.b) == 0 {
-                    r!(o.d) = r!(o.a);
+                // Three registers: rD = f(rA, rB).
+                I::Add32(o) => op3!(o, ops::add32),
+                I::Sub32(o) => op3!(o, ops::sub32),
+                I::Mul32(o) => op3!(o, ops::mul32),
+                I::DivU32(o) => op3!(o, ops::div_u32),
+                I::DivS32(o) => op3!(o, ops::div_s32),
+                I::RemU32(o) => op3!(o, ops::rem_u32),
+                I::RemS32(o) => op3!(o, ops::rem_s32),
+                I::ShloL32(o) => op3!(o, ops::shl32),
+                I::ShloR32(o) => op3!(o, ops::shr32),
+                I::SharR32(o) => op3!(o, ops::sar32),
+                I::Add64(o) => op3!(o, u64::wrapping_add),
+                I::Sub64(o) => op3!(o, u64::wrapping_sub),
+                I::Mul64(o) => op3!(o, u64::wrapping_mul),
+                I::DivU64(o) => op3!(o, ops::div_u64),
+                I::DivS64(o) => op3!(o, ops::div_s64),
+                I::RemU64(o) => op3!(o, ops::rem_u64),
+                I::RemS64(o) => op3!(o, ops::rem_s64),
+                I::ShloL64(o) => op3!(o, ops::shl64),
+                I::ShloR64(o) => op3!(o, ops::shr64),
+                I::SharR64(o) => op3!(o, ops::sar64),
+                I::And(o) => op3!(o, |a: u64, b: u64| a & b),
+                I::Xor(o) => op3!(o, |a: u64, b: u64| a ^ b),
+                I::Or(o) => op3!(o, |a: u64, b: u64| a | b),
+                I::MulUpperSS(o) => op3!(o, ops::mul_upper_ss),
+                I::MulUpperUU(o) => op3!(o, ops::mul_upper_uu),
+                I::MulUpperSU(o) => op3!(o, ops::mul_upper_su),
+                I::SetLtU(o) => op3!(o, ops::set_lt_u),
+                I::SetLtS(o) => op3!(o, ops::set_lt_s),
+                I::CmovIz(o) => {
+                    if r!(o.b) == 0 {
+                        r!(o.d) = r!(o.a);
+                    }
                 }
-                idx += 1;
-            }
-            I::CmovNz(o) => {
-                if r!(o.b) != 0 {
-                    r!(o.d) = r!(o.a);
+                I::CmovNz(o) => {
+                    if r!(o.b) != 0 {
+                        r!(o.d) = r!(o.a);
+                    }
                 }
-                idx += 1;
+                I::RotL64(o) => op3!(o, ops::rotl64),
+                I::RotL32(o) => op3!(o, ops::rotl32),
+                I::RotR64(o) => op3!(o, ops::rotr64),
+                I::RotR32(o) => op3!(o, ops::rotr32),
+                I::AndInv(o) => op3!(o, |a: u64, b: u64| a & !b),
+                I::OrInv(o) => op3!(o, |a: u64, b: u64| a | !b),
+                I::Xnor(o) => op3!(o, |a: u64, b: u64| !(a ^ b)),
+                I::Max(o) => op3!(o, ops::max_s),
+                I::MaxU(o) => op3!(o, ops::max_u),
+                I::Min(o) => op3!(o, ops::min_s),
+                I::MinU(o) => op3!(o, ops::min_u),
             }
-            I::RotL64(o) => op3!(o, ops::rotl64),
-            I::RotL32(o) => op3!(o, ops::rotl32),
-            I::RotR64(o) => op3!(o, ops::rotr64),
-            I::RotR32(o) => op3!(o, ops::rotr32),
-            I::AndInv(o) => op3!(o, |a: u64, b: u64| a & !b),
-            I::OrInv(o) => op3!(o, |a: u64, b: u64| a | !b),
-            I::Xnor(o) => op3!(o, |a: u64, b: u64| !(a ^ b)),
-            I::Max(o) => op3!(o, ops::max_s),
-            I::MaxU(o) => op3!(o, ops::max_u),
-            I::Min(o) => op3!(o, ops::min_s),
-            I::MinU(o) => op3!(o, ops::min_u),
         }
     }
 }
