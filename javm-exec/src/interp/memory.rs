@@ -183,22 +183,21 @@ impl FlatMemory {
     /// Host read: guest read rights, no state change, no charge.
     pub(crate) fn read(&self, addr: u32, buf: &mut [u8]) -> Result<(), MemoryError> {
         check_range(addr, buf.len())?;
-        for i in 0..buf.len() {
-            let a = addr + i as u32;
-            if self.map.kind(a).is_none() {
-                return Err(MemoryError::Inaccessible(a));
-            }
+        if let Some(bad) = pages(addr, buf.len()).find(|&(p, ..)| self.map.kind(p).is_none()) {
+            return Err(MemoryError::Inaccessible(bad.0.max(addr)));
         }
-        for (i, b) in buf.iter_mut().enumerate() {
-            let a = addr + i as u32;
-            *b = if self.map.state(a) == PageState::NotPresent {
-                self.map
-                    .layout()
-                    .source(a & !(PAGE_SIZE - 1))
-                    .map_or(0, |p| p.bytes()[(a % PAGE_SIZE) as usize])
+        for (page, offset, range) in pages(addr, buf.len()) {
+            let dst = &mut buf[range];
+            if self.map.state(page) == PageState::NotPresent {
+                // Not materialized: the layout's slab, or zeros.
+                match self.map.layout().source(page) {
+                    Some(src) => dst.copy_from_slice(&src.bytes()[offset..offset + dst.len()]),
+                    None => dst.fill(0),
+                }
             } else {
-                self.bytes[a as usize]
-            };
+                let at = page as usize + offset;
+                dst.copy_from_slice(&self.bytes[at..at + dst.len()]);
+            }
         }
         Ok(())
     }
@@ -207,29 +206,42 @@ impl FlatMemory {
     /// become `PresentRw`.
     pub(crate) fn write(&mut self, addr: u32, data: &[u8]) -> Result<(), MemoryError> {
         check_range(addr, data.len())?;
-        for i in 0..data.len() {
-            let a = addr + i as u32;
-            match self.map.kind(a) {
-                None => return Err(MemoryError::Inaccessible(a)),
-                Some(k) if !k.is_writable() => return Err(MemoryError::ReadOnly(a)),
+        for (page, ..) in pages(addr, data.len()) {
+            let first = page.max(addr);
+            match self.map.kind(page) {
+                None => return Err(MemoryError::Inaccessible(first)),
+                Some(k) if !k.is_writable() => return Err(MemoryError::ReadOnly(first)),
                 Some(_) => {}
             }
         }
-        let mut page = None;
-        for (i, &b) in data.iter().enumerate() {
-            let a = addr + i as u32;
-            let p = a & !(PAGE_SIZE - 1);
-            if page != Some(p) {
-                page = Some(p);
-                if self.map.state(p) == PageState::NotPresent {
-                    self.materialize(p);
-                }
-                self.map.host_write(p);
+        for (page, offset, range) in pages(addr, data.len()) {
+            if self.map.state(page) == PageState::NotPresent {
+                self.materialize(page);
             }
-            self.bytes[a as usize] = b;
+            self.map.host_write(page);
+            let at = page as usize + offset;
+            self.bytes[at..at + range.len()].copy_from_slice(&data[range]);
         }
         Ok(())
     }
+}
+
+/// The pages of `[addr, addr + len)` (which must not pass 2^32) as
+/// `(page address, offset in the page, range in the caller's buffer)`.
+fn pages(addr: u32, len: usize) -> impl Iterator<Item = (u32, usize, std::ops::Range<usize>)> {
+    let page_size = PAGE_SIZE as usize;
+    let mut done = 0usize;
+    std::iter::from_fn(move || {
+        if done >= len {
+            return None;
+        }
+        let at = addr as usize + done;
+        let offset = at % page_size;
+        let n = (page_size - offset).min(len - done);
+        let item = ((at - offset) as u32, offset, done..done + n);
+        done += n;
+        Some(item)
+    })
 }
 
 fn check_range(addr: u32, len: usize) -> Result<(), MemoryError> {
