@@ -3,6 +3,7 @@
 //! Each iteration builds a fresh instance from a prepared module and runs the program
 //! to completion; the result is checked once before measuring. Throughput is reported
 //! in PVM instructions executed (counted exactly, block by block, before measuring).
+//! `interp/instantiate` measures creating and dropping one instance.
 //!
 //! `cargo bench -p javm-exec --bench interp`
 #![allow(missing_docs, reason = "benchmark harness")]
@@ -121,6 +122,13 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // Instance creation (and drop) for the standard layout of fib.s: the memory
+    // reservation and page map, no page contents copied.
+    let (engine, module, init) = setup(&WORKLOADS[0]);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("instantiate", |b| {
+        b.iter(|| engine.instantiate(&module, init.clone()).unwrap().gas())
+    });
     group.finish();
 }
 

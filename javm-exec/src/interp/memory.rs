@@ -165,12 +165,10 @@ impl FlatMemory {
         let needed = self.map.sbrk_end(size) << PAGE_SHIFT;
         if self.bytes.len() < needed {
             let mut bigger = reserve(needed)?;
-            let present = self
-                .map
-                .state_bytes()
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| **s != 0);
+            // Pages past the old buffer were never materialized.
+            let old_pages = self.bytes.len() >> PAGE_SHIFT;
+            let states = self.map.state_bytes().get(..old_pages).unwrap_or_default();
+            let present = states.iter().enumerate().filter(|(_, s)| **s != 0);
             for (page, _) in present {
                 let range = page << PAGE_SHIFT..(page + 1) << PAGE_SHIFT;
                 bigger[range.clone()].copy_from_slice(&self.bytes[range]);

@@ -118,7 +118,9 @@ impl Engine for Interpreter {
                 layout: wanted,
             });
         }
-        let mem = memory::FlatMemory::new(PageMap::new(init.layout), module.schedule)?;
+        let map = PageMap::new(init.layout)
+            .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;
+        let mem = memory::FlatMemory::new(map, module.schedule)?;
         Ok(InterpInstance::new(
             Arc::clone(module),
             init.regs,

@@ -5,8 +5,15 @@
 //! will call the very same [`PageMap::plan`] / [`PageMap::commit`] pair (they never
 //! allocate), so both engines accept, charge and fault the same accesses in the same
 //! order.
+//!
+//! Both per-page arrays cover all 2^20 pages of the address space. They are
+//! anonymous mappings reserved without swap, so they read as zero (unmapped,
+//! `NotPresent`) until written: building a map costs time proportional to the mapped
+//! pages, not to the address space they span, and `sbrk` never has to grow them.
 
 use std::sync::Arc;
+
+use memmap2::{MmapMut, MmapOptions};
 
 use super::mat::{HardFault, PageKind, PageState, access_pages, charge_for};
 use super::{MemoryLayout, PAGE_SHIFT, PAGE_SIZE};
@@ -36,14 +43,19 @@ impl AccessPlan {
     }
 }
 
+/// Number of pages in the 4 GiB address space.
+const PAGES: usize = 1 << 20;
+
 /// Kinds and states of every page of one instance.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct PageMap {
     layout: Arc<MemoryLayout>,
-    /// `PageKind::as_u8` per page; 0 = inaccessible. Pages past the end are inaccessible.
-    kinds: Vec<u8>,
-    /// `PageState::as_u8` per page, same length as `kinds`.
-    states: Vec<u8>,
+    /// `PageKind::as_u8` per page (all 2^20); 0 = inaccessible.
+    kinds: MmapMut,
+    /// `PageState::as_u8` per page (all 2^20).
+    states: MmapMut,
+    /// One past the highest page ever mapped.
+    end_page: usize,
     /// Mapped page ranges `[first, end)` in page numbers: the layout's regions, then
     /// the pages `sbrk` added.
     ranges: Vec<(u32, u32)>,
@@ -51,10 +63,12 @@ pub struct PageMap {
 }
 
 impl PageMap {
-    /// The page map of a fresh instance of `layout`: every page `NotPresent`.
-    pub fn new(layout: Arc<MemoryLayout>) -> PageMap {
-        let pages = layout.end().div_ceil(u64::from(PAGE_SIZE)) as usize;
-        let mut kinds = vec![0u8; pages];
+    /// The page map of a fresh instance of `layout`: every page `NotPresent`. Fails
+    /// only if the host cannot reserve the two 1 MiB arrays.
+    pub fn new(layout: Arc<MemoryLayout>) -> std::io::Result<PageMap> {
+        let reserve = || MmapOptions::new().len(PAGES).no_reserve_swap().map_anon();
+        let mut kinds = reserve()?;
+        let states = reserve()?;
         let mut ranges = Vec::with_capacity(layout.regions().len());
         for r in layout.regions() {
             let first = r.start() >> PAGE_SHIFT;
@@ -62,13 +76,14 @@ impl PageMap {
             kinds[first as usize..end as usize].fill(r.kind().as_u8());
             ranges.push((first, end));
         }
-        PageMap {
+        Ok(PageMap {
             heap_top: layout.heap_top(),
+            end_page: layout.end().div_ceil(u64::from(PAGE_SIZE)) as usize,
             layout,
-            states: vec![0u8; pages],
+            states,
             kinds,
             ranges,
-        }
+        })
     }
 
     /// The layout this map was built from (for initial page contents).
@@ -98,17 +113,17 @@ impl PageMap {
         )
     }
 
-    /// Per-page state bytes (`PageState::as_u8`), indexed by page number, for fast
-    /// paths: a load may proceed without [`PageMap::plan`] when the byte is non-zero,
-    /// a store when it is `PresentRw`. Pages past the end are inaccessible.
+    /// Per-page state bytes (`PageState::as_u8`), indexed by page number (all 2^20),
+    /// for fast paths: a load may proceed without [`PageMap::plan`] when the byte is
+    /// non-zero, a store when it is `PresentRw`.
     #[inline(always)]
     pub fn state_bytes(&self) -> &[u8] {
         &self.states
     }
 
-    /// Number of pages the map covers (one past the highest mapped page).
+    /// One past the highest page ever mapped (engines size their storage by it).
     pub fn page_count(&self) -> usize {
-        self.kinds.len()
+        self.end_page
     }
 
     /// Mapped pages as `(page address, kind)`, in ascending order of range.
@@ -185,15 +200,14 @@ impl PageMap {
         self.heap_top
     }
 
-    /// The number of pages the map will cover after `sbrk(size)` (for callers that
-    /// must grow their own storage first, so that a failure changes nothing).
+    /// [`PageMap::page_count`] after `sbrk(size)` (for callers that must grow their
+    /// own storage first, so that a failure changes nothing).
     pub fn sbrk_end(&self, size: u64) -> usize {
         let new_top = self.heap_top.saturating_add(size);
         if size == 0 || size > 1 << 32 || new_top > 1 << 32 {
-            return self.kinds.len();
+            return self.end_page;
         }
-        self.kinds
-            .len()
+        self.end_page
             .max(new_top.div_ceil(u64::from(PAGE_SIZE)) as usize)
     }
 
@@ -215,10 +229,7 @@ impl PageMap {
         }
         let first = (self.heap_top >> PAGE_SHIFT) as u32;
         let end = new_top.div_ceil(u64::from(PAGE_SIZE)) as u32;
-        if self.kinds.len() < end as usize {
-            self.kinds.resize(end as usize, 0);
-            self.states.resize(end as usize, 0);
-        }
+        self.end_page = self.end_page.max(end as usize);
         let mut run_start = None;
         for p in first..end {
             let k = &mut self.kinds[p as usize];
@@ -251,7 +262,7 @@ mod tests {
             .unwrap();
         l.add_region(0x22000, 0x1000, PageKind::UnpinnedCapCow, &[5])
             .unwrap();
-        PageMap::new(Arc::new(l))
+        PageMap::new(Arc::new(l)).unwrap()
     }
 
     #[test]
@@ -307,7 +318,7 @@ mod tests {
         let mut l = MemoryLayout::new();
         l.add_region(0xFFFF_F000, 0x1000, PageKind::EphemeralZero, &[])
             .unwrap();
-        let m = PageMap::new(Arc::new(l));
+        let m = PageMap::new(Arc::new(l)).unwrap();
         assert_eq!(m.plan(0xFFFF_FFFC, 8, false, 0), Err(BadAccess { addr: 0 }));
         assert!(m.plan(0xFFFF_FFF8, 8, false, 0).is_ok());
     }
@@ -318,7 +329,7 @@ mod tests {
         l.add_region(0x20000, 0x1000, PageKind::EphemeralZero, &[])
             .unwrap();
         l.set_heap_top(0x20800);
-        let mut m = PageMap::new(Arc::new(l));
+        let mut m = PageMap::new(Arc::new(l)).unwrap();
         assert_eq!(m.sbrk(0), 0x20800);
         assert_eq!(
             m.sbrk_end(0x1000),
