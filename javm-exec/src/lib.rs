@@ -15,6 +15,40 @@
 //! * [`asm`] and [`disasm`] — the text assembler and disassembler.
 //!
 //! This crate has no `unsafe` code; the recompiler lives in `javm-jit-x86`.
+//!
+//! # Example
+//!
+//! Assemble a program, prepare it once, run an instance, and service its host call:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use javm_exec::asm::assemble;
+//! use javm_exec::{
+//!     Engine, Exit, GasProfile, GasSchedule, Instance, InstanceInit, Interpreter,
+//!     MemoryLayout, PageKind, Reg,
+//! };
+//!
+//! let program = Arc::new(
+//!     assemble("load_imm r7, 20\necalli 1\nadd_imm_64 r7, r7, 1\ntrap")?.program()?,
+//! );
+//! let mut layout = MemoryLayout::new();
+//! layout.add_region(0x20000, 0x1000, PageKind::EphemeralZero, &[])?;
+//! let layout = Arc::new(layout);
+//!
+//! let engine = Interpreter::new();
+//! let schedule = GasSchedule::new(GasProfile::Jar1, layout.accessible_pages());
+//! let module = engine.prepare(&program, schedule)?; // cached by program hash
+//! let mut vm = engine.instantiate(
+//!     &module,
+//!     InstanceInit { layout, regs: [0; 13], pc: 0, gas: 10_000 },
+//! )?;
+//!
+//! assert_eq!(vm.run()?, Exit::HostCall(1));
+//! vm.set_reg(Reg::R7, vm.reg(Reg::R7) * 2); // the host's answer
+//! assert_eq!(vm.run()?, Exit::Trap); // resumes after the ecalli
+//! assert_eq!(vm.reg(Reg::R7), 41);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod asm;
