@@ -9,13 +9,22 @@
 //! * `tests/engine_api.rs` — resuming, stepping, host calls and host memory access.
 //!
 //! [`Case`] builds an instance from assembly text and an explicit memory layout;
-//! [`engine_tests!`] turns generic test functions into one named test per engine;
-//! [`fuzz`] holds the loader oracle behind the `fuzz/` targets. The program generators
-//! and the interpreter-versus-recompiler oracle of the differential harness are not
-//! built yet.
+//! [`engine_tests!`] turns generic test functions into one named test per engine.
+//!
+//! The differential harness: [`generate`] generates programs, [`oracle`] runs one on two
+//! engines and compares everything, [`campaign`] runs many with coverage and
+//! shrinking, [`regress`] keeps shrunk cases as regression files, [`adapters`] holds
+//! deliberately wrong engines for self-tests, and [`fuzz`] the oracles behind the
+//! `fuzz/` targets. Until the recompiler exists, the engine pair is the interpreter
+//! with itself, which checks determinism and stepping against running.
 #![forbid(unsafe_code)]
 
+pub mod adapters;
+pub mod campaign;
 pub mod fuzz;
+pub mod generate;
+pub mod oracle;
+pub mod regress;
 
 use std::sync::Arc;
 

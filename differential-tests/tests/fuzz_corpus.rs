@@ -1,21 +1,32 @@
-//! Replays the fuzz corpus (`fuzz/corpus/*`) through the fuzz oracles on stable Rust,
+//! Replays the fuzz corpora (`fuzz/corpus/*`) through the fuzz oracles on stable Rust,
 //! so every fuzzing finding kept there is a regression test.
 
 use std::path::Path;
 
-#[test]
-fn loader_corpus_replays() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/loader");
+fn replay(target: &str, oracle: fn(&[u8]), at_least: usize) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).expect("corpus directory exists") {
         let path = entry.expect("readable entry").path();
         let data = std::fs::read(&path).expect("readable corpus file");
-        differential_tests::fuzz::loader(&data);
+        oracle(&data);
         n += 1;
     }
     assert!(
-        n >= 200,
+        n >= at_least,
         "expected the seed corpus, found {n} files in {}",
         dir.display()
     );
+}
+
+#[test]
+fn loader_corpus_replays() {
+    replay("loader", differential_tests::fuzz::loader, 200);
+}
+
+#[test]
+fn diff_corpus_replays() {
+    replay("diff", differential_tests::fuzz::diff, 20);
 }

@@ -1,6 +1,6 @@
 //! JAVM execution core: everything both engines share, and the interpreter.
 //!
-//! * [`isa`] — the instruction set, defined once ([`isa::for_each_opcode!`]'s table),
+//! * [`isa`] — the instruction set, defined once (the `for_each_opcode!` table),
 //!   with single-instruction decoding and encoding;
 //! * [`Program`] — code validated and predecoded once into [`Instruction`]s and basic
 //!   blocks, with branch targets and the jump table resolved;

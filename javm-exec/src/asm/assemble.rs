@@ -273,6 +273,10 @@ impl Context {
     fn target(&self, o: &Operand, positions: Option<&[u32]>) -> Result<i64, K> {
         let v: i128 = match o {
             Operand::Pos(p) => *p,
+            Operand::LabelPos(name) => match self.label(name)? {
+                LabelDef::Code(i) => i128::from(positions.map_or(0, |p| p[i])),
+                _ => return Err(K::WrongLabelKind(name.clone(), "data")),
+            },
             Operand::Label { name, offset } => match self.label(name)? {
                 LabelDef::Code(i) => {
                     let pc = positions.map_or(0, |p| p[i]);
@@ -339,11 +343,13 @@ impl Context {
             _ => Err(kind_err(i, "a register")),
         };
         let imm = |i: usize| match &ops[i] {
-            Operand::Reg(_) | Operand::Pos(_) => Err(kind_err(i, "an immediate")),
+            Operand::Reg(_) | Operand::Pos(_) | Operand::LabelPos(_) => {
+                Err(kind_err(i, "an immediate"))
+            }
             o => imm32(self.value(o)?),
         };
         let target = |i: usize| match &ops[i] {
-            o @ (Operand::Pos(_) | Operand::Label { .. }) => {
+            o @ (Operand::Pos(_) | Operand::LabelPos(_) | Operand::Label { .. }) => {
                 let t = self.target(o, positions)?;
                 // Before layout, any target is fine: it only sizes the slot.
                 Ok(if positions.is_none() {
@@ -360,7 +366,9 @@ impl Context {
             Format::RegImm64 => Args::RegImm64 {
                 a: reg(0)?,
                 x: match &ops[1] {
-                    Operand::Reg(_) | Operand::Pos(_) => return Err(kind_err(1, "an immediate")),
+                    Operand::Reg(_) | Operand::Pos(_) | Operand::LabelPos(_) => {
+                        return Err(kind_err(1, "an immediate"));
+                    }
                     o => imm64(self.value(o)?)?,
                 },
             },

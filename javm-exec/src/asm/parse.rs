@@ -18,6 +18,8 @@ pub(super) enum Operand {
     JumpAddr(String),
     /// `@N`: an absolute code position.
     Pos(i128),
+    /// `@name`: the position of a code label, exempt from the block-start check.
+    LabelPos(String),
 }
 
 impl std::fmt::Display for Operand {
@@ -29,6 +31,7 @@ impl std::fmt::Display for Operand {
             Operand::Label { name, offset } => write!(f, "{name}{offset:+}"),
             Operand::JumpAddr(n) => write!(f, "%{n}"),
             Operand::Pos(p) => write!(f, "@{p}"),
+            Operand::LabelPos(n) => write!(f, "@{n}"),
         }
     }
 }
@@ -181,9 +184,9 @@ fn directive_line(
             }
             for op in split_operands(args) {
                 match parse_operand(op)? {
-                    o @ (Operand::Label { offset: 0, .. } | Operand::Pos(_)) => {
-                        p.jump_table.push((line, o))
-                    }
+                    o @ (Operand::Label { offset: 0, .. }
+                    | Operand::Pos(_)
+                    | Operand::LabelPos(_)) => p.jump_table.push((line, o)),
                     other => {
                         return Err(K::OperandKind {
                             mnemonic: ".jump_table".into(),
@@ -346,6 +349,9 @@ fn parse_operand(s: &str) -> Result<Operand, K> {
         return Ok(Operand::Reg(r));
     }
     if let Some(p) = s.strip_prefix('@') {
+        if is_identifier(p) {
+            return Ok(Operand::LabelPos(p.to_owned()));
+        }
         return Ok(Operand::Pos(number(p)?));
     }
     if let Some(name) = s.strip_prefix('%') {

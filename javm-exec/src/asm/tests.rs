@@ -178,8 +178,16 @@ fn errors_name_line_and_problem() {
         err("jump end\nend:"),
         AsmErrorKind::NotABlockStart("end".into())
     );
-    // @N and label+offset branch anywhere, on purpose.
+    // @N, @label and label+offset branch anywhere, on purpose.
     assert!(assemble("load_imm r1, 1\nmid: load_imm r2, 2\njump @3").is_ok());
+    let a = assemble("load_imm r1, 1\nmid: load_imm r2, 2\njump @mid\n.jump_table @mid").unwrap();
+    assert_eq!(a.jump_table, vec![3]);
+    let p = a.program().unwrap();
+    assert_eq!(p.view().decode(6).args.target(), Some(3));
+    assert!(matches!(
+        err("jump @nowhere"),
+        AsmErrorKind::UndefinedLabel(_)
+    ));
 }
 
 #[test]

@@ -158,13 +158,16 @@ impl FlatMemory {
         }
     }
 
-    /// GP `sbrk`: grow the heap, and the buffer to cover any new pages (by moving the
-    /// contents to a larger reservation). Only materialized pages are copied: every
-    /// other page is zero in both buffers, and touching it would commit memory.
+    /// GP `sbrk`: grow the heap, and the buffer to cover any new pages. The first
+    /// growth moves the contents to a reservation of the whole 4 GiB address space
+    /// (only touched pages cost memory), so a program that calls `sbrk` in a loop
+    /// pays for at most one move. Only materialized pages are copied: every other page
+    /// is zero in both buffers, and touching it would commit memory.
     pub(crate) fn sbrk(&mut self, size: u64) -> Result<u64, EngineError> {
         let needed = self.map.sbrk_end(size) << PAGE_SHIFT;
         if self.bytes.len() < needed {
-            let mut bigger = reserve(needed)?;
+            let whole = usize::try_from(1u64 << 32).unwrap_or(usize::MAX);
+            let mut bigger = reserve(needed.max(whole))?;
             // Pages past the old buffer were never materialized.
             let old_pages = self.bytes.len() >> PAGE_SHIFT;
             let states = self.map.state_bytes().get(..old_pages).unwrap_or_default();

@@ -3,7 +3,7 @@
 //! It executes a [`Program`]'s predecoded [`crate::Instruction`]s directly: one
 //! `match` per instruction, registers in a local array, gas charged once per block on
 //! entry (checked against cost + reserve, deducting the cost), and memory through
-//! [`memory::FlatMemory`]'s fast path. The loop is re-entered after every exit.
+//! `memory::FlatMemory`'s fast path. The loop is re-entered after every exit.
 //! The dispatch loop and its handlers are in `run.rs` (register arithmetic calls the
 //! shared [`crate::ops`]); loads and stores go through `memory.rs`.
 

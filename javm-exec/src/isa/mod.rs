@@ -1,6 +1,6 @@
 //! The PVM instruction set, defined once.
 //!
-//! [`for_each_opcode!`] is the single table of all 141 JAVM opcodes: number, enum
+//! `for_each_opcode!` is the single table of all 141 JAVM opcodes: number, enum
 //! variant, mnemonic, operand [`Format`], terminator flag (the RECOMMENDED set
 //! `T_JAVM` of ISA.md §3.2) and [`CostEntry`] for the single-pass gas model (ISA.md
 //! §5.2). Everything else is derived from it: [`Opcode`] and its lookups here, the

@@ -1,0 +1,236 @@
+//! Differential campaigns: many generated cases through the oracle, with coverage
+//! accounting and, on a divergence, proptest shrinking to a minimal case.
+
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+use javm_exec::{Engine, Exit, GasProfile, Opcode, PageKind};
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+
+use crate::generate::{Spec, spec};
+use crate::oracle::{Case, Divergence, Trace, compare};
+
+/// Names of the exit kinds, in [`Coverage::exits`] order.
+pub const EXIT_KINDS: [&str; 7] = [
+    "halt",
+    "panic",
+    "trap",
+    "out-of-gas",
+    "page-fault",
+    "host-call",
+    "ecall",
+];
+
+fn exit_index(e: &Exit) -> usize {
+    match e {
+        Exit::Halt => 0,
+        Exit::Panic => 1,
+        Exit::Trap => 2,
+        Exit::OutOfGas => 3,
+        Exit::PageFault(_) => 4,
+        Exit::HostCall(_) => 5,
+        Exit::Ecall => 6,
+    }
+}
+
+/// How often each opcode ran, each exit kind was reached and each page kind was
+/// materialized, over a campaign.
+#[derive(Clone, Debug)]
+pub struct Coverage {
+    /// Cases run.
+    pub cases: u64,
+    /// Executions per opcode byte.
+    pub opcodes: [u64; 256],
+    /// Exits per kind, in [`EXIT_KINDS`] order.
+    pub exits: [u64; 7],
+    /// Cases that materialized a page of each kind (pinned, copy-on-write, zero).
+    pub page_kinds: [u64; 3],
+}
+
+impl Default for Coverage {
+    fn default() -> Self {
+        Coverage {
+            cases: 0,
+            opcodes: [0; 256],
+            exits: [0; 7],
+            page_kinds: [0; 3],
+        }
+    }
+}
+
+impl Coverage {
+    /// Count one case.
+    pub fn add(&mut self, t: &Trace) {
+        self.cases += 1;
+        for &(op, n) in &t.executed {
+            self.opcodes[usize::from(op.byte())] += n;
+        }
+        for e in &t.exits {
+            self.exits[exit_index(e)] += 1;
+        }
+        for (i, k) in [
+            PageKind::PinnedCapRo,
+            PageKind::UnpinnedCapCow,
+            PageKind::EphemeralZero,
+        ]
+        .iter()
+        .enumerate()
+        {
+            if t.touched_kinds.contains(k) {
+                self.page_kinds[i] += 1;
+            }
+        }
+    }
+
+    /// Merge another campaign's counts.
+    pub fn merge(&mut self, o: &Coverage) {
+        self.cases += o.cases;
+        for (a, b) in self.opcodes.iter_mut().zip(o.opcodes) {
+            *a += b;
+        }
+        for (a, b) in self.exits.iter_mut().zip(o.exits) {
+            *a += b;
+        }
+        for (a, b) in self.page_kinds.iter_mut().zip(o.page_kinds) {
+            *a += b;
+        }
+    }
+
+    /// Opcodes that never ran.
+    pub fn missing_opcodes(&self) -> Vec<Opcode> {
+        Opcode::ALL
+            .into_iter()
+            .filter(|op| self.opcodes[usize::from(op.byte())] == 0)
+            .collect()
+    }
+
+    /// Exit kinds never reached.
+    pub fn missing_exits(&self) -> Vec<&'static str> {
+        EXIT_KINDS
+            .iter()
+            .zip(self.exits)
+            .filter(|(_, n)| *n == 0)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// A multi-line report.
+    pub fn report(&self) -> String {
+        let ran = 141 - self.missing_opcodes().len();
+        let least = Opcode::ALL
+            .iter()
+            .min_by_key(|op| self.opcodes[usize::from(op.byte())])
+            .map(|op| {
+                format!(
+                    "{} ({})",
+                    op.mnemonic(),
+                    self.opcodes[usize::from(op.byte())]
+                )
+            })
+            .unwrap_or_default();
+        let exits: Vec<String> = EXIT_KINDS
+            .iter()
+            .zip(self.exits)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        format!(
+            "{} cases; {ran}/141 opcodes executed (least: {least}); exits: {}; cases touching \
+             pinned / copy-on-write / zero pages: {} / {} / {}",
+            self.cases,
+            exits.join(", "),
+            self.page_kinds[0],
+            self.page_kinds[1],
+            self.page_kinds[2]
+        )
+    }
+}
+
+/// What a campaign runs.
+#[derive(Clone, Copy, Debug)]
+pub struct CampaignConfig {
+    /// Cases to run.
+    pub cases: u32,
+    /// Seed of the generator (the same seed gives the same cases).
+    pub seed: u64,
+    /// Gas profile; `None` mixes both.
+    pub profile: Option<GasProfile>,
+}
+
+/// A divergence, shrunk to a minimal case.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// The minimal case.
+    pub spec: Spec,
+    /// What differed.
+    pub divergence: Divergence,
+}
+
+/// The result of a campaign.
+#[derive(Clone, Debug)]
+pub struct CampaignResult {
+    /// Coverage of the cases that ran before any failure.
+    pub coverage: Coverage,
+    /// The first divergence, shrunk; `None` if the engines always agreed.
+    pub failure: Option<Failure>,
+    /// Wall-clock time.
+    pub elapsed: Duration,
+}
+
+/// Run `cfg.cases` generated cases on engines `a` and `b`.
+pub fn run_campaign<A: Engine, B: Engine>(a: &A, b: &B, cfg: &CampaignConfig) -> CampaignResult {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&cfg.seed.to_le_bytes());
+    let config = Config {
+        cases: cfg.cases,
+        failure_persistence: None,
+        max_shrink_iters: 4096,
+        ..Config::default()
+    };
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
+    let coverage = RefCell::new(Coverage::default());
+    let failed = RefCell::new(false);
+    let start = Instant::now();
+    let result = runner.run(&spec(cfg.profile), |s| {
+        let case = Case::from(&s);
+        match compare(a, b, &case) {
+            Ok(trace) => {
+                if !*failed.borrow() {
+                    coverage.borrow_mut().add(&trace);
+                }
+                Ok(())
+            }
+            Err(d) => {
+                *failed.borrow_mut() = true;
+                Err(TestCaseError::fail(d.what))
+            }
+        }
+    });
+    let failure = match result {
+        Ok(()) => None,
+        Err(TestError::Fail(_, spec)) => {
+            let divergence =
+                compare(a, b, &Case::from(&spec))
+                    .err()
+                    .unwrap_or_else(|| Divergence {
+                        exit_index: 0,
+                        what: "the divergence did not reproduce (flaky engine?)".to_owned(),
+                        localized: String::new(),
+                    });
+            Some(Failure { spec, divergence })
+        }
+        Err(TestError::Abort(reason)) => Some(Failure {
+            spec: Spec::from_bytes(&[]),
+            divergence: Divergence {
+                exit_index: 0,
+                what: format!("campaign aborted: {reason}"),
+                localized: String::new(),
+            },
+        }),
+    };
+    CampaignResult {
+        coverage: coverage.into_inner(),
+        failure,
+        elapsed: start.elapsed(),
+    }
+}
