@@ -135,6 +135,24 @@ pub fn interesting_addresses() -> Vec<u32> {
     v
 }
 
+/// Addresses inside the regions that `regions` maps (page starts, page ends, the
+/// last bytes of each region), so that generated accesses mostly succeed.
+pub fn mapped_addresses(regions: &[RegionSpec]) -> Vec<u32> {
+    let mut v = Vec::new();
+    for r in regions {
+        for p in 0..r.pages {
+            let page = r.start.wrapping_add(p * 4096);
+            v.extend([0u32, 1, 8, 0x800, 0xFF8, 0xFFC, 0xFFE, 0xFFF].map(|d| page.wrapping_add(d)));
+        }
+    }
+    if v.is_empty() {
+        v.push(0x1_0000);
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// Undefined opcode bytes, for invalid instructions.
 pub fn invalid_opcodes() -> Vec<u8> {
     (0..=255u8)
@@ -296,7 +314,6 @@ impl Spec {
     /// Build a spec from fuzzer bytes (the same value tables as [`spec`]).
     pub fn from_bytes(data: &[u8]) -> Spec {
         let mut u = Bytes { data, pos: 0 };
-        let addrs = interesting_addresses();
         let invalid = invalid_opcodes();
         let profile = if u.bit() {
             GasProfile::Gp
@@ -304,11 +321,7 @@ impl Spec {
             GasProfile::Jar1
         };
         let gas = i64::from(u.u32() % 100_000);
-        let mut regs = [0u64; 13];
-        for r in &mut regs {
-            *r = u.u64_value(&addrs);
-        }
-        let regions = (0..u.byte() % 6)
+        let regions: Vec<RegionSpec> = (0..1 + u.byte() % 6)
             .map(|_| RegionSpec {
                 start: SLOTS[usize::from(u.byte()) % SLOTS.len()],
                 pages: 1 + u32::from(u.bit()),
@@ -316,6 +329,13 @@ impl Spec {
                 fill: u.byte(),
             })
             .collect();
+        // Addresses mostly inside the mapped regions, sometimes around them.
+        let mut addrs = mapped_addresses(&regions);
+        addrs.extend(interesting_addresses().into_iter().step_by(4));
+        let mut regs = [0u64; 13];
+        for r in &mut regs {
+            *r = u.u64_value(&addrs);
+        }
         let heap_top = u64::from(SLOTS[usize::from(u.byte()) % SLOTS.len()]);
         let n = 1 + usize::from(u.byte()) % 40;
         let items = (0..n)
@@ -429,21 +449,21 @@ fn reg() -> impl Strategy<Value = Reg> {
     (0usize..13).prop_map(|i| Reg::ALL[i])
 }
 
-fn value_u64() -> impl Strategy<Value = u64> {
-    let addrs = interesting_addresses();
+fn value_u64(mapped: Vec<u32>) -> impl Strategy<Value = u64> {
     prop_oneof![
         3 => select(EDGE_U64),
-        3 => select(addrs).prop_map(u64::from),
+        2 => select(mapped).prop_map(u64::from),
+        1 => select(interesting_addresses()).prop_map(u64::from),
         1 => 0u64..256,
         1 => any::<u64>(),
     ]
 }
 
-fn value_i32() -> impl Strategy<Value = i32> {
-    let addrs = interesting_addresses();
+fn value_i32(mapped: Vec<u32>) -> impl Strategy<Value = i32> {
     prop_oneof![
         3 => select(EDGE_I32),
-        2 => select(addrs).prop_map(|a| a as i32),
+        1 => select(mapped).prop_map(|a| a as i32),
+        1 => select(interesting_addresses()).prop_map(|a| a as i32),
         3 => -64i32..64,
         1 => any::<i32>(),
     ]
@@ -477,10 +497,48 @@ fn ret() -> Item {
     }
 }
 
-fn item() -> impl Strategy<Value = Item> {
+/// Registers that always hold an interesting address (see [`spec`]).
+const POINTERS: [Reg; 3] = [Reg::R2, Reg::R3, Reg::R4];
+
+/// A load or store through a pointer register with a small offset, or at an
+/// interesting absolute address: most of these reach mapped memory.
+fn memory_item(mapped: Vec<u32>) -> impl Strategy<Value = Item> {
+    let mem_ops: Vec<Opcode> = Opcode::ALL
+        .into_iter()
+        .filter(|o| o.memory_access().is_some())
+        .collect();
+    (
+        select(mem_ops),
+        reg(),
+        select(POINTERS.to_vec()),
+        -16i32..16,
+        prop_oneof![4 => select(mapped.clone()), 1 => select(interesting_addresses())],
+        value_i32(mapped),
+    )
+        .prop_map(|(op, value, pointer, offset, addr, imm)| {
+            // Operand positions differ by format: the base is rA for
+            // store_imm_ind_*, rB for load_ind_*/store_ind_*; absolute forms use X.
+            let (regs, imms) = match op.format() {
+                Format::RegImmImm => ([pointer, value, value], [offset, imm]),
+                Format::RegRegImm => ([value, pointer, value], [offset, imm]),
+                _ => ([value, pointer, value], [addr as i32, imm]),
+            };
+            Item::Insn {
+                op,
+                regs,
+                imms,
+                wide: 0,
+                target: TargetSpec::Insn(0),
+            }
+        })
+}
+
+fn item(mapped: Vec<u32>) -> impl Strategy<Value = Item> {
+    let imm = || value_i32(mapped.clone());
     prop_oneof![
-        30 => (select(Opcode::ALL.to_vec()), [reg(), reg(), reg()], [value_i32(), value_i32()], value_u64(), target())
+        30 => (select(Opcode::ALL.to_vec()), [reg(), reg(), reg()], [imm(), imm()], value_u64(mapped.clone()), target())
             .prop_map(|(op, regs, imms, wide, target)| Item::Insn { op, regs, imms, wide, target }),
+        8 => memory_item(mapped.clone()),
         1 => select(invalid_opcodes()).prop_map(Item::Invalid),
         1 => Just(ret()),
     ]
@@ -510,39 +568,56 @@ fn gas() -> impl Strategy<Value = i64> {
 }
 
 /// A strategy for whole test cases; `profile` fixes the gas profile (else both).
+///
+/// Regions come first, so that pointer registers and absolute addresses can be drawn
+/// mostly from inside the mapped regions (and sometimes from around them).
 pub fn spec(profile: Option<GasProfile>) -> impl Strategy<Value = Spec> {
     let profile = match profile {
         Some(p) => Just(p).boxed(),
         None => prop_oneof![Just(GasProfile::Jar1), Just(GasProfile::Gp)].boxed(),
     };
-    (
-        profile,
-        gas(),
-        // Half the time r0 holds the halt address, as in a standard program.
-        (proptest::array::uniform13(value_u64()), any::<bool>()).prop_map(|(mut r, halt)| {
-            if halt {
-                r[0] = 0xFFFF_0000;
-            }
-            r
-        }),
-        proptest::collection::vec(region(), 0..6),
-        select(SLOTS.to_vec()).prop_map(u64::from),
-        proptest::collection::vec(item(), 1..40),
-        proptest::collection::vec(table_entry(), 0..5),
-        any::<u64>(),
-    )
-        .prop_map(
-            |(profile, gas, regs, regions, heap_top, items, jump_table, host_seed)| Spec {
-                profile,
-                gas,
-                regs,
-                regions,
-                heap_top,
-                items,
-                jump_table,
-                host_seed,
-            },
+    (profile, proptest::collection::vec(region(), 1..6)).prop_flat_map(|(profile, regions)| {
+        let mapped = mapped_addresses(&regions);
+        let pointer =
+            || prop_oneof![4 => select(mapped.clone()), 1 => select(interesting_addresses())];
+        (
+            Just(profile),
+            gas(),
+            // Half the time r0 holds the halt address, as in a standard program; the
+            // pointer registers hold addresses, mostly mapped ones.
+            (
+                proptest::array::uniform13(value_u64(mapped.clone())),
+                any::<bool>(),
+                [pointer(), pointer(), pointer()],
+            )
+                .prop_map(|(mut r, halt, pointers)| {
+                    if halt {
+                        r[0] = 0xFFFF_0000;
+                    }
+                    for (p, a) in POINTERS.iter().zip(pointers) {
+                        r[p.index()] = u64::from(a);
+                    }
+                    r
+                }),
+            Just(regions),
+            select(SLOTS.to_vec()).prop_map(u64::from),
+            proptest::collection::vec(item(mapped.clone()), 1..40),
+            proptest::collection::vec(table_entry(), 0..5),
+            any::<u64>(),
         )
+            .prop_map(
+                |(profile, gas, regs, regions, heap_top, items, jump_table, host_seed)| Spec {
+                    profile,
+                    gas,
+                    regs,
+                    regions,
+                    heap_top,
+                    items,
+                    jump_table,
+                    host_seed,
+                },
+            )
+    })
 }
 
 #[cfg(test)]

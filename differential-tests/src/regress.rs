@@ -189,14 +189,19 @@ impl Regression {
         })
     }
 
-    /// Differences between `trace` and the recorded outcome.
-    pub fn check(&self, trace: &Trace) -> Vec<String> {
-        let got = Expect {
+    /// The outcome `trace` describes, in the file's form.
+    pub fn outcome(&self, trace: &Trace) -> Expect {
+        Expect {
             exits: trace.exits.iter().map(|e| e.to_string()).collect(),
             pc: trace.pc,
             gas: trace.gas,
             regs: trace.regs.iter().map(|&r| hex64(r)).collect(),
-        };
+        }
+    }
+
+    /// Differences between `trace` and the recorded outcome.
+    pub fn check(&self, trace: &Trace) -> Vec<String> {
+        let got = self.outcome(trace);
         let e = &self.expect;
         let mut d = Vec::new();
         if got.exits != e.exits {
