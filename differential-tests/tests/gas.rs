@@ -46,6 +46,12 @@ fn e3_load_loop_costs_23_and_98_at_tier_4<E: Engine>(e: &E) {
     let c = Case::code(&code, &starts, &[])
         .region(0x20000, 0x1000, PageKind::UnpinnedCapCow, &[41])
         .reg(2, 0x20000);
+    assert_eq!(c.program.block_costs(c.schedule())[0].cost, 23);
+    // Exactly one iteration's gas: the step leaves exactly 0, the next entry fails.
+    let mut inst = c.clone().gas(23).instance(e);
+    assert_eq!(inst.step_block(), Ok(None));
+    assert_eq!((inst.gas(), inst.regs()[4]), (0, 42));
+    assert_eq!(inst.run(), Ok(Exit::OutOfGas));
     let o = c.gas(23 * 10 + 22).run(e);
     assert_eq!((o.exit, o.pc, o.gas, o.regs[4]), (Exit::OutOfGas, 0, 0, 42));
     // More than 65536 accessible pages selects the 100-cycle tier.
@@ -53,17 +59,19 @@ fn e3_load_loop_costs_23_and_98_at_tier_4<E: Engine>(e: &E) {
         .region(0x100000, 65537 * 4096, RW, &[])
         .reg(2, 0x100000);
     assert_eq!(big.schedule(), GasSchedule::Jar1(MemTier::new(4).unwrap()));
-    let o = big.gas(98 * 3).run(e);
-    assert_eq!((o.exit, o.gas), (Exit::OutOfGas, 0));
-    let o = Case::code(&code, &starts, &[])
-        .region(0x100000, 65537 * 4096, RW, &[])
-        .reg(2, 0x100000)
-        .gas(98 * 3 + 97)
-        .run(e);
+    assert_eq!(big.program.block_costs(big.schedule())[0].cost, 98);
+    let mut inst = big.clone().gas(98 * 3).instance(e);
+    for _ in 0..3 {
+        assert_eq!(inst.step_block(), Ok(None));
+    }
+    assert_eq!(inst.gas(), 0, "three iterations cost exactly 3 × 98");
+    assert_eq!(inst.run(), Ok(Exit::OutOfGas));
+    let mut inst = big.gas(97).instance(e);
+    assert_eq!(inst.run(), Ok(Exit::OutOfGas));
     assert_eq!(
-        (o.exit, o.gas),
-        (Exit::OutOfGas, 0),
-        "3 iterations, then 97 < 98"
+        (inst.pc(), inst.gas(), inst.regs()[4]),
+        (0, 0, 0),
+        "97 < 98: nothing ran"
     );
 }
 
