@@ -82,8 +82,7 @@ fn check_runs(p: &Arc<Program>, layout: &MemoryLayout, regs: [u64; 13]) {
             profile,
             host_seed: 0,
         };
-        // The recompiler is not built yet: the pair is the interpreter with itself.
-        if let Err(d) = compare(&Interpreter::new(), &Interpreter::new(), &case) {
+        if let Err(d) = compare_engines(&case) {
             panic!("{d}");
         }
     }
@@ -93,7 +92,16 @@ fn check_runs(p: &Arc<Program>, layout: &MemoryLayout, regs: [u64; 13]) {
 pub fn diff(data: &[u8]) {
     let spec = Spec::from_bytes(data);
     let case = Case::from(&spec);
-    if let Err(d) = compare(&Interpreter::new(), &Interpreter::new(), &case) {
+    if let Err(d) = compare_engines(&case) {
         panic!("{d}\n{}", spec.source());
     }
+}
+
+/// The interpreter against the recompiler (against itself where there is none).
+fn compare_engines(case: &Case) -> Result<(), crate::oracle::Divergence> {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    let r = compare(&Interpreter::new(), crate::jit(), case);
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    let r = compare(&Interpreter::new(), &Interpreter::new(), case);
+    r.map(|_| ())
 }

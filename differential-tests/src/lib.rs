@@ -35,7 +35,7 @@ use javm_exec::{
 };
 
 /// Expand generic test functions `fn name<E: Engine>(engine: &E)` into one `#[test]`
-/// per engine: `interp::name` (and `jit::name` once the recompiler exists).
+/// per engine: `interp::name`, and `jit::name` where the recompiler exists.
 #[macro_export]
 macro_rules! engine_tests {
     ($($name:ident),* $(,)?) => {
@@ -47,7 +47,24 @@ macro_rules! engine_tests {
                 }
             )*
         }
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        mod jit {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name($crate::jit());
+                }
+            )*
+        }
     };
+}
+
+/// The process-wide recompiler the tests share (so its module cache is shared too).
+/// Panics if the host cannot run it: the test suites require it on x86-64 Linux.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub fn jit() -> &'static javm_jit_x86::Recompiler {
+    static JIT: std::sync::OnceLock<javm_jit_x86::Recompiler> = std::sync::OnceLock::new();
+    JIT.get_or_init(|| javm_jit_x86::Recompiler::new().expect("the recompiler is available"))
 }
 
 /// A program plus everything needed to instantiate it.

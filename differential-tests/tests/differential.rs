@@ -2,9 +2,9 @@
 //! coverage assertion, self-tests showing the harness catches wrong engines, and the
 //! replay of the regression corpus (`regressions/*.json`).
 //!
-//! Engines compared: the interpreter with itself until the recompiler exists (this
-//! checks determinism and block stepping against running); then the interpreter with
-//! the recompiler. Longer campaigns: `cargo run --release -p differential-tests --bin
+//! Engines compared: the interpreter (the oracle) with the recompiler on x86-64
+//! Linux; elsewhere the interpreter with itself, which still checks determinism and
+//! block stepping against running. Longer campaigns: `cargo run --release -p differential-tests --bin
 //! javm-diff -- --cases N --seed S`.
 
 use std::path::Path;
@@ -58,6 +58,9 @@ fn assert_agree(r: &CampaignResult) {
 fn campaigns_agree_and_cover_every_opcode_and_exit() {
     let mut coverage = Coverage::default();
     for (profile, seed) in [(GasProfile::Jar1, 1), (GasProfile::Gp, 2)] {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        let r = campaign(differential_tests::jit(), Some(profile), cases(), seed);
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
         let r = campaign(&Interpreter::new(), Some(profile), cases(), seed);
         assert_agree(&r);
         println!(
@@ -93,7 +96,12 @@ fn campaigns_agree_and_cover_every_opcode_and_exit() {
 
 /// A wrong engine must be caught, with a difference naming `expected`.
 fn detects(bug: Bug, expected: &str) {
-    let r = campaign(&Buggy::new(Interpreter::new(), bug), None, 5000, 7);
+    // The wrong engine wraps the recompiler where it exists.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    let wrong = Buggy::new(javm_jit_x86::Recompiler::new().expect("recompiler"), bug);
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    let wrong = Buggy::new(Interpreter::new(), bug);
+    let r = campaign(&wrong, None, 5000, 7);
     let f = r
         .failure
         .unwrap_or_else(|| panic!("{bug:?} went unnoticed in {} cases", r.coverage.cases));
@@ -147,8 +155,11 @@ fn regression_corpus_replays() {
         let case = reg
             .case()
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let trace = compare(&Interpreter::new(), &Interpreter::new(), &case)
-            .unwrap_or_else(|d| panic!("{}: {d}", path.display()));
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        let trace = compare(&Interpreter::new(), differential_tests::jit(), &case);
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        let trace = compare(&Interpreter::new(), &Interpreter::new(), &case);
+        let trace = trace.unwrap_or_else(|d| panic!("{}: {d}", path.display()));
         if bless {
             reg.expect = reg.outcome(&trace);
             reg.save(&dir).expect("writable regression corpus");

@@ -41,6 +41,13 @@ fn main() {
         trials.push(Trial::test(format!("interp::{name}"), move || {
             check(&javm_exec::Interpreter::new(), &f)
         }));
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        {
+            let f = file.clone();
+            trials.push(Trial::test(format!("jit::{name}"), move || {
+                check(differential_tests::jit(), &f)
+            }));
+        }
     }
     libtest_mimic::run(&args, trials).exit();
 }

@@ -62,10 +62,22 @@ fn main() -> ExitCode {
         ProfileArg::Gp => vec![GasProfile::Gp],
         ProfileArg::Both => vec![GasProfile::Jar1, GasProfile::Gp],
     };
-    // The recompiler is not built yet: compare the interpreter with itself, which
-    // still checks determinism and block stepping against running.
-    eprintln!("engines: interp vs interp (the recompiler is not built yet)");
-    let b = Interpreter::new();
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    let b = match javm_jit_x86::Recompiler::new() {
+        Ok(b) => {
+            eprintln!("engines: interp vs jit");
+            b
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    let b = {
+        eprintln!("engines: interp vs interp (no recompiler on this host)");
+        Interpreter::new()
+    };
     for profile in profiles {
         let mut coverage = Coverage::default();
         let start = Instant::now();
@@ -139,6 +151,7 @@ fn self_test(args: &Args) -> ExitCode {
         let r = run_campaign(
             &Interpreter::new(),
             &Buggy::new(Interpreter::new(), bug),
+            // (The self-test wraps the interpreter so that it runs on every host.)
             &cfg,
         );
         match r.failure {

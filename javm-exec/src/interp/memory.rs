@@ -17,7 +17,10 @@ use memmap2::{MmapMut, MmapOptions};
 
 use crate::engine::{EngineError, Exit, MemoryError};
 use crate::gas::GasSchedule;
-use crate::memory::{PAGE_SHIFT, PAGE_SIZE, PageMap, PageState, bad_access_exit};
+use crate::memory::{
+    PAGE_SHIFT, PAGE_SIZE, PageMap, PageState, bad_access_exit, check_host_range as check_range,
+    host_spans as pages,
+};
 
 /// Why a guest access did not complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,32 +226,6 @@ impl FlatMemory {
             let at = page as usize + offset;
             self.bytes[at..at + range.len()].copy_from_slice(&data[range]);
         }
-        Ok(())
-    }
-}
-
-/// The pages of `[addr, addr + len)` (which must not pass 2^32) as
-/// `(page address, offset in the page, range in the caller's buffer)`.
-fn pages(addr: u32, len: usize) -> impl Iterator<Item = (u32, usize, std::ops::Range<usize>)> {
-    let page_size = PAGE_SIZE as usize;
-    let mut done = 0usize;
-    std::iter::from_fn(move || {
-        if done >= len {
-            return None;
-        }
-        let at = addr as usize + done;
-        let offset = at % page_size;
-        let n = (page_size - offset).min(len - done);
-        let item = ((at - offset) as u32, offset, done..done + n);
-        done += n;
-        Some(item)
-    })
-}
-
-fn check_range(addr: u32, len: usize) -> Result<(), MemoryError> {
-    if u64::from(addr) + len as u64 > 1 << 32 {
-        Err(MemoryError::OutOfRange { addr, len })
-    } else {
         Ok(())
     }
 }

@@ -35,3 +35,34 @@ pub fn bad_access_exit(profile: GasProfile, addr: u32) -> Exit {
 pub const fn page_align_up(x: u64) -> u64 {
     x.div_ceil(PAGE_SIZE as u64) * PAGE_SIZE as u64
 }
+
+/// The pages of a host access `[addr, addr + len)` (which must not pass 2^32, see
+/// [`check_host_range`]) as `(page address, offset in the page, range in the caller's
+/// buffer)`. Both engines' `read_memory` / `write_memory` walk accesses with it.
+pub fn host_spans(
+    addr: u32,
+    len: usize,
+) -> impl Iterator<Item = (u32, usize, std::ops::Range<usize>)> {
+    let page_size = PAGE_SIZE as usize;
+    let mut done = 0usize;
+    std::iter::from_fn(move || {
+        if done >= len {
+            return None;
+        }
+        let at = addr as usize + done;
+        let offset = at % page_size;
+        let n = (page_size - offset).min(len - done);
+        let item = ((at - offset) as u32, offset, done..done + n);
+        done += n;
+        Some(item)
+    })
+}
+
+/// Reject a host access that runs past the end of the 4 GiB address space.
+pub fn check_host_range(addr: u32, len: usize) -> Result<(), crate::engine::MemoryError> {
+    if u64::from(addr) + len as u64 > 1 << 32 {
+        Err(crate::engine::MemoryError::OutOfRange { addr, len })
+    } else {
+        Ok(())
+    }
+}

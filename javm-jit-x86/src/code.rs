@@ -1,0 +1,168 @@
+//! Code memory with W^X as a type state: [`WritableCode`] can be written but not run,
+//! [`ExecutableCode`] can be run but never written again. No mapping is ever writable
+//! and executable at once, and every executable buffer is followed by a guard page.
+
+use std::io;
+use std::ptr::NonNull;
+
+const PAGE: usize = 4096;
+
+/// A fresh read-write mapping for code (not executable).
+pub(crate) struct WritableCode {
+    ptr: NonNull<u8>,
+    /// Bytes of code (≤ `map_len - PAGE`).
+    len: usize,
+    /// Whole mapping: code pages plus one guard page.
+    map_len: usize,
+}
+
+/// Finalized code: read + execute, then a `PROT_NONE` guard page. Immutable.
+#[derive(Debug)]
+pub(crate) struct ExecutableCode {
+    ptr: NonNull<u8>,
+    len: usize,
+    map_len: usize,
+}
+
+// SAFETY: `ExecutableCode` owns its mapping exclusively and never writes to it after
+// construction; sharing read-only executable memory between threads is sound.
+unsafe impl Send for ExecutableCode {}
+// SAFETY: as above: the bytes are immutable for the mapping's whole lifetime.
+unsafe impl Sync for ExecutableCode {}
+
+impl WritableCode {
+    /// Map a writable buffer holding a copy of `bytes`.
+    pub(crate) fn new(bytes: &[u8]) -> io::Result<WritableCode> {
+        let code_pages = bytes.len().max(1).div_ceil(PAGE) * PAGE;
+        let map_len = code_pages + PAGE;
+        // SAFETY: an anonymous private mapping at an address of the kernel's choice
+        // cannot alias any existing Rust object.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        let w = WritableCode {
+            ptr,
+            len: bytes.len(),
+            map_len,
+        };
+        // SAFETY: the mapping is `map_len ≥ bytes.len()` bytes, writable, and owned
+        // by `w` alone.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
+        Ok(w)
+    }
+
+    /// Make the code read + execute (and the tail page inaccessible). Consumes the
+    /// writable handle, so nothing can write the code afterwards.
+    pub(crate) fn finalize(self) -> io::Result<ExecutableCode> {
+        let me = std::mem::ManuallyDrop::new(self);
+        let code_pages = me.map_len - PAGE;
+        let exec = ExecutableCode {
+            ptr: me.ptr,
+            len: me.len,
+            map_len: me.map_len,
+        };
+        // SAFETY: both ranges lie inside the mapping `exec` owns; changing their
+        // protection affects no other object.
+        let ok = unsafe {
+            libc::mprotect(
+                exec.ptr.as_ptr().cast(),
+                code_pages,
+                libc::PROT_READ | libc::PROT_EXEC,
+            ) == 0
+                && libc::mprotect(
+                    exec.ptr.as_ptr().add(code_pages).cast(),
+                    PAGE,
+                    libc::PROT_NONE,
+                ) == 0
+        };
+        if ok {
+            Ok(exec)
+        } else {
+            // `exec` unmaps on drop.
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+impl Drop for WritableCode {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping this value owns; no references into it remain.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.map_len) };
+    }
+}
+
+impl ExecutableCode {
+    /// Address of the first byte.
+    pub(crate) fn start(&self) -> usize {
+        self.ptr.as_ptr() as usize
+    }
+
+    /// Number of code bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The code bytes (for disassembly).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: the first `len` bytes of the mapping are initialized and readable,
+        // and immutable for as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for ExecutableCode {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping this value owns; instances hold an `Arc` of
+        // the module, so no code runs from it any more.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.map_len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The mapping of `addr` in /proc/self/maps, as its permission string.
+    fn perms(addr: usize) -> String {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        for line in maps.lines() {
+            let mut it = line.split_whitespace();
+            let range = it.next().unwrap();
+            let (a, b) = range.split_once('-').unwrap();
+            let (a, b) = (
+                usize::from_str_radix(a, 16).unwrap(),
+                usize::from_str_radix(b, 16).unwrap(),
+            );
+            if (a..b).contains(&addr) {
+                return it.next().unwrap().to_string();
+            }
+        }
+        panic!("{addr:#x} not mapped");
+    }
+
+    #[test]
+    fn code_is_never_writable_and_executable() {
+        let w = WritableCode::new(&[0xC3; 10]).unwrap();
+        let start = w.ptr.as_ptr() as usize;
+        assert_eq!(&perms(start)[..3], "rw-");
+        let x = w.finalize().unwrap();
+        assert_eq!(&perms(x.start())[..3], "r-x");
+        assert_eq!(
+            &perms(x.start() + PAGE)[..3],
+            "---",
+            "guard page after the code"
+        );
+        assert_eq!(x.bytes(), &[0xC3; 10]);
+    }
+}

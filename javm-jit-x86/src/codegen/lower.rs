@@ -1,0 +1,636 @@
+//! One lowering per instruction variant. Conventions (see `regs.rs`): guest
+//! registers are pinned, RDX is scratch and holds the guest address of every memory
+//! access, R15 is the guest base. Every sequence reads all its sources before it
+//! writes its destination, so any aliasing of `d`, `a` and `b` is correct.
+
+use dynasmrt::{DynasmApi, DynasmLabelApi, dynasm};
+use javm_exec::Instruction as I;
+use javm_exec::Reg;
+use javm_exec::program::HALT_ADDRESS;
+
+use super::Cg;
+use super::regs::host;
+use crate::ctx::{ExitKind, off};
+use crate::signal::SideEntry;
+
+/// How a load extends its value.
+#[derive(Clone, Copy)]
+enum Load {
+    U8,
+    I8,
+    U16,
+    I16,
+    U32,
+    I32,
+    U64,
+}
+
+/// A store's source.
+#[derive(Clone, Copy)]
+enum Val {
+    Reg(Reg),
+    Imm(i32),
+}
+
+/// Division flavours.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Div {
+    U,
+    S,
+}
+
+macro_rules! asm {
+    ($s:expr; $($t:tt)*) => { dynasm!($s.ops ; .arch x64 ; $($t)*) };
+}
+
+/// `d = d op b`-style 64-bit ALU with every aliasing handled.
+macro_rules! alu3 {
+    ($s:expr, $op:ident, $d:expr, $a:expr, $b:expr, $commutative:expr) => {{
+        let (d, a, b) = (host($d), host($a), host($b));
+        if d == a {
+            asm!($s; $op Rq(d), Rq(b));
+        } else if d == b && $commutative {
+            asm!($s; $op Rq(d), Rq(a));
+        } else if d != b {
+            asm!($s; mov Rq(d), Rq(a) ; $op Rq(d), Rq(b));
+        } else {
+            asm!($s; mov rdx, Rq(a) ; $op rdx, Rq(b) ; mov Rq(d), rdx);
+        }
+    }};
+}
+
+/// 32-bit ALU: `d = sx32(a op b)`, computed in EDX.
+macro_rules! alu32 {
+    ($s:expr, $op:ident, $d:expr, $a:expr, $b:expr) => {{
+        let (d, a, b) = (host($d), host($a), host($b));
+        asm!($s; mov edx, Rd(a) ; $op edx, Rd(b) ; movsxd Rq(d), edx);
+    }};
+}
+
+/// `d = (a cond b) as u64` for a register or immediate `b`.
+macro_rules! setcc {
+    ($s:expr, $set:ident, $d:expr, $a:expr, reg $b:expr) => {{
+        let (d, a, b) = (host($d), host($a), host($b));
+        asm!($s; xor edx, edx ; cmp Rq(a), Rq(b) ; $set dl ; mov Rq(d), rdx);
+    }};
+    ($s:expr, $set:ident, $d:expr, $a:expr, imm $x:expr) => {{
+        let (d, a, x) = (host($d), host($a), $x);
+        asm!($s; xor edx, edx ; cmp Rq(a), x ; $set dl ; mov Rq(d), rdx);
+    }};
+}
+
+/// Conditional branch to `target` (or a panic stub); falls through to the next block.
+macro_rules! branch {
+    ($s:expr, $idx:expr, $target:expr, $jcc:ident, $a:expr, reg $b:expr) => {{
+        let l = $s.target($target, $idx)?;
+        let (a, b) = (host($a), host($b));
+        asm!($s; cmp Rq(a), Rq(b) ; $jcc =>l);
+    }};
+    ($s:expr, $idx:expr, $target:expr, $jcc:ident, $a:expr, imm $x:expr) => {{
+        let l = $s.target($target, $idx)?;
+        let (a, x) = (host($a), $x);
+        asm!($s; cmp Rq(a), x ; $jcc =>l);
+    }};
+}
+
+/// `d = f(a, b)` through a rotate by CL: RCX is borrowed and restored.
+macro_rules! rot_cl {
+    ($s:expr, $rot:ident, q, $d:expr, $v:expr, $count:expr) => {{
+        let (d, c) = (host($d), host($count));
+        asm!($s; mov [r15 + off::SAVE_RCX], rcx);
+        match $v {
+            Val::Reg(r) => asm!($s; mov rdx, Rq(host(r))),
+            Val::Imm(x) => asm!($s; mov rdx, x),
+        }
+        asm!($s; mov ecx, Rd(c) ; $rot rdx, cl ; mov rcx, [r15 + off::SAVE_RCX] ; mov Rq(d), rdx);
+    }};
+    ($s:expr, $rot:ident, d, $d:expr, $v:expr, $count:expr) => {{
+        let (d, c) = (host($d), host($count));
+        asm!($s; mov [r15 + off::SAVE_RCX], rcx);
+        match $v {
+            Val::Reg(r) => asm!($s; mov edx, Rd(host(r))),
+            Val::Imm(x) => asm!($s; mov edx, x),
+        }
+        asm!($s; mov ecx, Rd(c) ; $rot edx, cl ; mov rcx, [r15 + off::SAVE_RCX] ; movsxd Rq(d), edx);
+    }};
+}
+
+impl Cg<'_> {
+    /// Emit instruction `idx` of block `block`.
+    pub(super) fn lower(&mut self, ins: I, idx: u32, block: u32) -> Result<(), String> {
+        match ins {
+            // Control flow.
+            I::Trap(_) => self.exit(ExitKind::Trap, idx),
+            I::Invalid => self.exit(ExitKind::Panic, idx),
+            I::Fallthrough(_) | I::Unlikely(_) => self.fall_into(block)?,
+            I::Ecall(_) => self.exit(ExitKind::Ecall, idx),
+            I::Ecalli(_) => self.exit(ExitKind::HostCall, idx),
+            I::Jump(o) => {
+                if o.target.block() != Some(block + 1) {
+                    let l = self.target(o.target, idx)?;
+                    asm!(self; jmp =>l);
+                }
+            }
+            I::JumpInd(o) => {
+                asm!(self; lea edx, [Rq(host(o.a)) + o.x]);
+                self.djump(idx)?;
+            }
+            I::LoadImmJump(o) => {
+                asm!(self; mov Rq(host(o.a)), o.x);
+                if o.target.block() != Some(block + 1) {
+                    let l = self.target(o.target, idx)?;
+                    asm!(self; jmp =>l);
+                }
+            }
+            I::LoadImmJumpInd(o) => {
+                // The address uses the old rB, even when rA == rB.
+                asm!(self; lea edx, [Rq(host(o.b)) + o.y] ; mov Rq(host(o.a)), o.x);
+                self.djump(idx)?;
+            }
+            I::BranchEqImm(o) => branch!(self, idx, o.target, je, o.a, imm o.x),
+            I::BranchNeImm(o) => branch!(self, idx, o.target, jne, o.a, imm o.x),
+            I::BranchLtUImm(o) => branch!(self, idx, o.target, jb, o.a, imm o.x),
+            I::BranchLeUImm(o) => branch!(self, idx, o.target, jbe, o.a, imm o.x),
+            I::BranchGeUImm(o) => branch!(self, idx, o.target, jae, o.a, imm o.x),
+            I::BranchGtUImm(o) => branch!(self, idx, o.target, ja, o.a, imm o.x),
+            I::BranchLtSImm(o) => branch!(self, idx, o.target, jl, o.a, imm o.x),
+            I::BranchLeSImm(o) => branch!(self, idx, o.target, jle, o.a, imm o.x),
+            I::BranchGeSImm(o) => branch!(self, idx, o.target, jge, o.a, imm o.x),
+            I::BranchGtSImm(o) => branch!(self, idx, o.target, jg, o.a, imm o.x),
+            I::BranchEq(o) => branch!(self, idx, o.target, je, o.a, reg o.b),
+            I::BranchNe(o) => branch!(self, idx, o.target, jne, o.a, reg o.b),
+            I::BranchLtU(o) => branch!(self, idx, o.target, jb, o.a, reg o.b),
+            I::BranchLtS(o) => branch!(self, idx, o.target, jl, o.a, reg o.b),
+            I::BranchGeU(o) => branch!(self, idx, o.target, jae, o.a, reg o.b),
+            I::BranchGeS(o) => branch!(self, idx, o.target, jge, o.a, reg o.b),
+
+            // Immediates and moves.
+            I::LoadImm64(o) => {
+                let x = o.x() as i64;
+                asm!(self; mov Rq(host(o.a)), QWORD x);
+            }
+            I::LoadImm(o) => asm!(self; mov Rq(host(o.a)), o.x),
+            I::MoveReg(o) => self.mov(o.d, o.a),
+            I::Sbrk(_) => {
+                let kind = if self.gp {
+                    ExitKind::Sbrk
+                } else {
+                    ExitKind::Panic
+                };
+                self.exit(kind, idx);
+            }
+
+            // Loads.
+            I::LoadU8(o) => self.load_abs(idx, o.a, o.x, Load::U8),
+            I::LoadI8(o) => self.load_abs(idx, o.a, o.x, Load::I8),
+            I::LoadU16(o) => self.load_abs(idx, o.a, o.x, Load::U16),
+            I::LoadI16(o) => self.load_abs(idx, o.a, o.x, Load::I16),
+            I::LoadU32(o) => self.load_abs(idx, o.a, o.x, Load::U32),
+            I::LoadI32(o) => self.load_abs(idx, o.a, o.x, Load::I32),
+            I::LoadU64(o) => self.load_abs(idx, o.a, o.x, Load::U64),
+            I::LoadIndU8(o) => self.load_ind(idx, o.a, o.b, o.x, Load::U8),
+            I::LoadIndI8(o) => self.load_ind(idx, o.a, o.b, o.x, Load::I8),
+            I::LoadIndU16(o) => self.load_ind(idx, o.a, o.b, o.x, Load::U16),
+            I::LoadIndI16(o) => self.load_ind(idx, o.a, o.b, o.x, Load::I16),
+            I::LoadIndU32(o) => self.load_ind(idx, o.a, o.b, o.x, Load::U32),
+            I::LoadIndI32(o) => self.load_ind(idx, o.a, o.b, o.x, Load::I32),
+            I::LoadIndU64(o) => self.load_ind(idx, o.a, o.b, o.x, Load::U64),
+
+            // Stores.
+            I::StoreImmU8(o) => self.store_abs(idx, o.x, Val::Imm(o.y), 1),
+            I::StoreImmU16(o) => self.store_abs(idx, o.x, Val::Imm(o.y), 2),
+            I::StoreImmU32(o) => self.store_abs(idx, o.x, Val::Imm(o.y), 4),
+            I::StoreImmU64(o) => self.store_abs(idx, o.x, Val::Imm(o.y), 8),
+            I::StoreU8(o) => self.store_abs(idx, o.x, Val::Reg(o.a), 1),
+            I::StoreU16(o) => self.store_abs(idx, o.x, Val::Reg(o.a), 2),
+            I::StoreU32(o) => self.store_abs(idx, o.x, Val::Reg(o.a), 4),
+            I::StoreU64(o) => self.store_abs(idx, o.x, Val::Reg(o.a), 8),
+            I::StoreImmIndU8(o) => self.store_ind(idx, o.a, o.x, Val::Imm(o.y), 1),
+            I::StoreImmIndU16(o) => self.store_ind(idx, o.a, o.x, Val::Imm(o.y), 2),
+            I::StoreImmIndU32(o) => self.store_ind(idx, o.a, o.x, Val::Imm(o.y), 4),
+            I::StoreImmIndU64(o) => self.store_ind(idx, o.a, o.x, Val::Imm(o.y), 8),
+            I::StoreIndU8(o) => self.store_ind(idx, o.b, o.x, Val::Reg(o.a), 1),
+            I::StoreIndU16(o) => self.store_ind(idx, o.b, o.x, Val::Reg(o.a), 2),
+            I::StoreIndU32(o) => self.store_ind(idx, o.b, o.x, Val::Reg(o.a), 4),
+            I::StoreIndU64(o) => self.store_ind(idx, o.b, o.x, Val::Reg(o.a), 8),
+
+            // Two registers.
+            I::CountSetBits64(o) => asm!(self; popcnt Rq(host(o.d)), Rq(host(o.a))),
+            I::CountSetBits32(o) => asm!(self; popcnt Rd(host(o.d)), Rd(host(o.a))),
+            I::LeadingZeroBits64(o) => asm!(self; lzcnt Rq(host(o.d)), Rq(host(o.a))),
+            I::LeadingZeroBits32(o) => asm!(self; lzcnt Rd(host(o.d)), Rd(host(o.a))),
+            I::TrailingZeroBits64(o) => asm!(self; tzcnt Rq(host(o.d)), Rq(host(o.a))),
+            I::TrailingZeroBits32(o) => asm!(self; tzcnt Rd(host(o.d)), Rd(host(o.a))),
+            I::SignExtend8(o) => asm!(self; movsx Rq(host(o.d)), Rb(host(o.a))),
+            I::SignExtend16(o) => asm!(self; movsx Rq(host(o.d)), Rw(host(o.a))),
+            I::ZeroExtend16(o) => asm!(self; movzx Rd(host(o.d)), Rw(host(o.a))),
+            I::ReverseBytes(o) => {
+                self.mov(o.d, o.a);
+                asm!(self; bswap Rq(host(o.d)));
+            }
+
+            // Two registers and an immediate: rA = f(rB, X).
+            I::AddImm32(o) => {
+                asm!(self; lea edx, [Rq(host(o.b)) + o.x] ; movsxd Rq(host(o.a)), edx)
+            }
+            I::AndImm(o) => {
+                self.mov(o.a, o.b);
+                asm!(self; and Rq(host(o.a)), o.x);
+            }
+            I::XorImm(o) => {
+                self.mov(o.a, o.b);
+                asm!(self; xor Rq(host(o.a)), o.x);
+            }
+            I::OrImm(o) => {
+                self.mov(o.a, o.b);
+                asm!(self; or Rq(host(o.a)), o.x);
+            }
+            I::MulImm32(o) => {
+                asm!(self; imul edx, Rd(host(o.b)), o.x ; movsxd Rq(host(o.a)), edx)
+            }
+            I::SetLtUImm(o) => setcc!(self, setb, o.a, o.b, imm o.x),
+            I::SetLtSImm(o) => setcc!(self, setl, o.a, o.b, imm o.x),
+            I::SetGtUImm(o) => setcc!(self, seta, o.a, o.b, imm o.x),
+            I::SetGtSImm(o) => setcc!(self, setg, o.a, o.b, imm o.x),
+            I::ShloLImm32(o) => {
+                let n = (o.x & 31) as i8;
+                asm!(self; mov edx, Rd(host(o.b)) ; shl edx, n ; movsxd Rq(host(o.a)), edx)
+            }
+            I::ShloRImm32(o) => {
+                let n = (o.x & 31) as i8;
+                asm!(self; mov edx, Rd(host(o.b)) ; shr edx, n ; movsxd Rq(host(o.a)), edx)
+            }
+            I::SharRImm32(o) => {
+                let n = (o.x & 31) as i8;
+                asm!(self; mov edx, Rd(host(o.b)) ; sar edx, n ; movsxd Rq(host(o.a)), edx)
+            }
+            I::NegAddImm32(o) => {
+                asm!(self; mov edx, o.x ; sub edx, Rd(host(o.b)) ; movsxd Rq(host(o.a)), edx)
+            }
+            I::ShloLImmAlt32(o) => {
+                asm!(self; mov edx, o.x ; shlx edx, edx, Rd(host(o.b)) ; movsxd Rq(host(o.a)), edx)
+            }
+            I::ShloRImmAlt32(o) => {
+                asm!(self; mov edx, o.x ; shrx edx, edx, Rd(host(o.b)) ; movsxd Rq(host(o.a)), edx)
+            }
+            I::SharRImmAlt32(o) => {
+                asm!(self; mov edx, o.x ; sarx edx, edx, Rd(host(o.b)) ; movsxd Rq(host(o.a)), edx)
+            }
+            I::CmovIzImm(o) => {
+                let (a, b) = (host(o.a), host(o.b));
+                asm!(self; mov rdx, o.x ; test Rq(b), Rq(b) ; cmovz Rq(a), rdx);
+            }
+            I::CmovNzImm(o) => {
+                let (a, b) = (host(o.a), host(o.b));
+                asm!(self; mov rdx, o.x ; test Rq(b), Rq(b) ; cmovnz Rq(a), rdx);
+            }
+            I::AddImm64(o) => asm!(self; lea Rq(host(o.a)), [Rq(host(o.b)) + o.x]),
+            I::MulImm64(o) => asm!(self; imul Rq(host(o.a)), Rq(host(o.b)), o.x),
+            I::ShloLImm64(o) => {
+                self.mov(o.a, o.b);
+                asm!(self; shl Rq(host(o.a)), (o.x & 63) as i8);
+            }
+            I::ShloRImm64(o) => {
+                self.mov(o.a, o.b);
+                asm!(self; shr Rq(host(o.a)), (o.x & 63) as i8);
+            }
+            I::SharRImm64(o) => {
+                self.mov(o.a, o.b);
+                asm!(self; sar Rq(host(o.a)), (o.x & 63) as i8);
+            }
+            I::NegAddImm64(o) => {
+                asm!(self; mov rdx, o.x ; sub rdx, Rq(host(o.b)) ; mov Rq(host(o.a)), rdx)
+            }
+            I::ShloLImmAlt64(o) => {
+                asm!(self; mov rdx, o.x ; shlx Rq(host(o.a)), rdx, Rq(host(o.b)))
+            }
+            I::ShloRImmAlt64(o) => {
+                asm!(self; mov rdx, o.x ; shrx Rq(host(o.a)), rdx, Rq(host(o.b)))
+            }
+            I::SharRImmAlt64(o) => {
+                asm!(self; mov rdx, o.x ; sarx Rq(host(o.a)), rdx, Rq(host(o.b)))
+            }
+            I::RotR64Imm(o) => {
+                asm!(self; rorx Rq(host(o.a)), Rq(host(o.b)), (o.x & 63) as i8)
+            }
+            I::RotR64ImmAlt(o) => rot_cl!(self, ror, q, o.a, Val::Imm(o.x), o.b),
+            I::RotR32Imm(o) => {
+                let n = (o.x & 31) as i8;
+                asm!(self; rorx edx, Rd(host(o.b)), n ; movsxd Rq(host(o.a)), edx)
+            }
+            I::RotR32ImmAlt(o) => rot_cl!(self, ror, d, o.a, Val::Imm(o.x), o.b),
+
+            // Three registers: rD = f(rA, rB).
+            I::Add32(o) => {
+                asm!(self; lea edx, [Rq(host(o.a)) + Rq(host(o.b))] ; movsxd Rq(host(o.d)), edx)
+            }
+            I::Sub32(o) => alu32!(self, sub, o.d, o.a, o.b),
+            I::Mul32(o) => alu32!(self, imul, o.d, o.a, o.b),
+            I::DivU32(o) => self.div(o.d, o.a, o.b, Div::U, false, true),
+            I::DivS32(o) => self.div(o.d, o.a, o.b, Div::S, false, true),
+            I::RemU32(o) => self.div(o.d, o.a, o.b, Div::U, true, true),
+            I::RemS32(o) => self.div(o.d, o.a, o.b, Div::S, true, true),
+            I::ShloL32(o) => {
+                asm!(self; shlx edx, Rd(host(o.a)), Rd(host(o.b)) ; movsxd Rq(host(o.d)), edx)
+            }
+            I::ShloR32(o) => {
+                asm!(self; shrx edx, Rd(host(o.a)), Rd(host(o.b)) ; movsxd Rq(host(o.d)), edx)
+            }
+            I::SharR32(o) => {
+                asm!(self; sarx edx, Rd(host(o.a)), Rd(host(o.b)) ; movsxd Rq(host(o.d)), edx)
+            }
+            I::Add64(o) => {
+                asm!(self; lea Rq(host(o.d)), [Rq(host(o.a)) + Rq(host(o.b))])
+            }
+            I::Sub64(o) => alu3!(self, sub, o.d, o.a, o.b, false),
+            I::Mul64(o) => alu3!(self, imul, o.d, o.a, o.b, true),
+            I::DivU64(o) => self.div(o.d, o.a, o.b, Div::U, false, false),
+            I::DivS64(o) => self.div(o.d, o.a, o.b, Div::S, false, false),
+            I::RemU64(o) => self.div(o.d, o.a, o.b, Div::U, true, false),
+            I::RemS64(o) => self.div(o.d, o.a, o.b, Div::S, true, false),
+            I::ShloL64(o) => {
+                asm!(self; shlx Rq(host(o.d)), Rq(host(o.a)), Rq(host(o.b)))
+            }
+            I::ShloR64(o) => {
+                asm!(self; shrx Rq(host(o.d)), Rq(host(o.a)), Rq(host(o.b)))
+            }
+            I::SharR64(o) => {
+                asm!(self; sarx Rq(host(o.d)), Rq(host(o.a)), Rq(host(o.b)))
+            }
+            I::And(o) => alu3!(self, and, o.d, o.a, o.b, true),
+            I::Xor(o) => alu3!(self, xor, o.d, o.a, o.b, true),
+            I::Or(o) => alu3!(self, or, o.d, o.a, o.b, true),
+            I::MulUpperSS(o) => {
+                let (d, a, b) = (host(o.d), host(o.a), host(o.b));
+                asm!(self
+                    ; mov [r15 + off::T0], Rq(a)
+                    ; mov [r15 + off::SAVE_RAX], rax
+                    ; mov rax, Rq(b)
+                    ; imul QWORD [r15 + off::T0]
+                    ; mov rax, [r15 + off::SAVE_RAX]
+                    ; mov Rq(d), rdx
+                );
+            }
+            I::MulUpperUU(o) => {
+                let (d, a, b) = (host(o.d), host(o.a), host(o.b));
+                asm!(self
+                    ; mov [r15 + off::T0], Rq(a)
+                    ; mov [r15 + off::SAVE_RAX], rax
+                    ; mov rax, Rq(b)
+                    ; mul QWORD [r15 + off::T0]
+                    ; mov rax, [r15 + off::SAVE_RAX]
+                    ; mov Rq(d), rdx
+                );
+            }
+            I::MulUpperSU(o) => {
+                // hi(a ×s b) = hi(a ×u b) − (a < 0 ? b : 0)
+                let (d, a, b) = (host(o.d), host(o.a), host(o.b));
+                asm!(self
+                    ; mov [r15 + off::T0], Rq(a)
+                    ; mov [r15 + off::T1], Rq(b)
+                    ; mov [r15 + off::SAVE_RAX], rax
+                    ; mov rax, [r15 + off::T0]
+                    ; mul QWORD [r15 + off::T1]
+                    ; mov rax, [r15 + off::T0]
+                    ; sar rax, 63
+                    ; and rax, [r15 + off::T1]
+                    ; sub rdx, rax
+                    ; mov rax, [r15 + off::SAVE_RAX]
+                    ; mov Rq(d), rdx
+                );
+            }
+            I::SetLtU(o) => setcc!(self, setb, o.d, o.a, reg o.b),
+            I::SetLtS(o) => setcc!(self, setl, o.d, o.a, reg o.b),
+            I::CmovIz(o) => {
+                let (d, a, b) = (host(o.d), host(o.a), host(o.b));
+                asm!(self; test Rq(b), Rq(b) ; cmovz Rq(d), Rq(a));
+            }
+            I::CmovNz(o) => {
+                let (d, a, b) = (host(o.d), host(o.a), host(o.b));
+                asm!(self; test Rq(b), Rq(b) ; cmovnz Rq(d), Rq(a));
+            }
+            I::RotL64(o) => rot_cl!(self, rol, q, o.d, Val::Reg(o.a), o.b),
+            I::RotL32(o) => rot_cl!(self, rol, d, o.d, Val::Reg(o.a), o.b),
+            I::RotR64(o) => rot_cl!(self, ror, q, o.d, Val::Reg(o.a), o.b),
+            I::RotR32(o) => rot_cl!(self, ror, d, o.d, Val::Reg(o.a), o.b),
+            I::AndInv(o) => {
+                // andn d, b, a = !b & a
+                asm!(self; andn Rq(host(o.d)), Rq(host(o.b)), Rq(host(o.a)))
+            }
+            I::OrInv(o) => {
+                let (d, a, b) = (host(o.d), host(o.a), host(o.b));
+                asm!(self; mov rdx, Rq(b) ; not rdx ; or rdx, Rq(a) ; mov Rq(d), rdx);
+            }
+            I::Xnor(o) => {
+                let (d, a, b) = (host(o.d), host(o.a), host(o.b));
+                asm!(self; mov rdx, Rq(a) ; xor rdx, Rq(b) ; not rdx ; mov Rq(d), rdx);
+            }
+            I::Max(o) => self.minmax(o.d, o.a, o.b, MinMax::MaxS),
+            I::MaxU(o) => self.minmax(o.d, o.a, o.b, MinMax::MaxU),
+            I::Min(o) => self.minmax(o.d, o.a, o.b, MinMax::MinS),
+            I::MinU(o) => self.minmax(o.d, o.a, o.b, MinMax::MinU),
+        }
+        Ok(())
+    }
+
+    fn mov(&mut self, d: Reg, a: Reg) {
+        if d != a {
+            asm!(self; mov Rq(host(d)), Rq(host(a)));
+        }
+    }
+
+    /// A terminator that continues in the next block, which is emitted right after.
+    fn fall_into(&mut self, block: u32) -> Result<(), String> {
+        if block as usize + 1 >= self.block_count() {
+            return Err(format!("block {block} falls off the end of the program"));
+        }
+        Ok(())
+    }
+
+    /// Dynamic jump to the address in EDX (GP rule): halt, a block, or panic.
+    fn djump(&mut self, idx: u32) -> Result<(), String> {
+        let len = i32::try_from(self.jump_table_len())
+            .map_err(|_| "jump table too long for the recompiler".to_string())?;
+        let halt = self.exit_stub(ExitKind::Halt, idx);
+        let panic = self.panic_stub(idx);
+        asm!(self
+            ; cmp edx, HALT_ADDRESS as i32
+            ; je =>halt
+            ; test dl, 1
+            ; jnz =>panic
+            ; shr edx, 1
+            ; sub edx, 1
+            ; cmp edx, len
+            ; jae =>panic
+            ; mov [r15 + off::SAVE_RAX], rax
+            ; mov rax, [r15 + off::JT_PTR]
+            ; mov rdx, [rax + rdx * 8]
+            ; mov rax, [r15 + off::SAVE_RAX]
+            ; test rdx, rdx
+            ; jz =>panic
+            ; jmp rdx
+        );
+        Ok(())
+    }
+
+    /// Record the memory access about to be emitted.
+    fn side(&mut self, idx: u32, width: u8, write: bool) {
+        let native = self.ops.offset().0 as u32;
+        self.side.push(SideEntry {
+            native,
+            idx,
+            width,
+            write,
+        });
+    }
+
+    fn load_abs(&mut self, idx: u32, dst: Reg, x: i32, kind: Load) {
+        asm!(self; mov edx, x);
+        self.load(idx, dst, kind);
+    }
+
+    fn load_ind(&mut self, idx: u32, dst: Reg, base: Reg, x: i32, kind: Load) {
+        asm!(self; lea edx, [Rq(host(base)) + x]);
+        self.load(idx, dst, kind);
+    }
+
+    /// `dst = [r15 + rdx]`, one instruction (the fault handler's unit).
+    fn load(&mut self, idx: u32, dst: Reg, kind: Load) {
+        let d = host(dst);
+        let width = match kind {
+            Load::U8 | Load::I8 => 1,
+            Load::U16 | Load::I16 => 2,
+            Load::U32 | Load::I32 => 4,
+            Load::U64 => 8,
+        };
+        self.side(idx, width, false);
+        match kind {
+            Load::U8 => asm!(self; movzx Rd(d), BYTE [r15 + rdx]),
+            Load::I8 => asm!(self; movsx Rq(d), BYTE [r15 + rdx]),
+            Load::U16 => asm!(self; movzx Rd(d), WORD [r15 + rdx]),
+            Load::I16 => asm!(self; movsx Rq(d), WORD [r15 + rdx]),
+            Load::U32 => asm!(self; mov Rd(d), DWORD [r15 + rdx]),
+            Load::I32 => asm!(self; movsxd Rq(d), DWORD [r15 + rdx]),
+            Load::U64 => asm!(self; mov Rq(d), QWORD [r15 + rdx]),
+        }
+    }
+
+    fn store_abs(&mut self, idx: u32, x: i32, v: Val, width: u8) {
+        asm!(self; mov edx, x);
+        self.store(idx, v, width);
+    }
+
+    fn store_ind(&mut self, idx: u32, base: Reg, x: i32, v: Val, width: u8) {
+        asm!(self; lea edx, [Rq(host(base)) + x]);
+        self.store(idx, v, width);
+    }
+
+    /// `[r15 + rdx] = v`, one instruction (the fault handler's unit).
+    fn store(&mut self, idx: u32, v: Val, width: u8) {
+        self.side(idx, width, true);
+        match (v, width) {
+            (Val::Reg(r), 1) => asm!(self; mov BYTE [r15 + rdx], Rb(host(r))),
+            (Val::Reg(r), 2) => asm!(self; mov WORD [r15 + rdx], Rw(host(r))),
+            (Val::Reg(r), 4) => asm!(self; mov DWORD [r15 + rdx], Rd(host(r))),
+            (Val::Reg(r), _) => asm!(self; mov QWORD [r15 + rdx], Rq(host(r))),
+            (Val::Imm(y), 1) => asm!(self; mov BYTE [r15 + rdx], y as i8),
+            (Val::Imm(y), 2) => asm!(self; mov WORD [r15 + rdx], y as i16),
+            (Val::Imm(y), 4) => asm!(self; mov DWORD [r15 + rdx], y),
+            (Val::Imm(y), _) => asm!(self; mov QWORD [r15 + rdx], y),
+        }
+    }
+
+    /// Division and remainder without SIGFPE: a zero divisor and `MIN / −1` take
+    /// their own paths before `div`/`idiv` can see them. 32-bit forms look only at
+    /// the low halves. The result is built in RDX; RAX is borrowed and restored.
+    fn div(&mut self, d: Reg, a: Reg, b: Reg, kind: Div, rem: bool, w32: bool) {
+        let (d, a, b) = (host(d), host(a), host(b));
+        asm!(self; mov [r15 + off::T0], Rq(a) ; mov rdx, Rq(b));
+        if w32 {
+            asm!(self; test edx, edx ; jz >zero);
+            if kind == Div::S {
+                asm!(self; cmp edx, -1 ; je >minus1);
+            }
+            asm!(self
+                ; mov [r15 + off::T1], rdx
+                ; mov [r15 + off::SAVE_RAX], rax
+                ; mov eax, [r15 + off::T0]
+            );
+            match kind {
+                Div::U => asm!(self; xor edx, edx ; div DWORD [r15 + off::T1]),
+                Div::S => asm!(self; cdq ; idiv DWORD [r15 + off::T1]),
+            }
+            if rem {
+                asm!(self; movsxd rdx, edx);
+            } else {
+                asm!(self; movsxd rdx, eax);
+            }
+            asm!(self; mov rax, [r15 + off::SAVE_RAX] ; jmp >done ; zero:);
+            if rem {
+                asm!(self; movsxd rdx, DWORD [r15 + off::T0]);
+            } else {
+                asm!(self; mov rdx, -1);
+            }
+            if kind == Div::S {
+                asm!(self; jmp >done ; minus1:);
+                if rem {
+                    asm!(self; xor edx, edx);
+                } else {
+                    asm!(self; mov edx, [r15 + off::T0] ; neg edx ; movsxd rdx, edx);
+                }
+            }
+        } else {
+            asm!(self; test rdx, rdx ; jz >zero);
+            if kind == Div::S {
+                asm!(self; cmp rdx, -1 ; je >minus1);
+            }
+            asm!(self
+                ; mov [r15 + off::T1], rdx
+                ; mov [r15 + off::SAVE_RAX], rax
+                ; mov rax, [r15 + off::T0]
+            );
+            match kind {
+                Div::U => asm!(self; xor edx, edx ; div QWORD [r15 + off::T1]),
+                Div::S => asm!(self; cqo ; idiv QWORD [r15 + off::T1]),
+            }
+            if !rem {
+                asm!(self; mov rdx, rax);
+            }
+            asm!(self; mov rax, [r15 + off::SAVE_RAX] ; jmp >done ; zero:);
+            if rem {
+                asm!(self; mov rdx, [r15 + off::T0]);
+            } else {
+                asm!(self; mov rdx, -1);
+            }
+            if kind == Div::S {
+                asm!(self; jmp >done ; minus1:);
+                if rem {
+                    asm!(self; xor edx, edx);
+                } else {
+                    asm!(self; mov rdx, [r15 + off::T0] ; neg rdx);
+                }
+            }
+        }
+        asm!(self; done: ; mov Rq(d), rdx);
+    }
+
+    fn minmax(&mut self, d: Reg, a: Reg, b: Reg, which: MinMax) {
+        let (d, a, b) = (host(d), host(a), host(b));
+        asm!(self; mov rdx, Rq(b) ; cmp Rq(a), Rq(b));
+        match which {
+            MinMax::MaxS => asm!(self; cmovg rdx, Rq(a)),
+            MinMax::MaxU => asm!(self; cmova rdx, Rq(a)),
+            MinMax::MinS => asm!(self; cmovl rdx, Rq(a)),
+            MinMax::MinU => asm!(self; cmovb rdx, Rq(a)),
+        }
+        asm!(self; mov Rq(d), rdx);
+    }
+}
+
+#[derive(Clone, Copy)]
+enum MinMax {
+    MaxS,
+    MaxU,
+    MinS,
+    MinU,
+}

@@ -1,0 +1,336 @@
+//! Single-pass code generation from a predecoded [`Program`].
+//!
+//! Layout of the emitted code:
+//! 1. the entry trampoline (`entry(guest_base, target)`) and the shared exit path;
+//! 2. every block in program order: its label, the gas check, then each instruction
+//!    (a block's successor follows it directly, so fallthrough costs nothing);
+//! 3. the cold stubs: out of gas per block, panic and halt per instruction.
+//!
+//! Everything the code generator needs comes from the `Program` (instructions,
+//! resolved targets, blocks) and the block prices the schedule gives; nothing is
+//! decoded or priced here. Generation is total: every label is bound, every dispatch
+//! entry is a block or a panic stub, and an internal inconsistency is an `Err` that
+//! rejects the program.
+
+#![allow(
+    clippy::useless_conversion,
+    reason = "dynasm! converts dynamic register operands with `.into()`"
+)]
+
+mod lower;
+pub(crate) mod regs;
+
+use dynasmrt::x64::X64Relocation;
+use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
+use javm_exec::Program;
+use javm_exec::gas::BlockCost;
+
+use crate::ctx::{ExitKind, off};
+use crate::signal::SideEntry;
+use regs::GUEST;
+
+/// Emitted code and its tables.
+pub(crate) struct Compiled {
+    /// Machine code, position independent.
+    pub(crate) code: Vec<u8>,
+    /// Offset of each block's entry (its gas check).
+    pub(crate) block_offsets: Vec<u32>,
+    /// Offset of each instruction's first byte (after the gas check for a block's
+    /// first instruction): where a mid-block resume enters.
+    pub(crate) ins_offsets: Vec<u32>,
+    /// Offset just past each instruction's inline code (its cold stubs lie elsewhere).
+    pub(crate) ins_ends: Vec<u32>,
+    /// Guest memory accesses, sorted by native offset.
+    pub(crate) side: Vec<SideEntry>,
+    /// Offset of the entry trampoline.
+    pub(crate) entry: u32,
+    /// Offset of the shared exit path.
+    pub(crate) exit: u32,
+}
+
+/// A deferred cold stub.
+enum Stub {
+    /// Restore `undo` gas units, then exit out of gas at block `block`.
+    OutOfGas {
+        label: DynamicLabel,
+        block: u32,
+        undo: i32,
+    },
+    /// Exit with `kind` at instruction `idx`.
+    Exit {
+        label: DynamicLabel,
+        kind: ExitKind,
+        idx: u32,
+    },
+}
+
+pub(crate) struct Cg<'p> {
+    pub(crate) ops: VecAssembler<X64Relocation>,
+    program: &'p Program,
+    block_labels: Vec<DynamicLabel>,
+    /// The shared exit path.
+    exit_label: DynamicLabel,
+    stubs: Vec<Stub>,
+    /// The panic stub of the current instruction, if one was made.
+    panic_label: Option<(u32, DynamicLabel)>,
+    pub(crate) side: Vec<SideEntry>,
+    /// Whether the program runs under the `gp` profile (sbrk allowed).
+    pub(crate) gp: bool,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Compile `program` with the given block prices.
+pub(crate) fn compile(
+    program: &Program,
+    costs: &[BlockCost],
+    gp: bool,
+) -> Result<Compiled, String> {
+    let blocks = program.blocks();
+    if costs.len() != blocks.len() {
+        return Err(format!(
+            "{} block prices for {} blocks",
+            costs.len(),
+            blocks.len()
+        ));
+    }
+    let n = program.instructions().len();
+    let mut ops = VecAssembler::<X64Relocation>::new_with_capacity(
+        0,
+        n * 12 + 4096,
+        0,
+        4,
+        blocks.len() + 64,
+        4,
+        n,
+    );
+    let block_labels: Vec<DynamicLabel> =
+        (0..blocks.len()).map(|_| ops.new_dynamic_label()).collect();
+    let exit_label = ops.new_dynamic_label();
+    let mut cg = Cg {
+        exit_label,
+        ops,
+        program,
+        block_labels,
+        stubs: Vec::new(),
+        panic_label: None,
+        side: Vec::with_capacity(n / 4),
+        gp,
+    };
+
+    let entry = cg.ops.offset().0 as u32;
+    cg.trampoline();
+    let exit = cg
+        .ops
+        .labels()
+        .resolve_dynamic(cg.exit_label)
+        .map_err(|e| format!("exit label: {e}"))?
+        .0 as u32;
+
+    let mut ins_offsets = vec![0u32; n];
+    let mut ins_ends = vec![0u32; n];
+    let instructions = program.instructions();
+    for (b, (block, cost)) in blocks.iter().zip(costs).enumerate() {
+        let label = cg.block_labels[b];
+        dynasm!(cg.ops ; .arch x64 ; =>label);
+        cg.gas_check(b as u32, to_i64(cost.cost), to_i64(cost.need()))?;
+        if block.end <= block.first || block.end as usize > n {
+            return Err(format!("block {b} has no instructions"));
+        }
+        for idx in block.first..block.end {
+            ins_offsets[idx as usize] = cg.ops.offset().0 as u32;
+            cg.panic_label = None;
+            let ins = instructions[idx as usize];
+            cg.lower(ins, idx, b as u32)?;
+            ins_ends[idx as usize] = cg.ops.offset().0 as u32;
+        }
+    }
+    cg.emit_stubs();
+
+    cg.ops
+        .commit()
+        .map_err(|e| format!("unresolved label: {e}"))?;
+    let mut block_offsets = Vec::with_capacity(blocks.len());
+    for &l in &cg.block_labels {
+        let o = cg
+            .ops
+            .labels()
+            .resolve_dynamic(l)
+            .map_err(|e| format!("unbound block label: {e}"))?;
+        block_offsets.push(o.0 as u32);
+    }
+    let side = std::mem::take(&mut cg.side);
+    if !side.windows(2).all(|w| w[0].native < w[1].native) {
+        return Err("memory access table is not sorted".into());
+    }
+    let code = cg.ops.finalize().map_err(|e| format!("finalize: {e}"))?;
+    if u32::try_from(code.len()).is_err() {
+        return Err("native code exceeds 4 GiB".into());
+    }
+    Ok(Compiled {
+        code,
+        block_offsets,
+        ins_offsets,
+        ins_ends,
+        side,
+        entry,
+        exit,
+    })
+}
+
+impl Cg<'_> {
+    /// `entry(guest_base: rdi, target: rsi)`: save the host's callee-saved registers,
+    /// remember the host stack, load the guest registers, jump to `target`. The shared
+    /// `exit` path does the reverse.
+    fn trampoline(&mut self) {
+        dynasm!(self.ops ; .arch x64
+            ; push rbx ; push rbp ; push r12 ; push r13 ; push r14 ; push r15
+            ; sub rsp, 8
+            ; mov r15, rdi
+            ; mov [r15 + off::HOST_RSP], rsp
+            ; mov rdx, rsi
+        );
+        for (i, &r) in GUEST.iter().enumerate() {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(r), [r15 + off::reg(i)]);
+        }
+        dynasm!(self.ops ; .arch x64 ; jmp rdx ; =>self.exit_label);
+        for (i, &r) in GUEST.iter().enumerate() {
+            dynasm!(self.ops ; .arch x64 ; mov [r15 + off::reg(i)], Rq(r));
+        }
+        dynasm!(self.ops ; .arch x64
+            ; mov rsp, [r15 + off::HOST_RSP]
+            ; add rsp, 8
+            ; pop r15 ; pop r14 ; pop r13 ; pop r12 ; pop rbp ; pop rbx
+            ; ret
+        );
+    }
+
+    /// Charge block `b` on entry: require `need`, deduct `cost`.
+    fn gas_check(&mut self, b: u32, cost: i64, need: i64) -> Result<(), String> {
+        if need < 1 || cost < 0 || cost > need {
+            return Err(format!(
+                "block {b} has an invalid price (cost {cost}, need {need})"
+            ));
+        }
+        let label = self.ops.new_dynamic_label();
+        match (i32::try_from(cost), i32::try_from(need)) {
+            (Ok(c), Ok(_)) if cost == need => {
+                // `jl` after `sub` compares the true (unwrapped) difference.
+                dynasm!(self.ops ; .arch x64 ; sub QWORD [r15 + off::GAS], c ; jl =>label);
+                self.stubs.push(Stub::OutOfGas {
+                    label,
+                    block: b,
+                    undo: c,
+                });
+            }
+            (Ok(c), Ok(nd)) => {
+                dynasm!(self.ops ; .arch x64
+                    ; cmp QWORD [r15 + off::GAS], nd ; jl =>label
+                    ; sub QWORD [r15 + off::GAS], c
+                );
+                self.stubs.push(Stub::OutOfGas {
+                    label,
+                    block: b,
+                    undo: 0,
+                });
+            }
+            _ => {
+                dynasm!(self.ops ; .arch x64
+                    ; mov rdx, QWORD need ; cmp [r15 + off::GAS], rdx ; jl =>label
+                    ; mov rdx, QWORD cost ; sub [r15 + off::GAS], rdx
+                );
+                self.stubs.push(Stub::OutOfGas {
+                    label,
+                    block: b,
+                    undo: 0,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Exit inline with `kind` at instruction `idx` (for terminators).
+    pub(crate) fn exit(&mut self, kind: ExitKind, idx: u32) {
+        let packed = (u64::from(idx) << 32 | kind as u64) as i64;
+        let exit = self.exit_label;
+        dynasm!(self.ops ; .arch x64
+            ; mov rdx, QWORD packed
+            ; mov [r15 + off::EXIT_KIND], rdx
+            ; jmp =>exit
+        );
+    }
+
+    /// The label of block `b`'s entry.
+    pub(crate) fn block_label(&self, b: u32) -> Result<DynamicLabel, String> {
+        self.block_labels
+            .get(b as usize)
+            .copied()
+            .ok_or_else(|| format!("no block {b}"))
+    }
+
+    /// The label of a cold stub that panics at instruction `idx`.
+    pub(crate) fn panic_stub(&mut self, idx: u32) -> DynamicLabel {
+        if let Some((i, l)) = self.panic_label
+            && i == idx
+        {
+            return l;
+        }
+        let label = self.ops.new_dynamic_label();
+        self.stubs.push(Stub::Exit {
+            label,
+            kind: ExitKind::Panic,
+            idx,
+        });
+        self.panic_label = Some((idx, label));
+        label
+    }
+
+    /// The label of a cold stub that exits with `kind` at `idx`.
+    pub(crate) fn exit_stub(&mut self, kind: ExitKind, idx: u32) -> DynamicLabel {
+        let label = self.ops.new_dynamic_label();
+        self.stubs.push(Stub::Exit { label, kind, idx });
+        label
+    }
+
+    /// Where a static branch at `idx` to `target` goes: the block, or a panic stub.
+    pub(crate) fn target(
+        &mut self,
+        target: javm_exec::Target,
+        idx: u32,
+    ) -> Result<DynamicLabel, String> {
+        match target.block() {
+            Some(b) => self.block_label(b),
+            None => Ok(self.panic_stub(idx)),
+        }
+    }
+
+    /// Number of blocks.
+    pub(crate) fn block_count(&self) -> usize {
+        self.block_labels.len()
+    }
+
+    /// Number of jump-table entries.
+    pub(crate) fn jump_table_len(&self) -> usize {
+        self.program.jump_targets().len()
+    }
+
+    fn emit_stubs(&mut self) {
+        for stub in std::mem::take(&mut self.stubs) {
+            match stub {
+                Stub::OutOfGas { label, block, undo } => {
+                    dynasm!(self.ops ; .arch x64 ; =>label);
+                    if undo != 0 {
+                        dynasm!(self.ops ; .arch x64 ; add QWORD [r15 + off::GAS], undo);
+                    }
+                    self.exit(ExitKind::OutOfGas, block);
+                }
+                Stub::Exit { label, kind, idx } => {
+                    dynasm!(self.ops ; .arch x64 ; =>label);
+                    self.exit(kind, idx);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The instance context: the only host state compiled code touches besides guest
+//! memory, and the exit protocol between compiled code and the run loop.
+//!
+//! The context sits in the page just below an instance's guest window, so compiled
+//! code reaches every field at a fixed negative displacement from R15 (the window
+//! base). Guest addresses are 32-bit offsets *added* to R15, so no guest access can
+//! reach below the window: the context holds nothing the guest can read or write.
+
+use std::mem::offset_of;
+
+/// Size of the context page below the guest window.
+pub(crate) const CTX_PAGE: usize = 4096;
+
+/// Register save slots (13 guest registers, padded).
+pub(crate) const REG_SLOTS: usize = 16;
+
+/// The context. `#[repr(C)]`: compiled code addresses its fields by offset. It is
+/// placed at the *end* of the context page, so the hottest field (`gas`, last) is at
+/// R15 − 8 and encodes with an 8-bit displacement.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct JitContext {
+    /// Guest registers while the guest is not running.
+    pub(crate) regs: [u64; REG_SLOTS],
+    /// The module's dynamic jump table (absolute native addresses, 0 = invalid).
+    pub(crate) jt_ptr: u64,
+    /// The host stack pointer to return to.
+    pub(crate) host_rsp: u64,
+    /// For [`ExitKind::Fault`]: the first bad byte. For [`ExitKind::HostError`]: errno.
+    pub(crate) fault_addr: u64,
+    /// Scratch slots for multi-instruction lowerings (division, high multiplies).
+    pub(crate) t0: u64,
+    /// Second scratch slot.
+    pub(crate) t1: u64,
+    /// RAX while a lowering borrows it.
+    pub(crate) save_rax: u64,
+    /// RCX while a lowering borrows it.
+    pub(crate) save_rcx: u64,
+    /// Padding to a multiple of 16 bytes.
+    _pad: u64,
+    /// Why compiled code returned (an [`ExitKind`] as `u32`).
+    pub(crate) exit_kind: u32,
+    /// The instruction (or, for [`ExitKind::OutOfGas`], block) index of the exit.
+    pub(crate) exit_idx: u32,
+    /// Remaining gas (minus the step bias while stepping, see `instance.rs`).
+    pub(crate) gas: i64,
+}
+
+/// Bytes of the context; it occupies the last `CTX_SIZE` bytes of the context page.
+pub(crate) const CTX_SIZE: usize = std::mem::size_of::<JitContext>();
+const _: () = assert!(CTX_SIZE <= CTX_PAGE && CTX_SIZE.is_multiple_of(16));
+
+/// Displacement of a context field from R15 (the guest base).
+const fn disp(field: usize) -> i32 {
+    field as i32 - CTX_SIZE as i32
+}
+
+/// R15-relative displacements of the context fields.
+pub(crate) mod off {
+    use super::*;
+    pub(crate) const GAS: i32 = disp(offset_of!(JitContext, gas));
+    pub(crate) const REGS: i32 = disp(offset_of!(JitContext, regs));
+    pub(crate) const EXIT_KIND: i32 = disp(offset_of!(JitContext, exit_kind));
+    // Exit stubs store kind and index with one 8-byte write.
+    const _: () = assert!(disp(offset_of!(JitContext, exit_idx)) == EXIT_KIND + 4);
+    pub(crate) const HOST_RSP: i32 = disp(offset_of!(JitContext, host_rsp));
+    pub(crate) const JT_PTR: i32 = disp(offset_of!(JitContext, jt_ptr));
+    pub(crate) const T0: i32 = disp(offset_of!(JitContext, t0));
+    pub(crate) const T1: i32 = disp(offset_of!(JitContext, t1));
+    pub(crate) const SAVE_RAX: i32 = disp(offset_of!(JitContext, save_rax));
+    pub(crate) const SAVE_RCX: i32 = disp(offset_of!(JitContext, save_rcx));
+
+    /// Displacement of guest register `i`'s save slot.
+    pub(crate) const fn reg(i: usize) -> i32 {
+        REGS + 8 * i as i32
+    }
+}
+
+/// Why compiled code returned to the run loop. Written by exit stubs and by the
+/// fault handler; decoded by `instance.rs` against the program's instructions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum ExitKind {
+    /// `trap` at `exit_idx`.
+    Trap = 1,
+    /// A panic at `exit_idx` (invalid instruction, bad branch or jump target, jar1 sbrk).
+    Panic = 2,
+    /// A dynamic jump to the halt address at `exit_idx`.
+    Halt = 3,
+    /// `ecall` at `exit_idx`.
+    Ecall = 4,
+    /// `ecalli` at `exit_idx`.
+    HostCall = 5,
+    /// Not enough gas to enter block `exit_idx` (gas is as before the attempt).
+    OutOfGas = 6,
+    /// A rejected access at `exit_idx`; `fault_addr` is the first bad byte.
+    Fault = 7,
+    /// A copy-on-write charge at `exit_idx` exceeded the remaining gas.
+    CowOutOfGas = 8,
+    /// An accepted access at `exit_idx` that wraps past 2^32: the run loop performs it.
+    Emulate = 9,
+    /// GP `sbrk` at `exit_idx`: the run loop performs it.
+    Sbrk = 10,
+    /// The fault handler could not change a page's protection (`fault_addr` = errno).
+    HostError = 11,
+    /// The fault handler met a fault the page states say cannot happen.
+    Inconsistent = 12,
+}
+
+impl ExitKind {
+    /// Decode the context's `exit_kind`.
+    pub(crate) fn from_u32(v: u32) -> Option<ExitKind> {
+        use ExitKind::*;
+        Some(match v {
+            1 => Trap,
+            2 => Panic,
+            3 => Halt,
+            4 => Ecall,
+            5 => HostCall,
+            6 => OutOfGas,
+            7 => Fault,
+            8 => CowOutOfGas,
+            9 => Emulate,
+            10 => Sbrk,
+            11 => HostError,
+            12 => Inconsistent,
+            _ => return None,
+        })
+    }
+}

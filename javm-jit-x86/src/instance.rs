@@ -1,0 +1,563 @@
+//! [`JitInstance`]: one guest window, its page map and context, and the run loop that
+//! enters compiled code and turns its exits into [`Exit`]s.
+
+use std::mem::ManuallyDrop;
+use std::sync::Arc;
+
+use javm_exec::engine::{EngineError, Exit, Instance, MemoryError, check_gas};
+use javm_exec::instruction::{Instruction as I, imm};
+use javm_exec::memory::{
+    PageKind, PageMap, PageState, bad_access_exit, check_host_range, host_spans,
+};
+use javm_exec::{GasProfile, NUM_REGS, Reg};
+
+use crate::ctx::{ExitKind, JitContext};
+use crate::module::JitModule;
+use crate::signal::{self, ActiveGuard, Running, materialize};
+use crate::window::Window;
+
+/// Where the next `run` continues (as in the interpreter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resume {
+    /// Enter (and charge) this block.
+    Enter(u32),
+    /// Continue at this instruction index without charging.
+    At(u32),
+    /// The PC is not a position of the program: panic there.
+    BadPc,
+    /// Halted, panicked or trapped.
+    Done(Exit),
+}
+
+/// While stepping, compiled code sees `gas − STEP_BIAS` (≤ 0), so the gas check of
+/// the next block always fails and returns control before that block is entered.
+/// Every block needs at least 1 gas, which `codegen` checks.
+const STEP_BIAS: i64 = i64::MAX;
+
+/// A recompiler instance.
+#[derive(Debug)]
+pub struct JitInstance {
+    module: Arc<JitModule>,
+    window: ManuallyDrop<Window>,
+    map: Box<PageMap>,
+    pc: u32,
+    resume: Resume,
+    /// Set when the host failed mid-access; the instance cannot continue.
+    broken: Option<EngineError>,
+}
+
+impl JitInstance {
+    pub(crate) fn new(
+        module: Arc<JitModule>,
+        window: Window,
+        map: PageMap,
+        regs: [u64; NUM_REGS],
+        pc: u32,
+        gas: i64,
+    ) -> JitInstance {
+        let mut inst = JitInstance {
+            module,
+            window: ManuallyDrop::new(window),
+            map: Box::new(map),
+            pc,
+            resume: Resume::BadPc,
+            broken: None,
+        };
+        let jt = inst.module.jump_table.as_ptr() as u64;
+        let ctx = inst.ctx_mut();
+        ctx.regs[..NUM_REGS].copy_from_slice(&regs);
+        ctx.gas = gas;
+        ctx.jt_ptr = jt;
+        inst.set_pc(pc);
+        inst
+    }
+
+    /// The module this instance runs.
+    pub fn module(&self) -> &Arc<JitModule> {
+        &self.module
+    }
+
+    fn ctx(&self) -> &JitContext {
+        // SAFETY: the window's context page is mapped read-write for the window's
+        // lifetime and only this instance uses it; guest code does not run while
+        // `self` is borrowed.
+        unsafe { &*self.window.ctx() }
+    }
+
+    fn ctx_mut(&mut self) -> &mut JitContext {
+        // SAFETY: as in `ctx`, and `&mut self` makes the access exclusive.
+        unsafe { &mut *self.window.ctx() }
+    }
+
+    fn profile(&self) -> GasProfile {
+        self.module.schedule.profile()
+    }
+
+    /// Run compiled code from native offset `target` until it exits.
+    fn enter(&mut self, target: u32, gas_bias: i64) -> Result<(ExitKind, u32, u64), EngineError> {
+        signal::prepare_thread().map_err(EngineError::Unavailable)?;
+        let m = &*self.module;
+        let base = self.window.guest_base();
+        let ctx_ptr = self.window.ctx();
+        let running = Running {
+            code_start: m.code.start(),
+            code_len: m.code.len(),
+            side: m.side.as_ptr(),
+            side_len: m.side.len(),
+            guest_base: base,
+            map: &mut *self.map,
+            ctx: ctx_ptr,
+            cow_cost: m.schedule.cow_cost(),
+            gas_bias,
+            exit_addr: m.code.start() + m.exit as usize,
+        };
+        // SAFETY: `entry` is the offset of the trampoline emitted by `codegen`, with
+        // the `sysv64` signature (guest base, target address).
+        let entry: unsafe extern "sysv64" fn(*mut u8, usize) =
+            unsafe { std::mem::transmute(m.code.start() + m.entry as usize) };
+        {
+            let _active = ActiveGuard::new(&running);
+            // SAFETY: the code is finalized (read + execute) and owned by the module
+            // this instance holds; `base` is this instance's window with its context
+            // just below; `target` is a block or instruction entry of the same code.
+            // Guest code touches only the window and the context; faults in it are
+            // handled by `signal` using `running`, which outlives the call.
+            unsafe { entry(base, m.code.start() + target as usize) };
+        }
+        let ctx = self.ctx_mut();
+        let kind = ExitKind::from_u32(ctx.exit_kind).ok_or_else(|| {
+            EngineError::Internal(format!(
+                "compiled code returned exit kind {}",
+                ctx.exit_kind
+            ))
+        })?;
+        ctx.exit_kind = 0;
+        Ok((kind, ctx.exit_idx, ctx.fault_addr))
+    }
+
+    fn run_loop(&mut self, step: bool) -> Result<Option<Exit>, EngineError> {
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        let module = Arc::clone(&self.module);
+        let program = &*module.program;
+        let pc_at = |i: u32| program.pcs().get(i as usize).copied().unwrap_or(u32::MAX);
+        loop {
+            let (target, bias) = match self.resume {
+                Resume::Done(e) => return Err(EngineError::Finished(e)),
+                Resume::BadPc => {
+                    self.resume = Resume::Done(Exit::Panic);
+                    return Ok(Some(Exit::Panic));
+                }
+                Resume::Enter(b) => {
+                    let (cost, need) = *module.prices.get(b as usize).ok_or_else(|| {
+                        EngineError::Internal(format!("resume at unknown block {b}"))
+                    })?;
+                    if step {
+                        // Charge the first block here; compiled code then runs it
+                        // with the bias and stops before the next block.
+                        let gas = self.ctx().gas;
+                        if gas < need {
+                            self.ctx_mut().gas = 0;
+                            self.pc = program.blocks()[b as usize].pc;
+                            return Ok(Some(Exit::OutOfGas));
+                        }
+                        self.ctx_mut().gas = gas - cost;
+                        let first = program.blocks()[b as usize].first;
+                        (module.ins_offsets[first as usize], STEP_BIAS)
+                    } else {
+                        (module.block_offsets[b as usize], 0)
+                    }
+                }
+                Resume::At(i) => (
+                    module.ins_offsets[i as usize],
+                    if step { STEP_BIAS } else { 0 },
+                ),
+            };
+            self.ctx_mut().gas -= bias;
+            let result = self.enter(target, bias);
+            self.ctx_mut().gas += bias;
+            let (kind, idx, arg) = result?;
+            macro_rules! finish {
+                ($exit:expr, $resume:expr, $pc:expr) => {{
+                    self.pc = $pc;
+                    self.resume = $resume;
+                    return Ok(Some($exit));
+                }};
+            }
+            match kind {
+                ExitKind::Trap => finish!(Exit::Trap, Resume::Done(Exit::Trap), pc_at(idx)),
+                ExitKind::Panic => finish!(Exit::Panic, Resume::Done(Exit::Panic), pc_at(idx)),
+                ExitKind::Halt => finish!(Exit::Halt, Resume::Done(Exit::Halt), pc_at(idx)),
+                ExitKind::Ecall => {
+                    finish!(
+                        Exit::Ecall,
+                        Resume::Enter(program.block_of(idx) + 1),
+                        pc_at(idx)
+                    )
+                }
+                ExitKind::HostCall => {
+                    let id = match program.instructions().get(idx as usize) {
+                        Some(I::Ecalli(o)) => o.x as u32,
+                        other => {
+                            return Err(EngineError::Internal(format!(
+                                "host-call exit at {other:?}"
+                            )));
+                        }
+                    };
+                    finish!(
+                        Exit::HostCall(id),
+                        Resume::Enter(program.block_of(idx) + 1),
+                        pc_at(idx)
+                    )
+                }
+                ExitKind::OutOfGas => {
+                    let pc = program
+                        .blocks()
+                        .get(idx as usize)
+                        .map_or(u32::MAX, |b| b.pc);
+                    if step {
+                        // Stopped before entering block `idx`: not an exit.
+                        self.pc = pc;
+                        self.resume = Resume::Enter(idx);
+                        return Ok(None);
+                    }
+                    self.ctx_mut().gas = 0;
+                    finish!(Exit::OutOfGas, Resume::Enter(idx), pc)
+                }
+                ExitKind::Fault => match bad_access_exit(self.profile(), arg as u32) {
+                    e @ Exit::PageFault(_) => finish!(e, Resume::At(idx), pc_at(idx)),
+                    e => finish!(e, Resume::Done(e), pc_at(idx)),
+                },
+                ExitKind::CowOutOfGas => {
+                    self.ctx_mut().gas = 0;
+                    finish!(Exit::OutOfGas, Resume::At(idx), pc_at(idx))
+                }
+                ExitKind::Emulate => {
+                    if let Some(e) = self.emulate(idx)? {
+                        return Ok(Some(e));
+                    }
+                    self.resume = Resume::At(idx + 1);
+                }
+                ExitKind::Sbrk => {
+                    let Some(I::Sbrk(o)) = program.instructions().get(idx as usize).copied() else {
+                        return Err(EngineError::Internal(
+                            "sbrk exit at another instruction".into(),
+                        ));
+                    };
+                    let size = self.ctx().regs[o.a.index()];
+                    let v = self.map.sbrk(size);
+                    self.ctx_mut().regs[o.d.index()] = v;
+                    self.resume = Resume::At(idx + 1);
+                }
+                ExitKind::HostError => {
+                    let e = EngineError::OutOfMemory(format!(
+                        "cannot change the protection of a guest page: {}",
+                        std::io::Error::from_raw_os_error(arg as i32)
+                    ));
+                    self.pc = pc_at(idx);
+                    self.broken = Some(e.clone());
+                    return Err(e);
+                }
+                ExitKind::Inconsistent => {
+                    let e = EngineError::Internal(format!(
+                        "a guest access at {:#x} faulted although its pages allow it",
+                        arg
+                    ));
+                    self.broken = Some(e.clone());
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Perform the access of memory instruction `idx` in software (an access that
+    /// wraps past 2^32). `Some(exit)` if it exits instead.
+    fn emulate(&mut self, idx: u32) -> Result<Option<Exit>, EngineError> {
+        let module = Arc::clone(&self.module);
+        let program = &*module.program;
+        let pc = program.pcs().get(idx as usize).copied().unwrap_or(u32::MAX);
+        let ins = program
+            .instructions()
+            .get(idx as usize)
+            .copied()
+            .ok_or_else(|| {
+                EngineError::Internal(format!("emulate at unknown instruction {idx}"))
+            })?;
+        let regs = self.ctx().regs;
+        let op = MemOp::of(ins, &regs).ok_or_else(|| {
+            EngineError::Internal(format!("emulate a non-memory instruction {ins:?}"))
+        })?;
+        let schedule = module.schedule;
+        let plan = match self
+            .map
+            .plan(op.addr, op.width, op.write, schedule.cow_cost())
+        {
+            Ok(p) => p,
+            Err(bad) => {
+                let e = bad_access_exit(schedule.profile(), bad.addr);
+                self.pc = pc;
+                self.resume = if matches!(e, Exit::PageFault(_)) {
+                    Resume::At(idx)
+                } else {
+                    Resume::Done(e)
+                };
+                return Ok(Some(e));
+            }
+        };
+        let charge = i64::try_from(plan.charge).unwrap_or(i64::MAX);
+        if charge > self.ctx().gas {
+            self.ctx_mut().gas = 0;
+            self.pc = pc;
+            self.resume = Resume::At(idx);
+            return Ok(Some(Exit::OutOfGas));
+        }
+        let base = self.window.guest_base();
+        for &(page, before, after) in plan.pages() {
+            if before != after {
+                // SAFETY: `page` is a page of this instance's window, described by
+                // `self.map`; no guest code runs.
+                unsafe { materialize(base, &self.map, page, before, after) }.map_err(|errno| {
+                    EngineError::OutOfMemory(format!(
+                        "cannot change the protection of a guest page: {}",
+                        std::io::Error::from_raw_os_error(errno)
+                    ))
+                })?;
+            }
+        }
+        self.map.commit(&plan);
+        self.ctx_mut().gas -= charge;
+        let mut bytes = op.value.to_le_bytes();
+        for (i, b) in bytes.iter_mut().enumerate().take(op.width as usize) {
+            let a = op.addr.wrapping_add(i as u32) as usize;
+            // SAFETY: every page of the access was just made readable (and, for
+            // stores, writable); `a < 2^32` lies inside the window.
+            unsafe {
+                if op.write {
+                    *base.add(a) = *b;
+                } else {
+                    *b = *base.add(a);
+                }
+            }
+        }
+        if let Some((dst, conv)) = op.load {
+            self.ctx_mut().regs[dst.index()] = conv(u64::from_le_bytes(bytes));
+        }
+        Ok(None)
+    }
+}
+
+/// How a loaded value is extended to 64 bits.
+type Extend = fn(u64) -> u64;
+
+/// A memory instruction's access, for emulation.
+struct MemOp {
+    addr: u32,
+    width: u32,
+    write: bool,
+    /// The bytes to store (little-endian), for stores.
+    value: u64,
+    /// Destination and extension, for loads.
+    load: Option<(Reg, Extend)>,
+}
+
+impl MemOp {
+    fn of(ins: I, regs: &[u64]) -> Option<MemOp> {
+        let r = |x: Reg| regs[x.index()];
+        let ea = |b: Reg, x: i32| (r(b) as u32).wrapping_add(x as u32);
+        let u8_: fn(u64) -> u64 = |v| v & 0xFF;
+        let i8_: fn(u64) -> u64 = |v| v as u8 as i8 as u64;
+        let u16_: fn(u64) -> u64 = |v| v & 0xFFFF;
+        let i16_: fn(u64) -> u64 = |v| v as u16 as i16 as u64;
+        let u32_: fn(u64) -> u64 = |v| v & 0xFFFF_FFFF;
+        let i32_: fn(u64) -> u64 = |v| v as u32 as i32 as u64;
+        let u64_: fn(u64) -> u64 = |v| v;
+        let load = |addr, width, dst, conv| MemOp {
+            addr,
+            width,
+            write: false,
+            value: 0,
+            load: Some((dst, conv)),
+        };
+        let store = |addr, width, value| MemOp {
+            addr,
+            width,
+            write: true,
+            value,
+            load: None,
+        };
+        Some(match ins {
+            I::LoadU8(o) => load(o.x as u32, 1, o.a, u8_),
+            I::LoadI8(o) => load(o.x as u32, 1, o.a, i8_),
+            I::LoadU16(o) => load(o.x as u32, 2, o.a, u16_),
+            I::LoadI16(o) => load(o.x as u32, 2, o.a, i16_),
+            I::LoadU32(o) => load(o.x as u32, 4, o.a, u32_),
+            I::LoadI32(o) => load(o.x as u32, 4, o.a, i32_),
+            I::LoadU64(o) => load(o.x as u32, 8, o.a, u64_),
+            I::LoadIndU8(o) => load(ea(o.b, o.x), 1, o.a, u8_),
+            I::LoadIndI8(o) => load(ea(o.b, o.x), 1, o.a, i8_),
+            I::LoadIndU16(o) => load(ea(o.b, o.x), 2, o.a, u16_),
+            I::LoadIndI16(o) => load(ea(o.b, o.x), 2, o.a, i16_),
+            I::LoadIndU32(o) => load(ea(o.b, o.x), 4, o.a, u32_),
+            I::LoadIndI32(o) => load(ea(o.b, o.x), 4, o.a, i32_),
+            I::LoadIndU64(o) => load(ea(o.b, o.x), 8, o.a, u64_),
+            I::StoreImmU8(o) => store(o.x as u32, 1, imm(o.y)),
+            I::StoreImmU16(o) => store(o.x as u32, 2, imm(o.y)),
+            I::StoreImmU32(o) => store(o.x as u32, 4, imm(o.y)),
+            I::StoreImmU64(o) => store(o.x as u32, 8, imm(o.y)),
+            I::StoreU8(o) => store(o.x as u32, 1, r(o.a)),
+            I::StoreU16(o) => store(o.x as u32, 2, r(o.a)),
+            I::StoreU32(o) => store(o.x as u32, 4, r(o.a)),
+            I::StoreU64(o) => store(o.x as u32, 8, r(o.a)),
+            I::StoreImmIndU8(o) => store(ea(o.a, o.x), 1, imm(o.y)),
+            I::StoreImmIndU16(o) => store(ea(o.a, o.x), 2, imm(o.y)),
+            I::StoreImmIndU32(o) => store(ea(o.a, o.x), 4, imm(o.y)),
+            I::StoreImmIndU64(o) => store(ea(o.a, o.x), 8, imm(o.y)),
+            I::StoreIndU8(o) => store(ea(o.b, o.x), 1, r(o.a)),
+            I::StoreIndU16(o) => store(ea(o.b, o.x), 2, r(o.a)),
+            I::StoreIndU32(o) => store(ea(o.b, o.x), 4, r(o.a)),
+            I::StoreIndU64(o) => store(ea(o.b, o.x), 8, r(o.a)),
+            _ => return None,
+        })
+    }
+}
+
+impl Drop for JitInstance {
+    fn drop(&mut self) {
+        // SAFETY: the window is taken exactly once, here; nothing uses it afterwards.
+        let window = unsafe { ManuallyDrop::take(&mut self.window) };
+        window.release();
+    }
+}
+
+impl Instance for JitInstance {
+    fn run(&mut self) -> Result<Exit, EngineError> {
+        self.run_loop(false)?
+            .ok_or_else(|| EngineError::Internal("run stopped without an exit".into()))
+    }
+
+    fn step_block(&mut self) -> Result<Option<Exit>, EngineError> {
+        self.run_loop(true)
+    }
+
+    fn regs(&self) -> [u64; NUM_REGS] {
+        let mut out = [0u64; NUM_REGS];
+        out.copy_from_slice(&self.ctx().regs[..NUM_REGS]);
+        out
+    }
+
+    fn set_reg(&mut self, r: Reg, value: u64) {
+        self.ctx_mut().regs[r.index()] = value;
+    }
+
+    fn pc(&self) -> u32 {
+        self.pc
+    }
+
+    fn next_pc(&self) -> Option<u32> {
+        let program = &self.module.program;
+        match self.resume {
+            Resume::Enter(b) => program.blocks().get(b as usize).map(|b| b.pc),
+            Resume::At(i) => program.pcs().get(i as usize).copied(),
+            Resume::BadPc => Some(self.pc),
+            Resume::Done(_) => None,
+        }
+    }
+
+    fn set_pc(&mut self, pc: u32) {
+        let program = &self.module.program;
+        self.pc = pc;
+        self.resume = if let Some(b) = program.block_starting_at(pc) {
+            Resume::Enter(b)
+        } else if let Some(i) = program.index_of(pc) {
+            Resume::At(i)
+        } else {
+            Resume::BadPc
+        };
+    }
+
+    fn gas(&self) -> i64 {
+        self.ctx().gas
+    }
+
+    fn set_gas(&mut self, gas: i64) -> Result<(), EngineError> {
+        self.ctx_mut().gas = check_gas(i128::from(gas))?;
+        Ok(())
+    }
+
+    fn read_memory(&self, addr: u32, buf: &mut [u8]) -> Result<(), MemoryError> {
+        check_host_range(addr, buf.len())?;
+        if let Some(bad) = host_spans(addr, buf.len()).find(|&(p, ..)| self.map.kind(p).is_none()) {
+            return Err(MemoryError::Inaccessible(bad.0.max(addr)));
+        }
+        let base = self.window.guest_base();
+        for (page, offset, range) in host_spans(addr, buf.len()) {
+            let dst = &mut buf[range];
+            if self.map.state(page) == PageState::NotPresent {
+                match self.map.layout().source(page) {
+                    Some(src) => dst.copy_from_slice(&src.bytes()[offset..offset + dst.len()]),
+                    None => dst.fill(0),
+                }
+            } else {
+                // SAFETY: a present page is mapped at least readable in this window,
+                // and the span stays within it.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        base.add(page as usize + offset),
+                        dst.as_mut_ptr(),
+                        dst.len(),
+                    )
+                };
+            }
+        }
+        Ok(())
+    }
+
+    fn write_memory(&mut self, addr: u32, data: &[u8]) -> Result<(), MemoryError> {
+        check_host_range(addr, data.len())?;
+        for (page, ..) in host_spans(addr, data.len()) {
+            let first = page.max(addr);
+            match self.map.kind(page) {
+                None => return Err(MemoryError::Inaccessible(first)),
+                Some(k) if !k.is_writable() => return Err(MemoryError::ReadOnly(first)),
+                Some(_) => {}
+            }
+        }
+        let base = self.window.guest_base();
+        for (page, offset, range) in host_spans(addr, data.len()) {
+            let before = self.map.state(page);
+            if before != PageState::PresentRw {
+                // SAFETY: `page` is a page of this window, described by `self.map`.
+                let done =
+                    unsafe { materialize(base, &self.map, page, before, PageState::PresentRw) };
+                if let Err(errno) = done {
+                    let e = EngineError::OutOfMemory(format!(
+                        "cannot change the protection of a guest page: {}",
+                        std::io::Error::from_raw_os_error(errno)
+                    ));
+                    self.broken = Some(e);
+                    return Err(MemoryError::Inaccessible(page.max(addr)));
+                }
+            }
+            self.map.host_write(page);
+            let src = &data[range];
+            // SAFETY: the page is now mapped read-write; the span stays within it.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    src.as_ptr(),
+                    base.add(page as usize + offset),
+                    src.len(),
+                )
+            };
+        }
+        Ok(())
+    }
+
+    fn page_state(&self, addr: u32) -> PageState {
+        self.map.state(addr)
+    }
+
+    fn accessible_pages(&self) -> Vec<(u32, PageKind)> {
+        self.map.mapped_pages().collect()
+    }
+}

@@ -1,0 +1,208 @@
+//! [`Recompiler`] (the engine) and [`JitModule`] (a compiled program).
+
+use std::sync::Arc;
+
+use javm_exec::engine::{Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_gas};
+use javm_exec::gas::GasSchedule;
+use javm_exec::memory::PageMap;
+use javm_exec::{GasProfile, Program};
+
+use crate::code::{ExecutableCode, WritableCode};
+use crate::codegen;
+use crate::instance::JitInstance;
+use crate::signal::{self, SideEntry};
+use crate::window::Window;
+
+/// The x86-64 recompiler engine. Holds a cache of compiled modules.
+pub struct Recompiler {
+    cache: ModuleCache<JitModule>,
+}
+
+impl std::fmt::Debug for Recompiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recompiler")
+            .field("cached_modules", &self.cache.len())
+            .finish()
+    }
+}
+
+/// CPU features the generated code uses.
+const REQUIRED_FEATURES: &str = "BMI1, BMI2, LZCNT and POPCNT";
+
+/// Whether this CPU runs the generated code.
+fn cpu_supported() -> bool {
+    std::arch::is_x86_feature_detected!("bmi1")
+        && std::arch::is_x86_feature_detected!("bmi2")
+        && std::arch::is_x86_feature_detected!("lzcnt")
+        && std::arch::is_x86_feature_detected!("popcnt")
+}
+
+impl Recompiler {
+    /// A recompiler, if this host can run one: the CPU must have BMI1, BMI2, LZCNT
+    /// and POPCNT, and the fault handlers must install.
+    pub fn new() -> Result<Recompiler, EngineError> {
+        if !cpu_supported() {
+            return Err(EngineError::Unavailable(format!(
+                "the recompiler needs a CPU with {REQUIRED_FEATURES}; use --engine=interp"
+            )));
+        }
+        signal::install().map_err(EngineError::Unavailable)?;
+        Ok(Recompiler {
+            cache: ModuleCache::new(),
+        })
+    }
+
+    /// Whether [`Recompiler::new`] would succeed on this host.
+    pub fn is_available() -> bool {
+        cpu_supported()
+    }
+
+    /// Compile without the cache (for benchmarks of compilation itself).
+    pub fn compile(
+        &self,
+        program: &Arc<Program>,
+        schedule: GasSchedule,
+    ) -> Result<JitModule, EngineError> {
+        JitModule::compile(program, schedule)
+    }
+}
+
+/// A program compiled for one gas schedule: immutable machine code and its tables,
+/// shared by every instance and thread.
+#[derive(Debug)]
+pub struct JitModule {
+    pub(crate) program: Arc<Program>,
+    pub(crate) schedule: GasSchedule,
+    pub(crate) code: ExecutableCode,
+    pub(crate) block_offsets: Box<[u32]>,
+    pub(crate) ins_offsets: Box<[u32]>,
+    pub(crate) ins_ends: Box<[u32]>,
+    pub(crate) side: Box<[SideEntry]>,
+    /// Each jump-table entry's absolute native address (its block's entry), or 0.
+    pub(crate) jump_table: Box<[u64]>,
+    /// Each block's (cost, need).
+    pub(crate) prices: Box<[(i64, i64)]>,
+    pub(crate) entry: u32,
+    pub(crate) exit: u32,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl JitModule {
+    fn compile(program: &Arc<Program>, schedule: GasSchedule) -> Result<JitModule, EngineError> {
+        let costs = program.block_costs(schedule);
+        let gp = schedule.profile() == GasProfile::Gp;
+        let c = codegen::compile(program, costs, gp)
+            .map_err(|e| EngineError::Internal(format!("cannot compile the program: {e}")))?;
+        let code = WritableCode::new(&c.code)
+            .and_then(WritableCode::finalize)
+            .map_err(|e| EngineError::OutOfMemory(format!("cannot map code: {e}")))?;
+        let start = code.start() as u64;
+        let jump_table = program
+            .jump_targets()
+            .iter()
+            .map(
+                |t| match t.block().and_then(|b| c.block_offsets.get(b as usize)) {
+                    Some(&o) => start + u64::from(o),
+                    None => 0,
+                },
+            )
+            .collect();
+        let prices = costs
+            .iter()
+            .map(|c| (to_i64(c.cost), to_i64(c.need())))
+            .collect();
+        Ok(JitModule {
+            program: Arc::clone(program),
+            schedule,
+            code,
+            block_offsets: c.block_offsets.into(),
+            ins_offsets: c.ins_offsets.into(),
+            ins_ends: c.ins_ends.into(),
+            side: c.side.into(),
+            jump_table,
+            prices,
+            entry: c.entry,
+            exit: c.exit,
+        })
+    }
+
+    /// The program.
+    pub fn program(&self) -> &Arc<Program> {
+        &self.program
+    }
+
+    /// The schedule its blocks are priced under.
+    pub fn schedule(&self) -> GasSchedule {
+        self.schedule
+    }
+
+    /// Bytes of machine code.
+    pub fn code_size(&self) -> usize {
+        self.code.len()
+    }
+
+    /// The machine code emitted for instruction `index` (for a block's first
+    /// instruction, including the block's gas check), or `None` past the end.
+    pub fn native_code_of(&self, index: usize) -> Option<(u64, &[u8])> {
+        let program = &self.program;
+        let start = if let Some(b) = program.block_starting_at(*program.pcs().get(index)?) {
+            self.block_offsets[b as usize]
+        } else {
+            self.ins_offsets[index]
+        };
+        let end = *self.ins_ends.get(index)?;
+        let bytes = self.code.bytes().get(start as usize..end as usize)?;
+        Some((self.code.start() as u64 + u64::from(start), bytes))
+    }
+}
+
+impl Engine for Recompiler {
+    type Module = JitModule;
+    type Instance = JitInstance;
+
+    fn kind(&self) -> EngineKind {
+        EngineKind::Jit
+    }
+
+    fn prepare(
+        &self,
+        program: &Arc<Program>,
+        schedule: GasSchedule,
+    ) -> Result<Arc<JitModule>, EngineError> {
+        self.cache
+            .get_or_try_insert((program.hash(), schedule), || {
+                JitModule::compile(program, schedule)
+            })
+    }
+
+    fn instantiate(
+        &self,
+        module: &Arc<JitModule>,
+        init: InstanceInit,
+    ) -> Result<JitInstance, EngineError> {
+        let gas = check_gas(i128::from(init.gas))?;
+        let wanted = GasSchedule::new(module.schedule.profile(), init.layout.accessible_pages());
+        if wanted != module.schedule {
+            return Err(EngineError::ScheduleMismatch {
+                module: module.schedule,
+                layout: wanted,
+            });
+        }
+        let map = PageMap::new(init.layout)
+            .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;
+        let window = Window::acquire().map_err(|e| {
+            EngineError::OutOfMemory(format!("cannot reserve a 4 GiB guest window: {e}"))
+        })?;
+        Ok(JitInstance::new(
+            Arc::clone(module),
+            window,
+            map,
+            init.regs,
+            init.pc,
+            gas,
+        ))
+    }
+}
