@@ -61,7 +61,9 @@ fn run_json_with_an_argument() {
     assert_eq!(v["exit"], "halt");
     assert_eq!(v["output"], "3700000000000000", "F(10) = 55");
     assert_eq!(v["profile"], "jar1");
-    assert_eq!(v["engine"], "interp");
+    // `auto` picks the recompiler where it can run.
+    let auto = if javm_jit_x86::is_available() { "jit" } else { "interp" };
+    assert_eq!(v["engine"], auto);
     assert_eq!(v["regs"].as_array().unwrap().len(), 13);
     assert_eq!(
         v["gas_used"].as_i64().unwrap() + v["gas_left"].as_i64().unwrap(),
@@ -109,10 +111,6 @@ fn run_trace_prints_blocks() {
 
 #[test]
 fn bad_usage_and_input_exit_2_with_one_line() {
-    assert_usage_error(
-        &javm(&["run", "--engine", "jit", "examples/hello.pvm"]),
-        "--engine=interp",
-    );
     assert_usage_error(&javm(&["run", "does-not-exist.pvm"]), "does-not-exist.pvm");
     assert_usage_error(
         &javm(&["run", "examples/hello.pvm", "--arg", "zz"]),
@@ -138,14 +136,16 @@ fn bad_usage_and_input_exit_2_with_one_line() {
         &javm(&["run", asm.to_str().unwrap()]),
         "line 2: unknown mnemonic `bogus`",
     );
-    assert_usage_error(
-        &javm(&["disasm", "--native", "examples/hello.pvm"]),
-        "recompiler",
-    );
-    assert_usage_error(
-        &javm(&["test-vectors", "--engine", "jit", "vectors"]),
-        "--engine=interp",
-    );
+    if !javm_jit_x86::is_available() {
+        assert_usage_error(
+            &javm(&["run", "--engine", "jit", "examples/hello.pvm"]),
+            "--engine=interp",
+        );
+        assert_usage_error(
+            &javm(&["disasm", "--native", "examples/hello.pvm"]),
+            "--engine=interp",
+        );
+    }
     // clap's own usage errors also exit 2.
     assert_eq!(javm(&["run"]).status.code(), Some(2));
     assert_eq!(javm(&["frobnicate"]).status.code(), Some(2));
@@ -259,4 +259,36 @@ fn help_lists_the_commands() {
     for cmd in ["run", "test-vectors", "asm", "disasm"] {
         assert!(out.contains(cmd), "{out}");
     }
+}
+
+#[test]
+fn both_engines_print_the_same_result() {
+    if !javm_jit_x86::is_available() {
+        return;
+    }
+    for prog in ["examples/hello.pvm", "examples/fib.pvm", "examples/sieve.pvm", "examples/sort.pvm"] {
+        let run = |engine: &str| {
+            let o = javm(&["run", prog, "--engine", engine, "--json"]);
+            let mut v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+            assert_eq!(v["engine"], engine);
+            v["engine"] = serde_json::Value::Null;
+            (o.status.code(), v)
+        };
+        assert_eq!(run("interp"), run("jit"), "{prog}");
+    }
+}
+
+#[test]
+fn jit_passes_the_conformance_suite_and_disassembles() {
+    if !javm_jit_x86::is_available() {
+        return;
+    }
+    let o = javm(&["test-vectors", "--engine", "jit", "vectors/pvm-gp-0.4"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(stdout(&o).trim_end().lines().last(), Some("201 passed, 0 failed"));
+    let o = javm(&["disasm", "--native", "examples/hello.pvm"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("load_imm r7, 0x10000"), "{text}");
+    assert!(text.contains("qword ptr [r15-8]"), "gas checks: {text}");
 }

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use javm_exec::asm::assemble;
 use javm_exec::disasm::{disassemble, disassemble_standard};
 
+use javm_exec::GasProfile;
+
 use super::FormatArg;
 use super::load::{Loaded, load, read};
 
@@ -40,9 +42,14 @@ pub(super) fn asm(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn disasm(input: &Path, format: FormatArg, native: bool) -> Result<ExitCode, String> {
-    if native {
-        return Err("--native needs the x86-64 recompiler, which is not built yet".into());
+/// `native`: print the recompiler's code, priced under this profile.
+pub(super) fn disasm(
+    input: &Path,
+    format: FormatArg,
+    native: Option<GasProfile>,
+) -> Result<ExitCode, String> {
+    if let Some(profile) = native {
+        return native_listing(input, format, profile);
     }
     let text = match load(input, format)? {
         Loaded::Standard(s) => disassemble_standard(&s),
@@ -50,4 +57,28 @@ pub(super) fn disasm(input: &Path, format: FormatArg, native: bool) -> Result<Ex
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `javm disasm --native`: each PVM instruction followed by its x86-64 code.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn native_listing(input: &Path, format: FormatArg, profile: GasProfile) -> Result<ExitCode, String> {
+    use javm_exec::{Engine, GasSchedule};
+
+    if !javm_jit_x86::is_available() {
+        return Err(super::JIT_UNAVAILABLE.into());
+    }
+    let sp = load(input, format)?.into_standard();
+    // Price blocks for the memory tier the program would run with (no argument).
+    let (layout, _) = sp.initial_state(&[]).map_err(|e| e.to_string())?;
+    let schedule = GasSchedule::new(profile, layout.accessible_pages());
+    let module = super::recompiler()?
+        .prepare(&sp.program, schedule)
+        .map_err(|e| e.to_string())?;
+    print!("{}", javm_jit_x86::native::listing(&module));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn native_listing(_: &Path, _: FormatArg, _: GasProfile) -> Result<ExitCode, String> {
+    Err(super::JIT_UNAVAILABLE.into())
 }

@@ -57,9 +57,13 @@ enum Command {
         /// How to read the input.
         #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
         format: FormatArg,
-        /// Print the native x86-64 code the recompiler emits (needs the recompiler).
+        /// Print the x86-64 code the recompiler emits for each instruction (needs
+        /// the recompiler: x86-64 Linux).
         #[arg(long)]
         native: bool,
+        /// With --native: the gas profile whose block prices the code embeds.
+        #[arg(long, value_enum, default_value_t = ProfileArg::Jar1)]
+        profile: ProfileArg,
     },
 }
 
@@ -97,7 +101,8 @@ struct RunArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum EngineArg {
-    /// The recompiler on x86-64 Linux once it is built, else the interpreter.
+    /// The recompiler where it is available (x86-64 Linux with BMI1, BMI2, LZCNT
+    /// and POPCNT), else the interpreter.
     Auto,
     /// The interpreter.
     Interp,
@@ -138,15 +143,26 @@ pub(crate) enum FormatArg {
     Asm,
 }
 
-/// Resolve the engine choice. The recompiler is not built yet, so `auto` is the
-/// interpreter and `jit` is an error that names the alternative.
+/// Resolve the engine choice: `auto` is the recompiler where it can run, else the
+/// interpreter; `jit` on a host without it is an error that names the alternative.
 fn engine(choice: EngineArg) -> Result<EngineKind, String> {
     match choice {
-        EngineArg::Auto | EngineArg::Interp => Ok(EngineKind::Interp),
-        EngineArg::Jit => Err("the x86-64 recompiler (--engine=jit) is not built yet; \
-             use --engine=interp"
-            .into()),
+        EngineArg::Interp => Ok(EngineKind::Interp),
+        EngineArg::Auto if javm_jit_x86::is_available() => Ok(EngineKind::Jit),
+        EngineArg::Auto => Ok(EngineKind::Interp),
+        EngineArg::Jit if javm_jit_x86::is_available() => Ok(EngineKind::Jit),
+        EngineArg::Jit => Err(JIT_UNAVAILABLE.into()),
     }
+}
+
+/// Why `--engine=jit` cannot run here.
+const JIT_UNAVAILABLE: &str = "the x86-64 recompiler is not available on this host (it needs \
+     x86-64 Linux and a CPU with BMI1, BMI2, LZCNT and POPCNT); use --engine=interp";
+
+/// A recompiler, or the reason there is none.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn recompiler() -> Result<javm_jit_x86::Recompiler, String> {
+    javm_jit_x86::Recompiler::new().map_err(|e| e.to_string())
 }
 
 pub(crate) fn dispatch(cli: Cli) -> Result<ExitCode, String> {
@@ -162,6 +178,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             input,
             format,
             native,
-        } => asm::disasm(&input, format, native),
+            profile,
+        } => asm::disasm(&input, format, native.then_some(profile.into())),
     }
 }

@@ -29,9 +29,10 @@ pub(super) fn run(args: RunArgs) -> Result<ExitCode, String> {
     };
     match kind {
         EngineKind::Interp => execute(&Interpreter::new(), &sp.program, init, &args),
-        EngineKind::Jit => {
-            Err("the x86-64 recompiler is not built yet; use --engine=interp".into())
-        }
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        EngineKind::Jit => execute(&super::recompiler()?, &sp.program, init, &args),
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        EngineKind::Jit => Err(super::JIT_UNAVAILABLE.into()),
     }
 }
 

@@ -29,9 +29,10 @@ pub(super) fn test_vectors(paths: &[PathBuf], kind: EngineKind) -> Result<ExitCo
     }
     let (passed, failed) = match kind {
         EngineKind::Interp => run_all(&Interpreter::new(), &vectors),
-        EngineKind::Jit => {
-            return Err("the x86-64 recompiler is not built yet; use --engine=interp".into());
-        }
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        EngineKind::Jit => run_all(&super::recompiler()?, &vectors),
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        EngineKind::Jit => return Err(super::JIT_UNAVAILABLE.into()),
     };
     println!("{passed} passed, {failed} failed");
     Ok(if failed == 0 {
