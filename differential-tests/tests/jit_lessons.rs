@@ -47,7 +47,11 @@ fn min_over_minus_one_never_traps_the_host<E: Engine>(e: &E) {
                 .reg(1, a)
                 .reg(2, b)
                 .run(e);
-            assert_eq!((o.exit, o.regs[3]), (Exit::Trap, f(a, b)), "{op} {a:#x} {b:#x}");
+            assert_eq!(
+                (o.exit, o.regs[3]),
+                (Exit::Trap, f(a, b)),
+                "{op} {a:#x} {b:#x}"
+            );
         }
     }
 }
@@ -110,7 +114,11 @@ fn compares_sign_extend_immediates<E: Engine>(e: &E) {
         assert_eq!(o.regs[2], ops::set_lt_u(v, u64::MAX), "{v:#x}");
         assert_eq!(o.regs[3], ops::set_lt_u(u64::MAX, v), "{v:#x}");
         assert_eq!(o.regs[4], ops::set_lt_s(v, u64::MAX), "{v:#x}");
-        assert_eq!(o.regs[5], ops::set_lt_u(v, v ^ 1), "{v:#x}: the old r5 must not leak");
+        assert_eq!(
+            o.regs[5],
+            ops::set_lt_u(v, v ^ 1),
+            "{v:#x}: the old r5 must not leak"
+        );
     }
     for (imm, v, taken) in [(-1, 0xFFFF_FFFFu64, true), (-1, u64::MAX, false)] {
         let o = Case::asm(&format!(
@@ -133,8 +141,16 @@ fn eight_byte_access_at_the_top_stays_in_the_address_space<E: Engine>(e: &E) {
             .reg(3, u64::MAX)
             .run(e);
         assert_eq!((o.exit, o.pc), (Exit::PageFault(0), 0), "{op}");
-        assert_eq!(o.inst.page_state(0xFFFF_F000), PageState::NotPresent, "{op}");
-        assert_eq!(o.mem(0xFFFF_F000, 0x1000), vec![0; 0x1000], "{op}: all or nothing");
+        assert_eq!(
+            o.inst.page_state(0xFFFF_F000),
+            PageState::NotPresent,
+            "{op}"
+        );
+        assert_eq!(
+            o.mem(0xFFFF_F000, 0x1000),
+            vec![0; 0x1000],
+            "{op}: all or nothing"
+        );
         // Page 0 mapped: the access wraps to address 0, on both engines.
         let src = format!("store_ind_{op} r3, r1, 0\nload_ind_{op} r4, r1, 0\nload_u8 r5, 0\ntrap");
         let o = Case::asm(&src)
@@ -144,17 +160,29 @@ fn eight_byte_access_at_the_top_stays_in_the_address_space<E: Engine>(e: &E) {
             .reg(3, 0x0102_0304_0506_0708)
             .run(e);
         assert_eq!(o.exit, Exit::Trap, "{op}");
-        let mask = if width == 8 { u64::MAX } else { (1u64 << (8 * width)) - 1 };
+        let mask = if width == 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * width)) - 1
+        };
         assert_eq!(o.regs[4], 0x0102_0304_0506_0708 & mask, "{op}");
         let low_byte = (0x0102_0304_0506_0708u64 >> (8 * (width / 2))) as u8;
-        assert_eq!(o.regs[5], u64::from(low_byte), "{op}: the wrapped bytes are at 0");
+        assert_eq!(
+            o.regs[5],
+            u64::from(low_byte),
+            "{op}: the wrapped bytes are at 0"
+        );
         assert_eq!(o.inst.page_state(0), PageState::PresentRw, "{op}");
     }
 }
 
 fn invalid_opcode_at_a_block_head_panics_once<E: Engine>(e: &E) {
     // At pc 0 (the first block), after a terminator, and reached by a branch.
-    for (src, pc) in [(".raw 0xFF\ntrap", 0), ("fallthrough\n.raw 0xFF\ntrap", 1), ("trap\n.raw 0xFF\ntrap", 1)] {
+    for (src, pc) in [
+        (".raw 0xFF\ntrap", 0),
+        ("fallthrough\n.raw 0xFF\ntrap", 1),
+        ("trap\n.raw 0xFF\ntrap", 1),
+    ] {
         let case = Case::asm(src).gas(100);
         let mut inst = case.instance(e);
         if pc > 0 {
@@ -162,21 +190,39 @@ fn invalid_opcode_at_a_block_head_panics_once<E: Engine>(e: &E) {
         }
         assert_eq!(inst.run(), Ok(Exit::Panic), "{src}");
         assert_eq!(inst.pc(), pc, "{src}: panic at the invalid opcode");
-        assert!(inst.run().is_err(), "{src}: a finished instance does not run again");
+        assert!(
+            inst.run().is_err(),
+            "{src}: a finished instance does not run again"
+        );
     }
     let o = Case::asm("jump @2\n.raw 0xFF\ntrap").run(e);
-    assert_eq!((o.exit, o.pc), (Exit::Panic, 0), "not in ϖ: panic at the jump");
+    assert_eq!(
+        (o.exit, o.pc),
+        (Exit::Panic, 0),
+        "not in ϖ: panic at the jump"
+    );
 }
 
 fn branches_into_the_middle_of_a_block_panic_at_the_branch<E: Engine>(e: &E) {
     // pc 3 is `load_imm r3` inside the block starting at pc 0 (which is one block:
     // load_imm, load_imm, then the branch terminator).
     for br in [
-        "branch_eq r0, r0", "branch_ne r0, r1", "branch_lt_u r0, r1", "branch_lt_s r0, r1",
-        "branch_ge_u r1, r0", "branch_ge_s r1, r0", "branch_eq_imm r0, 0", "branch_ne_imm r0, 1",
-        "branch_lt_u_imm r0, 1", "branch_le_u_imm r0, 0", "branch_ge_u_imm r0, 0",
-        "branch_gt_u_imm r1, 0", "branch_lt_s_imm r0, 1", "branch_le_s_imm r0, 0",
-        "branch_ge_s_imm r0, 0", "branch_gt_s_imm r1, 0",
+        "branch_eq r0, r0",
+        "branch_ne r0, r1",
+        "branch_lt_u r0, r1",
+        "branch_lt_s r0, r1",
+        "branch_ge_u r1, r0",
+        "branch_ge_s r1, r0",
+        "branch_eq_imm r0, 0",
+        "branch_ne_imm r0, 1",
+        "branch_lt_u_imm r0, 1",
+        "branch_le_u_imm r0, 0",
+        "branch_ge_u_imm r0, 0",
+        "branch_gt_u_imm r1, 0",
+        "branch_lt_s_imm r0, 1",
+        "branch_le_s_imm r0, 0",
+        "branch_ge_s_imm r0, 0",
+        "branch_gt_s_imm r1, 0",
     ] {
         let src = format!("load_imm r2, 1\nload_imm r3, 1\n{br}, @3\ntrap");
         let o = Case::asm(&src).reg(1, 1).run(e);
@@ -187,7 +233,8 @@ fn branches_into_the_middle_of_a_block_panic_at_the_branch<E: Engine>(e: &E) {
 }
 
 fn jump_table_entries_into_the_middle_of_a_block_panic<E: Engine>(e: &E) {
-    let src = ".jump_table @3, @9\nload_imm r2, 1\nload_imm r3, 1\njump_ind r1, 0\nfallthrough\ntrap";
+    let src =
+        ".jump_table @3, @9\nload_imm r2, 1\nload_imm r3, 1\njump_ind r1, 0\nfallthrough\ntrap";
     // Entry 1 (address 2) → pc 3, mid-block: panic at the jump (pc 6).
     let o = Case::asm(src).reg(1, 2).run(e);
     assert_eq!((o.exit, o.pc), (Exit::Panic, 6));
@@ -208,22 +255,41 @@ fn unlikely_and_every_block_cost_what_the_model_says<E: Engine>(e: &E) {
     loop {
         let before = inst.gas();
         let pc = inst.next_pc().expect("running");
-        let b = case.program.block_starting_at(pc).expect("at a block start") as usize;
+        let b = case
+            .program
+            .block_starting_at(pc)
+            .expect("at a block start") as usize;
         let exit = inst.step_block().expect("step");
-        assert_eq!(before - inst.gas(), costs[b].cost as i64, "block at pc {pc}");
+        assert_eq!(
+            before - inst.gas(),
+            costs[b].cost as i64,
+            "block at pc {pc}"
+        );
         steps += 1;
         if exit.is_some() {
             break;
         }
     }
-    assert_eq!(steps, 1 + 3 * 2 + 1 + 1, "entry, 3 × (body, branch), fallthrough, exit");
+    assert_eq!(
+        steps,
+        1 + 3 * 2 + 1 + 1,
+        "entry, 3 × (body, branch), fallthrough, exit"
+    );
 }
 
 fn trap_and_panic_are_distinct_exits<E: Engine>(e: &E) {
     assert_eq!(Case::asm("trap").run(e).exit, Exit::Trap);
     assert_eq!(Case::asm(".raw 0xFF").run(e).exit, Exit::Panic);
-    assert_eq!(Case::asm("load_imm r1, 1").run(e).exit, Exit::Trap, "end of code");
-    assert_eq!(Case::asm("jump_ind r0, 0").run(e).exit, Exit::Panic, "djump to 0");
+    assert_eq!(
+        Case::asm("load_imm r1, 1").run(e).exit,
+        Exit::Trap,
+        "end of code"
+    );
+    assert_eq!(
+        Case::asm("jump_ind r0, 0").run(e).exit,
+        Exit::Panic,
+        "djump to 0"
+    );
 }
 
 fn constants_do_not_leak_across_a_back_edge<E: Engine>(e: &E) {
@@ -237,7 +303,10 @@ fn constants_do_not_leak_across_a_back_edge<E: Engine>(e: &E) {
 fn host_changes_registers_memory_and_gas_between_calls<E: Engine>(e: &E) {
     let src = "loop:\necalli 5\nload_u32 r2, 0x20000\nadd_64 r3, r3, r2\nadd_imm_64 r1, r1, -1\n\
                branch_ne_imm r1, 0, @loop\ntrap";
-    let case = Case::asm(src).region(0x20000, 0x1000, RW, &[]).reg(1, 100).gas(1_000_000);
+    let case = Case::asm(src)
+        .region(0x20000, 0x1000, RW, &[])
+        .reg(1, 100)
+        .gas(1_000_000);
     let mut inst = case.instance(e);
     let mut expected = 0u64;
     for i in 0..100u32 {

@@ -19,7 +19,10 @@ fn usage() -> (u64, u64, usize) {
             .and_then(|v| v.parse().ok())
             .unwrap()
     };
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
+    let maps = std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count();
     (field("VmSize:"), field("VmRSS:"), maps)
 }
 
@@ -36,7 +39,15 @@ fn thousands_of_instances_leak_nothing() {
             } else {
                 // Created and dropped without running.
                 let inst = jit
-                    .instantiate(&module, InstanceInit { layout: common::layout(), regs: [0; 13], pc: 0, gas: 1 })
+                    .instantiate(
+                        &module,
+                        InstanceInit {
+                            layout: common::layout(),
+                            regs: [0; 13],
+                            pc: 0,
+                            gas: 1,
+                        },
+                    )
                     .unwrap();
                 drop(inst);
             }
@@ -47,9 +58,18 @@ fn thousands_of_instances_leak_nothing() {
     churn(5000);
     let after = usage();
     println!("before {before:?}, after {after:?}");
-    assert!(after.0 <= before.0 + 4 * 1024, "virtual size grew: {before:?} → {after:?}");
-    assert!(after.1 <= before.1 + 16 * 1024, "resident size grew: {before:?} → {after:?}");
-    assert!(after.2 <= before.2 + 8, "mappings grew: {before:?} → {after:?}");
+    assert!(
+        after.0 <= before.0 + 4 * 1024,
+        "virtual size grew: {before:?} → {after:?}"
+    );
+    assert!(
+        after.1 <= before.1 + 16 * 1024,
+        "resident size grew: {before:?} → {after:?}"
+    );
+    assert!(
+        after.2 <= before.2 + 8,
+        "mappings grew: {before:?} → {after:?}"
+    );
     // Many modules compiled and dropped: code buffers are unmapped.
     let before = usage();
     for i in 0..500 {
@@ -58,5 +78,8 @@ fn thousands_of_instances_leak_nothing() {
         drop(m);
     }
     let after = usage();
-    assert!(after.2 <= before.2 + 8, "code mappings leaked: {before:?} → {after:?}");
+    assert!(
+        after.2 <= before.2 + 8,
+        "code mappings leaked: {before:?} → {after:?}"
+    );
 }

@@ -30,7 +30,14 @@ fn a_host_fault_is_passed_on_not_swallowed() {
         // SAFETY: deliberately reads an inaccessible page to raise SIGSEGV in host
         // code; this child process is expected to die from it.
         unsafe {
-            let p = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
             std::ptr::read_volatile(p.cast::<u8>());
         }
         unreachable!("the host fault was swallowed");
@@ -44,11 +51,21 @@ fn no_mapping_is_writable_and_executable() {
     let jit = Recompiler::new().unwrap();
     let mut modules = Vec::new();
     for i in 0..20 {
-        modules.push(jit.prepare(&program(&format!("load_imm r1, {i}\ntrap")), schedule()).unwrap());
+        modules.push(
+            jit.prepare(&program(&format!("load_imm r1, {i}\ntrap")), schedule())
+                .unwrap(),
+        );
     }
     run_workload(&jit, &modules[0], 10);
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let rwx: Vec<&str> = maps.lines().filter(|l| l.split_whitespace().nth(1).is_some_and(|p| p.starts_with("rwx"))).collect();
+    let rwx: Vec<&str> = maps
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|p| p.starts_with("rwx"))
+        })
+        .collect();
     assert!(rwx.is_empty(), "writable and executable mappings: {rwx:#?}");
 }
 
@@ -63,7 +80,10 @@ fn both_fault_signals_are_handled() {
             act
         };
         assert!(act.sa_flags & libc::SA_SIGINFO != 0, "signal {sig}");
-        assert!(act.sa_flags & libc::SA_ONSTACK != 0, "signal {sig}: runs on the alternate stack");
+        assert!(
+            act.sa_flags & libc::SA_ONSTACK != 0,
+            "signal {sig}: runs on the alternate stack"
+        );
         assert_ne!(act.sa_sigaction, libc::SIG_DFL, "signal {sig}");
     }
 }

@@ -32,7 +32,10 @@ fn instances_on_many_threads_agree_with_the_interpreter() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
     });
     for (n, got) in results.into_iter().flatten() {
         assert_eq!(got.0, Exit::PageFault(0x30000));

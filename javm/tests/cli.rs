@@ -62,7 +62,11 @@ fn run_json_with_an_argument() {
     assert_eq!(v["output"], "3700000000000000", "F(10) = 55");
     assert_eq!(v["profile"], "jar1");
     // `auto` picks the recompiler where it can run.
-    let auto = if javm_jit_x86::is_available() { "jit" } else { "interp" };
+    let auto = if javm_jit_x86::is_available() {
+        "jit"
+    } else {
+        "interp"
+    };
     assert_eq!(v["engine"], auto);
     assert_eq!(v["regs"].as_array().unwrap().len(), 13);
     assert_eq!(
@@ -266,7 +270,12 @@ fn both_engines_print_the_same_result() {
     if !javm_jit_x86::is_available() {
         return;
     }
-    for prog in ["examples/hello.pvm", "examples/fib.pvm", "examples/sieve.pvm", "examples/sort.pvm"] {
+    for prog in [
+        "examples/hello.pvm",
+        "examples/fib.pvm",
+        "examples/sieve.pvm",
+        "examples/sort.pvm",
+    ] {
         let run = |engine: &str| {
             let o = javm(&["run", prog, "--engine", engine, "--json"]);
             let mut v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
@@ -285,7 +294,10 @@ fn jit_passes_the_conformance_suite_and_disassembles() {
     }
     let o = javm(&["test-vectors", "--engine", "jit", "vectors/pvm-gp-0.4"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    assert_eq!(stdout(&o).trim_end().lines().last(), Some("201 passed, 0 failed"));
+    assert_eq!(
+        stdout(&o).trim_end().lines().last(),
+        Some("201 passed, 0 failed")
+    );
     let o = javm(&["disasm", "--native", "examples/hello.pvm"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = stdout(&o);

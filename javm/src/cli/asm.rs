@@ -61,7 +61,11 @@ pub(super) fn disasm(
 
 /// `javm disasm --native`: each PVM instruction followed by its x86-64 code.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-fn native_listing(input: &Path, format: FormatArg, profile: GasProfile) -> Result<ExitCode, String> {
+fn native_listing(
+    input: &Path,
+    format: FormatArg,
+    profile: GasProfile,
+) -> Result<ExitCode, String> {
     use javm_exec::{Engine, GasSchedule};
 
     if !javm_jit_x86::is_available() {

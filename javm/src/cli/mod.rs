@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch.
 
 mod asm;
+mod bench;
 mod load;
 mod run;
 mod vectors;
@@ -64,6 +65,18 @@ enum Command {
         /// With --native: the gas profile whose block prices the code embeds.
         #[arg(long, value_enum, default_value_t = ProfileArg::Jar1)]
         profile: ProfileArg,
+    },
+    /// Benchmark the built-in workloads (fib, sieve, sort, hash, host calls, a 1 MB
+    /// program for compile speed) and print medians: compile, create, execute.
+    ///
+    /// Every run's output is checked, and gas must match across engines.
+    Bench {
+        /// One engine only [default: both, where the recompiler is available].
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
+        /// Samples per measurement (the median is printed).
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
     },
 }
 
@@ -180,5 +193,6 @@ pub(crate) fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             native,
             profile,
         } => asm::disasm(&input, format, native.then_some(profile.into())),
+        Command::Bench { engine, samples } => bench::bench(engine, samples),
     }
 }

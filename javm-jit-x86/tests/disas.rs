@@ -1,0 +1,42 @@
+//! Golden disassembly of a few lowerings (`tests/disas/*.txt`). A change in the
+//! emitted code shows up as a diff to review. Regenerate with
+//! `JAVM_BLESS=1 cargo test -p javm-jit-x86 --test disas`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use javm_exec::asm::assemble;
+use javm_exec::{Engine, GasProfile, GasSchedule};
+use javm_jit_x86::Recompiler;
+
+const CASES: &[(&str, &str)] = &[
+    ("alu_aliasing", "add_64 r1, r1, r2\nsub_64 r2, r1, r2\nsub_64 r3, r1, r2\nadd_32 r4, r4, r4\nmul_upper_u_u r11, r12, r11\ntrap"),
+    ("division", "div_s_64 r11, r12, r11\nrem_u_32 r1, r2, r3\ntrap"),
+    ("memory", "load_ind_u64 r1, r2, 16\nstore_ind_u8 r5, r6, -1\nstore_imm_u64 0x20000, -2\nload_i16 r3, 0x20010\ntrap"),
+    ("control", "fallthrough\nloop:\nadd_imm_64 r1, r1, -1\nbranch_ne_imm r1, 0, @loop\nbranch_eq r1, r2, @3\necalli 7\njump_ind r0, 0"),
+    ("shifts_and_rotates", "shlo_l_64 r1, r2, r12\nshar_r_imm_32 r3, r4, 5\nrot_r_64 r12, r11, r12\nrot_r_32_imm r5, r6, 9\ntrap"),
+];
+
+#[test]
+fn lowerings_match_their_golden_listings() {
+    let jit = Recompiler::new().unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/disas");
+    let bless = std::env::var_os("JAVM_BLESS").is_some();
+    let mut failures = Vec::new();
+    for (name, src) in CASES {
+        let program = Arc::new(assemble(src).unwrap().program().unwrap());
+        let module = jit.prepare(&program, GasSchedule::new(GasProfile::Jar1, 0)).unwrap();
+        let got = javm_jit_x86::native::listing(&module);
+        let path = dir.join(format!("{name}.txt"));
+        if bless {
+            std::fs::write(&path, &got).unwrap();
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(want) if want == got => {}
+            Ok(want) => failures.push(format!("{name}: listing changed\n--- golden\n{want}\n--- now\n{got}")),
+            Err(e) => failures.push(format!("{}: {e} (JAVM_BLESS=1 creates it)", path.display())),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

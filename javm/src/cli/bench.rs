@@ -1,0 +1,143 @@
+//! `javm bench`: the built-in workloads on each engine, as one table of medians.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use javm::bench::{Figures, HOSTCALL, WORKLOADS, large_program, measure, measure_compile};
+use javm_exec::{EngineKind, Interpreter};
+
+use super::EngineArg;
+
+fn fmt(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns < 10_000 {
+        format!("{ns} ns")
+    } else if ns < 10_000_000 {
+        format!("{:.1} µs", ns as f64 / 1e3)
+    } else {
+        format!("{:.1} ms", ns as f64 / 1e6)
+    }
+}
+
+/// The engines to measure: both by default.
+fn engines(choice: Option<EngineArg>) -> Result<Vec<EngineKind>, String> {
+    Ok(match choice {
+        None => {
+            let mut v = vec![EngineKind::Interp];
+            if javm_jit_x86::is_available() {
+                v.push(EngineKind::Jit);
+            }
+            v
+        }
+        Some(e) => vec![super::engine(e)?],
+    })
+}
+
+fn figures(kind: EngineKind, w: &javm::bench::Workload, samples: usize) -> Result<Figures, String> {
+    match kind {
+        EngineKind::Interp => measure(&Interpreter::new, w, samples),
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        EngineKind::Jit => {
+            super::recompiler()?;
+            measure(
+                &|| javm_jit_x86::Recompiler::new().expect("checked above"),
+                w,
+                samples,
+            )
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        EngineKind::Jit => Err(super::JIT_UNAVAILABLE.into()),
+    }
+}
+
+fn compile_large(
+    kind: EngineKind,
+    program: &Arc<javm_exec::Program>,
+    samples: usize,
+) -> Result<Duration, String> {
+    match kind {
+        EngineKind::Interp => measure_compile(&Interpreter::new, program, samples),
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        EngineKind::Jit => {
+            super::recompiler()?;
+            measure_compile(
+                &|| javm_jit_x86::Recompiler::new().expect("checked above"),
+                program,
+                samples,
+            )
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        EngineKind::Jit => Err(super::JIT_UNAVAILABLE.into()),
+    }
+}
+
+pub(super) fn bench(choice: Option<EngineArg>, samples: usize) -> Result<ExitCode, String> {
+    if samples == 0 {
+        return Err("--samples must be at least 1".into());
+    }
+    let kinds = engines(choice)?;
+    println!(
+        "medians of {samples} samples (compile: {}); results and gas checked",
+        samples * 4
+    );
+    println!(
+        "{:<10} {:<7} {:>11} {:>11} {:>11} {:>12} {:>9}",
+        "workload", "engine", "compile", "create", "execute", "gas", "vs interp"
+    );
+    for w in WORKLOADS {
+        let mut base: Option<Figures> = None;
+        for &k in &kinds {
+            let f = figures(k, w, samples)?;
+            let ratio = match &base {
+                Some(b) => {
+                    if b.gas != f.gas {
+                        return Err(format!(
+                            "{}: gas differs between engines ({} vs {})",
+                            w.name, b.gas, f.gas
+                        ));
+                    }
+                    format!("{:.1}×", b.execute.as_secs_f64() / f.execute.as_secs_f64())
+                }
+                None => String::new(),
+            };
+            println!(
+                "{:<10} {:<7} {:>11} {:>11} {:>11} {:>12} {:>9}",
+                w.name,
+                k.name(),
+                fmt(f.compile),
+                fmt(f.create),
+                fmt(f.execute),
+                f.gas,
+                ratio
+            );
+            if base.is_none() {
+                base = Some(f);
+            }
+        }
+    }
+    for &k in &kinds {
+        let f = figures(k, &HOSTCALL, samples)?;
+        let per_call = f.execute / HOSTCALL.n;
+        println!(
+            "host call ({}): {} per exit and re-entry ({} calls in {})",
+            k.name(),
+            fmt(per_call),
+            HOSTCALL.n,
+            fmt(f.execute)
+        );
+    }
+    let large = Arc::new(large_program(1 << 20)?);
+    let mb = large.code().len() as f64 / 1e6;
+    for &k in &kinds {
+        let d = compile_large(k, &large, samples)?;
+        println!(
+            "compile {:.2} MB of PVM code ({}): {} = {:.0} MB/s",
+            mb,
+            k.name(),
+            fmt(d),
+            mb / d.as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
