@@ -61,8 +61,9 @@ pub(crate) mod off {
     pub(crate) const GAS: i32 = disp(offset_of!(JitContext, gas));
     pub(crate) const REGS: i32 = disp(offset_of!(JitContext, regs));
     pub(crate) const EXIT_KIND: i32 = disp(offset_of!(JitContext, exit_kind));
+    pub(crate) const EXIT_IDX: i32 = disp(offset_of!(JitContext, exit_idx));
     // Exit stubs store kind and index with one 8-byte write.
-    const _: () = assert!(disp(offset_of!(JitContext, exit_idx)) == EXIT_KIND + 4);
+    const _: () = assert!(EXIT_IDX == EXIT_KIND + 4);
     pub(crate) const HOST_RSP: i32 = disp(offset_of!(JitContext, host_rsp));
     pub(crate) const JT_PTR: i32 = disp(offset_of!(JitContext, jt_ptr));
     pub(crate) const T0: i32 = disp(offset_of!(JitContext, t0));

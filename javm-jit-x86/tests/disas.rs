@@ -10,11 +10,26 @@ use javm_exec::{Engine, GasProfile, GasSchedule};
 use javm_jit_x86::Recompiler;
 
 const CASES: &[(&str, &str)] = &[
-    ("alu_aliasing", "add_64 r1, r1, r2\nsub_64 r2, r1, r2\nsub_64 r3, r1, r2\nadd_32 r4, r4, r4\nmul_upper_u_u r11, r12, r11\ntrap"),
-    ("division", "div_s_64 r11, r12, r11\nrem_u_32 r1, r2, r3\ntrap"),
-    ("memory", "load_ind_u64 r1, r2, 16\nstore_ind_u8 r5, r6, -1\nstore_imm_u64 0x20000, -2\nload_i16 r3, 0x20010\ntrap"),
-    ("control", "fallthrough\nloop:\nadd_imm_64 r1, r1, -1\nbranch_ne_imm r1, 0, @loop\nbranch_eq r1, r2, @3\necalli 7\njump_ind r0, 0"),
-    ("shifts_and_rotates", "shlo_l_64 r1, r2, r12\nshar_r_imm_32 r3, r4, 5\nrot_r_64 r12, r11, r12\nrot_r_32_imm r5, r6, 9\ntrap"),
+    (
+        "alu_aliasing",
+        "add_64 r1, r1, r2\nsub_64 r2, r1, r2\nsub_64 r3, r1, r2\nadd_32 r4, r4, r4\nmul_upper_u_u r11, r12, r11\ntrap",
+    ),
+    (
+        "division",
+        "div_s_64 r11, r12, r11\nrem_u_32 r1, r2, r3\ntrap",
+    ),
+    (
+        "memory",
+        "load_ind_u64 r1, r2, 16\nstore_ind_u8 r5, r6, -1\nstore_imm_u64 0x20000, -2\nload_i16 r3, 0x20010\ntrap",
+    ),
+    (
+        "control",
+        "fallthrough\nloop:\nadd_imm_64 r1, r1, -1\nbranch_ne_imm r1, 0, @loop\nbranch_eq r1, r2, @3\necalli 7\njump_ind r0, 0",
+    ),
+    (
+        "shifts_and_rotates",
+        "shlo_l_64 r1, r2, r12\nshar_r_imm_32 r3, r4, 5\nrot_r_64 r12, r11, r12\nrot_r_32_imm r5, r6, 9\ntrap",
+    ),
 ];
 
 #[test]
@@ -25,7 +40,9 @@ fn lowerings_match_their_golden_listings() {
     let mut failures = Vec::new();
     for (name, src) in CASES {
         let program = Arc::new(assemble(src).unwrap().program().unwrap());
-        let module = jit.prepare(&program, GasSchedule::new(GasProfile::Jar1, 0)).unwrap();
+        let module = jit
+            .prepare(&program, GasSchedule::new(GasProfile::Jar1, 0))
+            .unwrap();
         let got = javm_jit_x86::native::listing(&module);
         let path = dir.join(format!("{name}.txt"));
         if bless {
@@ -34,7 +51,9 @@ fn lowerings_match_their_golden_listings() {
         }
         match std::fs::read_to_string(&path) {
             Ok(want) if want == got => {}
-            Ok(want) => failures.push(format!("{name}: listing changed\n--- golden\n{want}\n--- now\n{got}")),
+            Ok(want) => failures.push(format!(
+                "{name}: listing changed\n--- golden\n{want}\n--- now\n{got}"
+            )),
             Err(e) => failures.push(format!("{}: {e} (JAVM_BLESS=1 creates it)", path.display())),
         }
     }

@@ -279,31 +279,38 @@ pub fn measure<E: Engine>(
     })
 }
 
-/// Median time to compile `program` (prepare on a fresh cache).
+/// Median times to prepare `program` on a fresh engine cache:
+/// `(blocks already priced, pricing included)`. Pricing belongs to the shared
+/// [`Program`] (computed once per schedule, then cached), so the first figure is the
+/// engine's own work and the second what a program seen for the first time costs.
 pub fn measure_compile<E: Engine>(
     make: &dyn Fn() -> E,
     program: &Arc<Program>,
     samples: usize,
-) -> Result<Duration, String> {
+) -> Result<(Duration, Duration), String> {
     let schedule = GasSchedule::new(GasProfile::Jar1, 16);
-    median(samples, || {
-        // Decoding is shared by both engines; compile from a fresh Program so that
-        // block prices are computed inside the measurement too.
-        let fresh_program = Arc::new(
-            Program::new(
-                program.code().to_vec(),
-                program.bitmask().to_vec(),
-                program.jump_table().to_vec(),
-            )
-            .map_err(|e| e.to_string())?,
-        );
-        let fresh = make();
-        let t = Instant::now();
-        let m = fresh
-            .prepare(&fresh_program, schedule)
-            .map_err(|e| e.to_string())?;
-        let d = t.elapsed();
-        drop(m);
-        Ok(d)
-    })
+    let fresh_program = || -> Result<Arc<Program>, String> {
+        Program::new(
+            program.code().to_vec(),
+            program.bitmask().to_vec(),
+            program.jump_table().to_vec(),
+        )
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+    };
+    let time = |priced: bool| {
+        median(samples, || {
+            let p = fresh_program()?;
+            if priced {
+                p.block_costs(schedule);
+            }
+            let fresh = make();
+            let t = Instant::now();
+            let m = fresh.prepare(&p, schedule).map_err(|e| e.to_string())?;
+            let d = t.elapsed();
+            drop(m);
+            Ok(d)
+        })
+    };
+    Ok((time(true)?, time(false)?))
 }

@@ -545,11 +545,17 @@ impl Cg<'_> {
     /// the low halves. The result is built in RDX; RAX is borrowed and restored.
     fn div(&mut self, d: Reg, a: Reg, b: Reg, kind: Div, rem: bool, w32: bool) {
         let (d, a, b) = (host(d), host(a), host(b));
+        // Dynamic labels: cheap to create, unlike dynasm's name-keyed local labels.
+        let (zero, minus1, done) = (
+            self.ops.new_dynamic_label(),
+            self.ops.new_dynamic_label(),
+            self.ops.new_dynamic_label(),
+        );
         asm!(self; mov [r15 + off::T0], Rq(a) ; mov rdx, Rq(b));
         if w32 {
-            asm!(self; test edx, edx ; jz >zero);
+            asm!(self; test edx, edx ; jz =>zero);
             if kind == Div::S {
-                asm!(self; cmp edx, -1 ; je >minus1);
+                asm!(self; cmp edx, -1 ; je =>minus1);
             }
             asm!(self
                 ; mov [r15 + off::T1], rdx
@@ -565,14 +571,14 @@ impl Cg<'_> {
             } else {
                 asm!(self; movsxd rdx, eax);
             }
-            asm!(self; mov rax, [r15 + off::SAVE_RAX] ; jmp >done ; zero:);
+            asm!(self; mov rax, [r15 + off::SAVE_RAX] ; jmp =>done ; =>zero);
             if rem {
                 asm!(self; movsxd rdx, DWORD [r15 + off::T0]);
             } else {
                 asm!(self; mov rdx, -1);
             }
             if kind == Div::S {
-                asm!(self; jmp >done ; minus1:);
+                asm!(self; jmp =>done ; =>minus1);
                 if rem {
                     asm!(self; xor edx, edx);
                 } else {
@@ -580,9 +586,9 @@ impl Cg<'_> {
                 }
             }
         } else {
-            asm!(self; test rdx, rdx ; jz >zero);
+            asm!(self; test rdx, rdx ; jz =>zero);
             if kind == Div::S {
-                asm!(self; cmp rdx, -1 ; je >minus1);
+                asm!(self; cmp rdx, -1 ; je =>minus1);
             }
             asm!(self
                 ; mov [r15 + off::T1], rdx
@@ -596,14 +602,14 @@ impl Cg<'_> {
             if !rem {
                 asm!(self; mov rdx, rax);
             }
-            asm!(self; mov rax, [r15 + off::SAVE_RAX] ; jmp >done ; zero:);
+            asm!(self; mov rax, [r15 + off::SAVE_RAX] ; jmp =>done ; =>zero);
             if rem {
                 asm!(self; mov rdx, [r15 + off::T0]);
             } else {
                 asm!(self; mov rdx, -1);
             }
             if kind == Div::S {
-                asm!(self; jmp >done ; minus1:);
+                asm!(self; jmp =>done ; =>minus1);
                 if rem {
                     asm!(self; xor edx, edx);
                 } else {
@@ -611,7 +617,7 @@ impl Cg<'_> {
                 }
             }
         }
-        asm!(self; done: ; mov Rq(d), rdx);
+        asm!(self; =>done ; mov Rq(d), rdx);
     }
 
     fn minmax(&mut self, d: Reg, a: Reg, b: Reg, which: MinMax) {

@@ -316,21 +316,41 @@ impl Cg<'_> {
         self.program.jump_targets().len()
     }
 
+    /// Cold stubs are two instructions each (`mov edx, index; jmp tail`, plus the
+    /// gas undo for out-of-gas stubs); one shared tail per exit kind stores the exit.
     fn emit_stubs(&mut self) {
-        for stub in std::mem::take(&mut self.stubs) {
-            match stub {
-                Stub::OutOfGas { label, block, undo } => {
-                    dynasm!(self.ops ; .arch x64 ; =>label);
-                    if undo != 0 {
-                        dynasm!(self.ops ; .arch x64 ; add QWORD [r15 + off::GAS], undo);
-                    }
-                    self.exit(ExitKind::OutOfGas, block);
-                }
-                Stub::Exit { label, kind, idx } => {
-                    dynasm!(self.ops ; .arch x64 ; =>label);
-                    self.exit(kind, idx);
-                }
+        let mut tails: Vec<(ExitKind, DynamicLabel)> = Vec::new();
+        let mut tail = |ops: &mut VecAssembler<X64Relocation>, kind: ExitKind| match tails
+            .iter()
+            .find(|(k, _)| *k == kind)
+        {
+            Some(&(_, l)) => l,
+            None => {
+                let l = ops.new_dynamic_label();
+                tails.push((kind, l));
+                l
             }
+        };
+        for stub in std::mem::take(&mut self.stubs) {
+            let (label, kind, idx, undo) = match stub {
+                Stub::OutOfGas { label, block, undo } => (label, ExitKind::OutOfGas, block, undo),
+                Stub::Exit { label, kind, idx } => (label, kind, idx, 0),
+            };
+            let t = tail(&mut self.ops, kind);
+            dynasm!(self.ops ; .arch x64 ; =>label);
+            if undo != 0 {
+                dynasm!(self.ops ; .arch x64 ; add QWORD [r15 + off::GAS], undo);
+            }
+            dynasm!(self.ops ; .arch x64 ; mov edx, idx as i32 ; jmp =>t);
+        }
+        let exit = self.exit_label;
+        for (kind, label) in tails {
+            dynasm!(self.ops ; .arch x64
+                ; =>label
+                ; mov DWORD [r15 + off::EXIT_KIND], kind as i32
+                ; mov [r15 + off::EXIT_IDX], edx
+                ; jmp =>exit
+            );
         }
     }
 }
