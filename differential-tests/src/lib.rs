@@ -15,8 +15,9 @@
 //! engines and compares everything, [`campaign`] runs many with coverage and
 //! shrinking, [`regress`] keeps shrunk cases as regression files, [`adapters`] holds
 //! deliberately wrong engines for self-tests, and [`fuzz`] the oracles behind the
-//! `fuzz/` targets. Until the recompiler exists, the engine pair is the interpreter
-//! with itself, which checks determinism and stepping against running.
+//! `fuzz/` targets. The engine pair is the interpreter (the oracle) and the recompiler
+//! on x86-64 Linux; elsewhere the interpreter with itself, which still checks
+//! determinism and stepping against running.
 #![forbid(unsafe_code)]
 
 pub mod adapters;
