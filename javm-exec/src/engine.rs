@@ -236,6 +236,21 @@ pub trait Instance {
     fn accessible_pages(&self) -> Vec<(u32, PageKind)>;
 }
 
+/// Check that a module priced for `module` can run an instance of `layout` (under
+/// `jar1` the memory tier must be the one the layout selects). Both engines'
+/// `instantiate` call this.
+pub fn check_schedule(module: GasSchedule, layout: &MemoryLayout) -> Result<(), EngineError> {
+    let wanted = GasSchedule::new(module.profile(), layout.accessible_pages());
+    if wanted == module {
+        Ok(())
+    } else {
+        Err(EngineError::ScheduleMismatch {
+            module,
+            layout: wanted,
+        })
+    }
+}
+
 /// Validate an initial or host-set gas value.
 pub fn check_gas(gas: i128) -> Result<i64, EngineError> {
     i64::try_from(gas)

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use javm_exec::engine::{Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_gas};
+use javm_exec::engine::{
+    Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_gas, check_schedule,
+};
 use javm_exec::gas::GasSchedule;
 use javm_exec::memory::PageMap;
 use javm_exec::{GasProfile, Program};
@@ -184,13 +186,7 @@ impl Engine for Recompiler {
         init: InstanceInit,
     ) -> Result<JitInstance, EngineError> {
         let gas = check_gas(i128::from(init.gas))?;
-        let wanted = GasSchedule::new(module.schedule.profile(), init.layout.accessible_pages());
-        if wanted != module.schedule {
-            return Err(EngineError::ScheduleMismatch {
-                module: module.schedule,
-                layout: wanted,
-            });
-        }
+        check_schedule(module.schedule, &init.layout)?;
         let map = PageMap::new(init.layout)
             .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;
         let window = Window::acquire().map_err(|e| {

@@ -13,7 +13,9 @@ mod run;
 
 use std::sync::Arc;
 
-use crate::engine::{Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_gas};
+use crate::engine::{
+    Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_gas, check_schedule,
+};
 use crate::gas::GasSchedule;
 use crate::memory::PageMap;
 use crate::program::Program;
@@ -111,13 +113,7 @@ impl Engine for Interpreter {
         init: InstanceInit,
     ) -> Result<InterpInstance, EngineError> {
         let gas = check_gas(i128::from(init.gas))?;
-        let wanted = GasSchedule::new(module.schedule.profile(), init.layout.accessible_pages());
-        if wanted != module.schedule {
-            return Err(EngineError::ScheduleMismatch {
-                module: module.schedule,
-                layout: wanted,
-            });
-        }
+        check_schedule(module.schedule, &init.layout)?;
         let map = PageMap::new(init.layout)
             .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;
         let mem = memory::FlatMemory::new(map, module.schedule)?;
