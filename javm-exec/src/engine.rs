@@ -251,6 +251,43 @@ pub fn check_schedule(module: GasSchedule, layout: &MemoryLayout) -> Result<(), 
     }
 }
 
+/// Where an instance's next `run` continues: the one resume rule both engines use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// Enter (and charge) this block.
+    Enter(u32),
+    /// Continue at this instruction index without charging (mid-block).
+    At(u32),
+    /// The PC is not a position of the program: the next run panics there.
+    BadPc,
+    /// Halted, panicked or trapped.
+    Done(Exit),
+}
+
+impl Resume {
+    /// The resume point for [`Instance::set_pc`]`(pc)`: a block start is entered and
+    /// charged, any other position continues uncharged, anything else panics.
+    pub fn at_pc(program: &Program, pc: u32) -> Resume {
+        if let Some(b) = program.block_starting_at(pc) {
+            Resume::Enter(b)
+        } else if let Some(i) = program.index_of(pc) {
+            Resume::At(i)
+        } else {
+            Resume::BadPc
+        }
+    }
+
+    /// [`Instance::next_pc`] for this resume point (`pc` is the instance's current PC).
+    pub fn next_pc(self, program: &Program, pc: u32) -> Option<u32> {
+        match self {
+            Resume::Enter(b) => program.blocks().get(b as usize).map(|b| b.pc),
+            Resume::At(i) => program.pcs().get(i as usize).copied(),
+            Resume::BadPc => Some(pc),
+            Resume::Done(_) => None,
+        }
+    }
+}
+
 /// Validate an initial or host-set gas value.
 pub fn check_gas(gas: i128) -> Result<i64, EngineError> {
     i64::try_from(gas)

@@ -4,30 +4,15 @@
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
-use javm_exec::engine::{EngineError, Exit, Instance, MemoryError, check_gas};
+use javm_exec::engine::{EngineError, Exit, Instance, MemoryError, Resume, check_gas};
 use javm_exec::instruction::{Instruction as I, imm};
-use javm_exec::memory::{
-    PageKind, PageMap, PageState, bad_access_exit, check_host_range, host_spans,
-};
+use javm_exec::memory::{PageKind, PageMap, PageState, bad_access_exit};
 use javm_exec::{GasProfile, NUM_REGS, Reg};
 
 use crate::ctx::{ExitKind, JitContext};
 use crate::module::JitModule;
 use crate::signal::{self, ActiveGuard, Running, materialize};
 use crate::window::Window;
-
-/// Where the next `run` continues (as in the interpreter).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Resume {
-    /// Enter (and charge) this block.
-    Enter(u32),
-    /// Continue at this instruction index without charging.
-    At(u32),
-    /// The PC is not a position of the program: panic there.
-    BadPc,
-    /// Halted, panicked or trapped.
-    Done(Exit),
-}
 
 /// While stepping, compiled code sees `gas − STEP_BIAS` (≤ 0), so the gas check of
 /// the next block always fails and returns control before that block is entered.
@@ -317,7 +302,8 @@ impl JitInstance {
             if before != after {
                 // SAFETY: `page` is a page of this instance's window, described by
                 // `self.map`; no guest code runs.
-                unsafe { materialize(base, &self.map, page, before, after) }.map_err(|errno| {
+                unsafe { materialize(base, self.map.layout().source(page), page, before, after) }
+                    .map_err(|errno| {
                     EngineError::OutOfMemory(format!(
                         "cannot change the protection of a guest page: {}",
                         std::io::Error::from_raw_os_error(errno)
@@ -455,25 +441,12 @@ impl Instance for JitInstance {
     }
 
     fn next_pc(&self) -> Option<u32> {
-        let program = &self.module.program;
-        match self.resume {
-            Resume::Enter(b) => program.blocks().get(b as usize).map(|b| b.pc),
-            Resume::At(i) => program.pcs().get(i as usize).copied(),
-            Resume::BadPc => Some(self.pc),
-            Resume::Done(_) => None,
-        }
+        self.resume.next_pc(&self.module.program, self.pc)
     }
 
     fn set_pc(&mut self, pc: u32) {
-        let program = &self.module.program;
         self.pc = pc;
-        self.resume = if let Some(b) = program.block_starting_at(pc) {
-            Resume::Enter(b)
-        } else if let Some(i) = program.index_of(pc) {
-            Resume::At(i)
-        } else {
-            Resume::BadPc
-        };
+        self.resume = Resume::at_pc(&self.module.program, pc);
     }
 
     fn gas(&self) -> i64 {
@@ -486,71 +459,50 @@ impl Instance for JitInstance {
     }
 
     fn read_memory(&self, addr: u32, buf: &mut [u8]) -> Result<(), MemoryError> {
-        check_host_range(addr, buf.len())?;
-        if let Some(bad) = host_spans(addr, buf.len()).find(|&(p, ..)| self.map.kind(p).is_none()) {
-            return Err(MemoryError::Inaccessible(bad.0.max(addr)));
-        }
         let base = self.window.guest_base();
-        for (page, offset, range) in host_spans(addr, buf.len()) {
-            let dst = &mut buf[range];
-            if self.map.state(page) == PageState::NotPresent {
-                match self.map.layout().source(page) {
-                    Some(src) => dst.copy_from_slice(&src.bytes()[offset..offset + dst.len()]),
-                    None => dst.fill(0),
-                }
-            } else {
-                // SAFETY: a present page is mapped at least readable in this window,
-                // and the span stays within it.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        base.add(page as usize + offset),
-                        dst.as_mut_ptr(),
-                        dst.len(),
-                    )
-                };
-            }
-        }
-        Ok(())
+        self.map.host_read(addr, buf, |at, dst| {
+            // SAFETY: `host_read` passes only spans of present pages, which are mapped
+            // at least readable in this window; `at + dst.len()` stays in the page.
+            unsafe {
+                std::ptr::copy_nonoverlapping(base.add(at as usize), dst.as_mut_ptr(), dst.len())
+            };
+        })
     }
 
     fn write_memory(&mut self, addr: u32, data: &[u8]) -> Result<(), MemoryError> {
-        check_host_range(addr, data.len())?;
-        for (page, ..) in host_spans(addr, data.len()) {
-            let first = page.max(addr);
-            match self.map.kind(page) {
-                None => return Err(MemoryError::Inaccessible(first)),
-                Some(k) if !k.is_writable() => return Err(MemoryError::ReadOnly(first)),
-                Some(_) => {}
-            }
-        }
         let base = self.window.guest_base();
-        for (page, offset, range) in host_spans(addr, data.len()) {
-            let before = self.map.state(page);
-            if before != PageState::PresentRw {
-                // SAFETY: `page` is a page of this window, described by `self.map`.
-                let done =
-                    unsafe { materialize(base, &self.map, page, before, PageState::PresentRw) };
+        let broken = &mut self.broken;
+        self.map.host_write_bytes(addr, data, |span| {
+            if span.state != PageState::PresentRw {
+                // SAFETY: `span.page` is a writable page of this window; no guest code
+                // runs while the host writes.
+                let done = unsafe {
+                    materialize(
+                        base,
+                        span.source,
+                        span.page,
+                        span.state,
+                        PageState::PresentRw,
+                    )
+                };
                 if let Err(errno) = done {
-                    let e = EngineError::OutOfMemory(format!(
+                    *broken = Some(EngineError::OutOfMemory(format!(
                         "cannot change the protection of a guest page: {}",
                         std::io::Error::from_raw_os_error(errno)
-                    ));
-                    self.broken = Some(e);
-                    return Err(MemoryError::Inaccessible(page.max(addr)));
+                    )));
+                    return Err(MemoryError::Inaccessible(span.addr));
                 }
             }
-            self.map.host_write(page);
-            let src = &data[range];
             // SAFETY: the page is now mapped read-write; the span stays within it.
             unsafe {
                 std::ptr::copy_nonoverlapping(
-                    src.as_ptr(),
-                    base.add(page as usize + offset),
-                    src.len(),
+                    span.bytes.as_ptr(),
+                    base.add(span.addr as usize),
+                    span.bytes.len(),
                 )
             };
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn page_state(&self, addr: u32) -> PageState {

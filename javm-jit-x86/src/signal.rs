@@ -21,6 +21,7 @@
 use std::cell::Cell;
 use std::sync::OnceLock;
 
+use javm_cap::PageBytes;
 use javm_exec::memory::{PAGE_SIZE, PageMap, PageState};
 
 use crate::ctx::{ExitKind, JitContext};
@@ -292,7 +293,8 @@ fn access(r: &Running, addr: u32, width: u32, write: bool) -> Outcome {
         }
         changed = true;
         // SAFETY: `page` is a page address below 2^32 inside this instance's window.
-        let res = unsafe { materialize(r.guest_base, map, page, before, after) };
+        let res =
+            unsafe { materialize(r.guest_base, map.layout().source(page), page, before, after) };
         if let Err(errno) = res {
             return Outcome::Exit(ExitKind::HostError, errno as u64);
         }
@@ -306,21 +308,21 @@ fn access(r: &Running, addr: u32, width: u32, write: bool) -> Outcome {
     Outcome::Retry
 }
 
-/// Bring `page` from `before` to `after`: fill it from its source slab on first
-/// touch, then give it the protection of `after`.
+/// Bring `page` from `before` to `after`: fill it from its source slab (the page's
+/// layout contents) on first touch, then give it the protection of `after`.
 ///
 /// # Safety
-/// `base` is the guest base of the window that `map` describes, and `page` a page
-/// address of it.
+/// `base` is the guest base of a live window owned by the caller's instance, and
+/// `page` a page address of it.
 pub(crate) unsafe fn materialize(
     base: *mut u8,
-    map: &PageMap,
+    source: Option<&PageBytes>,
     page: u32,
     before: PageState,
     after: PageState,
 ) -> Result<(), i32> {
     if before == PageState::NotPresent
-        && let Some(src) = map.layout().source(page)
+        && let Some(src) = source
     {
         // SAFETY: the page is inside the window (caller's contract); it was
         // inaccessible, so nothing reads it concurrently.

@@ -4,22 +4,10 @@ use std::sync::Arc;
 
 use super::InterpModule;
 use super::memory::FlatMemory;
+pub(super) use crate::engine::Resume;
 use crate::engine::{EngineError, Exit, Instance, MemoryError, check_gas};
 use crate::isa::{NUM_REGS, Reg};
 use crate::memory::{PageKind, PageState};
-
-/// Where the next `run` continues.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Resume {
-    /// Enter (and charge) this block.
-    Enter(u32),
-    /// Continue at this instruction index without charging (mid-block).
-    At(u32),
-    /// The PC is not a position of the program: panic there.
-    BadPc,
-    /// Halted, panicked or trapped.
-    Done(Exit),
-}
 
 /// An interpreter instance.
 #[derive(Debug)]
@@ -89,25 +77,12 @@ impl Instance for InterpInstance {
     }
 
     fn next_pc(&self) -> Option<u32> {
-        let program = &self.module.program;
-        match self.resume {
-            Resume::Enter(b) => program.blocks().get(b as usize).map(|b| b.pc),
-            Resume::At(i) => program.pcs().get(i as usize).copied(),
-            Resume::BadPc => Some(self.pc),
-            Resume::Done(_) => None,
-        }
+        self.resume.next_pc(&self.module.program, self.pc)
     }
 
     fn set_pc(&mut self, pc: u32) {
-        let program = &self.module.program;
         self.pc = pc;
-        self.resume = if let Some(b) = program.block_starting_at(pc) {
-            Resume::Enter(b)
-        } else if let Some(i) = program.index_of(pc) {
-            Resume::At(i)
-        } else {
-            Resume::BadPc
-        };
+        self.resume = Resume::at_pc(&self.module.program, pc);
     }
 
     fn gas(&self) -> i64 {

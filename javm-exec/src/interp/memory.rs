@@ -17,10 +17,7 @@ use memmap2::{MmapMut, MmapOptions};
 
 use crate::engine::{EngineError, Exit, MemoryError};
 use crate::gas::GasSchedule;
-use crate::memory::{
-    PAGE_SHIFT, PAGE_SIZE, PageMap, PageState, bad_access_exit, check_host_range as check_range,
-    host_spans as pages,
-};
+use crate::memory::{PAGE_SHIFT, PAGE_SIZE, PageMap, PageState, bad_access_exit};
 
 /// Why a guest access did not complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,48 +181,27 @@ impl FlatMemory {
         Ok(self.map.sbrk(size))
     }
 
-    /// Host read: guest read rights, no state change, no charge.
+    /// Host read: [`PageMap::host_read`] over the buffer.
     pub(crate) fn read(&self, addr: u32, buf: &mut [u8]) -> Result<(), MemoryError> {
-        check_range(addr, buf.len())?;
-        if let Some(bad) = pages(addr, buf.len()).find(|&(p, ..)| self.map.kind(p).is_none()) {
-            return Err(MemoryError::Inaccessible(bad.0.max(addr)));
-        }
-        for (page, offset, range) in pages(addr, buf.len()) {
-            let dst = &mut buf[range];
-            if self.map.state(page) == PageState::NotPresent {
-                // Not materialized: the layout's slab, or zeros.
-                match self.map.layout().source(page) {
-                    Some(src) => dst.copy_from_slice(&src.bytes()[offset..offset + dst.len()]),
-                    None => dst.fill(0),
-                }
-            } else {
-                let at = page as usize + offset;
-                dst.copy_from_slice(&self.bytes[at..at + dst.len()]);
-            }
-        }
-        Ok(())
+        let bytes = &self.bytes;
+        self.map.host_read(addr, buf, |at, dst| {
+            let at = at as usize;
+            dst.copy_from_slice(&bytes[at..at + dst.len()]);
+        })
     }
 
-    /// Host write: guest write rights, all-or-nothing, no charge; touched pages
-    /// become `PresentRw`.
+    /// Host write: [`PageMap::host_write_bytes`] over the buffer (a page's contents
+    /// are copied in on first touch; the buffer needs no protection change).
     pub(crate) fn write(&mut self, addr: u32, data: &[u8]) -> Result<(), MemoryError> {
-        check_range(addr, data.len())?;
-        for (page, ..) in pages(addr, data.len()) {
-            let first = page.max(addr);
-            match self.map.kind(page) {
-                None => return Err(MemoryError::Inaccessible(first)),
-                Some(k) if !k.is_writable() => return Err(MemoryError::ReadOnly(first)),
-                Some(_) => {}
+        let bytes = &mut self.bytes;
+        self.map.host_write_bytes(addr, data, |span| {
+            if let (PageState::NotPresent, Some(src)) = (span.state, span.source) {
+                let p = span.page as usize;
+                bytes[p..p + PAGE_SIZE as usize].copy_from_slice(src.bytes());
             }
-        }
-        for (page, offset, range) in pages(addr, data.len()) {
-            if self.map.state(page) == PageState::NotPresent {
-                self.materialize(page);
-            }
-            self.map.host_write(page);
-            let at = page as usize + offset;
-            self.bytes[at..at + range.len()].copy_from_slice(&data[range]);
-        }
-        Ok(())
+            let at = span.addr as usize;
+            bytes[at..at + span.bytes.len()].copy_from_slice(span.bytes);
+            Ok(())
+        })
     }
 }

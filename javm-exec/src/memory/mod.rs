@@ -7,7 +7,7 @@ pub mod pagemap;
 
 pub use layout::{LayoutError, MemoryLayout, Region};
 pub use mat::{PageKind, PageState};
-pub use pagemap::{AccessPlan, BadAccess, PageMap};
+pub use pagemap::{AccessPlan, BadAccess, HostSpan, PageMap};
 
 use crate::engine::Exit;
 use crate::gas::GasProfile;

@@ -15,8 +15,11 @@ use std::sync::Arc;
 
 use memmap2::{MmapMut, MmapOptions};
 
+use javm_cap::PageBytes;
+
 use super::mat::{HardFault, PageKind, PageState, access_pages, charge_for};
-use super::{MemoryLayout, PAGE_SHIFT, PAGE_SIZE};
+use super::{MemoryLayout, PAGE_SHIFT, PAGE_SIZE, check_host_range, host_spans};
+use crate::engine::MemoryError;
 
 /// The first inaccessible byte of a rejected access (GP rule, ISA.md §1.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +44,21 @@ impl AccessPlan {
     pub fn pages(&self) -> &[(u32, PageState, PageState)] {
         &self.pages[..usize::from(self.len)]
     }
+}
+
+/// One page's part of a host write (see [`PageMap::host_write_bytes`]).
+#[derive(Clone, Copy, Debug)]
+pub struct HostSpan<'a> {
+    /// The page's address.
+    pub page: u32,
+    /// Its state before the write.
+    pub state: PageState,
+    /// Its initial contents (`None`: zeros).
+    pub source: Option<&'a PageBytes>,
+    /// Where the bytes go.
+    pub addr: u32,
+    /// The bytes.
+    pub bytes: &'a [u8],
 }
 
 /// Number of pages in the 4 GiB address space.
@@ -193,6 +211,69 @@ impl PageMap {
             }
             _ => false,
         }
+    }
+
+    /// A host read of `buf.len()` bytes at `addr` (the rule of
+    /// [`crate::Instance::read_memory`] for both engines): guest read rights,
+    /// all-or-nothing, no state change. Pages not yet materialized read from their
+    /// layout slab (or as zeros); present bytes come from the engine's storage through
+    /// `present(address, destination)`.
+    pub fn host_read(
+        &self,
+        addr: u32,
+        buf: &mut [u8],
+        mut present: impl FnMut(u32, &mut [u8]),
+    ) -> Result<(), MemoryError> {
+        check_host_range(addr, buf.len())?;
+        if let Some(bad) = host_spans(addr, buf.len()).find(|&(p, ..)| self.kind(p).is_none()) {
+            return Err(MemoryError::Inaccessible(bad.0.max(addr)));
+        }
+        for (page, offset, range) in host_spans(addr, buf.len()) {
+            let dst = &mut buf[range];
+            if self.state(page) == PageState::NotPresent {
+                match self.layout.source(page) {
+                    Some(src) => dst.copy_from_slice(&src.bytes()[offset..offset + dst.len()]),
+                    None => dst.fill(0),
+                }
+            } else {
+                present(page + offset as u32, dst);
+            }
+        }
+        Ok(())
+    }
+
+    /// A host write of `data` at `addr` (the rule of
+    /// [`crate::Instance::write_memory`] for both engines): guest write rights, checked
+    /// for every page before anything changes, no charge, every touched page ends
+    /// `PresentRw`. For each page's span the engine's `store(span)` makes its storage
+    /// writable if the page was not `PresentRw` (filling a `NotPresent` page from
+    /// `span.source`, or zeros) and stores the bytes.
+    pub fn host_write_bytes(
+        &mut self,
+        addr: u32,
+        data: &[u8],
+        mut store: impl FnMut(HostSpan<'_>) -> Result<(), MemoryError>,
+    ) -> Result<(), MemoryError> {
+        check_host_range(addr, data.len())?;
+        for (page, ..) in host_spans(addr, data.len()) {
+            let first = page.max(addr);
+            match self.kind(page) {
+                None => return Err(MemoryError::Inaccessible(first)),
+                Some(k) if !k.is_writable() => return Err(MemoryError::ReadOnly(first)),
+                Some(_) => {}
+            }
+        }
+        for (page, offset, range) in host_spans(addr, data.len()) {
+            store(HostSpan {
+                page,
+                state: self.state(page),
+                source: self.layout.source(page),
+                addr: page + offset as u32,
+                bytes: &data[range],
+            })?;
+            self.host_write(page);
+        }
+        Ok(())
     }
 
     /// The current heap top used by GP `sbrk`.
