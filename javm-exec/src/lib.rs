@@ -9,6 +9,7 @@
 //!   [`gas_const`];
 //! * [`memory`] — layouts, the materialization state machine ([`memory::mat`]) and
 //!   the per-page rules both engines apply;
+//! * [`memop`] — the generic reading of a load or store's operands;
 //! * [`ops`] — arithmetic semantics with every edge case written once;
 //! * [`Engine`] / [`Instance`] — the trait both engines implement, and
 //!   [`Interpreter`], the first implementation;
@@ -60,6 +61,7 @@ pub mod gas_const;
 pub mod instruction;
 pub mod interp;
 pub mod isa;
+pub mod memop;
 pub mod memory;
 pub mod ops;
 pub mod program;

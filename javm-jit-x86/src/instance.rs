@@ -5,7 +5,8 @@ use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
 use javm_exec::engine::{EngineError, Exit, Instance, MemoryError, Resume, check_gas};
-use javm_exec::instruction::{Instruction as I, imm};
+use javm_exec::instruction::Instruction as I;
+use javm_exec::memop::MemData;
 use javm_exec::memory::{PageKind, PageMap, PageState, bad_access_exit};
 use javm_exec::{GasProfile, NUM_REGS, Reg};
 
@@ -269,15 +270,14 @@ impl JitInstance {
             .ok_or_else(|| {
                 EngineError::Internal(format!("emulate at unknown instruction {idx}"))
             })?;
-        let regs = self.ctx().regs;
-        let op = MemOp::of(ins, &regs).ok_or_else(|| {
+        let mut regs = [0u64; NUM_REGS];
+        regs.copy_from_slice(&self.ctx().regs[..NUM_REGS]);
+        let op = ins.memory_op(&regs).ok_or_else(|| {
             EngineError::Internal(format!("emulate a non-memory instruction {ins:?}"))
         })?;
+        let (width, write) = (op.access.width, matches!(op.data, MemData::Store(_)));
         let schedule = module.schedule;
-        let plan = match self
-            .map
-            .plan(op.addr, op.width, op.write, schedule.cow_cost())
-        {
+        let plan = match self.map.plan(op.addr, width, write, schedule.cow_cost()) {
             Ok(p) => p,
             Err(bad) => {
                 let e = bad_access_exit(schedule.profile(), bad.addr);
@@ -313,98 +313,27 @@ impl JitInstance {
         }
         self.map.commit(&plan);
         self.ctx_mut().gas -= charge;
-        let mut bytes = op.value.to_le_bytes();
-        for (i, b) in bytes.iter_mut().enumerate().take(op.width as usize) {
+        let value = match op.data {
+            MemData::Store(v) => v,
+            MemData::Load(_) => 0,
+        };
+        let mut bytes = value.to_le_bytes();
+        for (i, b) in bytes.iter_mut().enumerate().take(width as usize) {
             let a = op.addr.wrapping_add(i as u32) as usize;
             // SAFETY: every page of the access was just made readable (and, for
             // stores, writable); `a < 2^32` lies inside the window.
             unsafe {
-                if op.write {
+                if write {
                     *base.add(a) = *b;
                 } else {
                     *b = *base.add(a);
                 }
             }
         }
-        if let Some((dst, conv)) = op.load {
-            self.ctx_mut().regs[dst.index()] = conv(u64::from_le_bytes(bytes));
+        if let MemData::Load(dst) = op.data {
+            self.ctx_mut().regs[dst.index()] = op.access.extend(u64::from_le_bytes(bytes));
         }
         Ok(None)
-    }
-}
-
-/// How a loaded value is extended to 64 bits.
-type Extend = fn(u64) -> u64;
-
-/// A memory instruction's access, for emulation.
-struct MemOp {
-    addr: u32,
-    width: u32,
-    write: bool,
-    /// The bytes to store (little-endian), for stores.
-    value: u64,
-    /// Destination and extension, for loads.
-    load: Option<(Reg, Extend)>,
-}
-
-impl MemOp {
-    fn of(ins: I, regs: &[u64]) -> Option<MemOp> {
-        let r = |x: Reg| regs[x.index()];
-        let ea = |b: Reg, x: i32| (r(b) as u32).wrapping_add(x as u32);
-        let u8_: fn(u64) -> u64 = |v| v & 0xFF;
-        let i8_: fn(u64) -> u64 = |v| v as u8 as i8 as u64;
-        let u16_: fn(u64) -> u64 = |v| v & 0xFFFF;
-        let i16_: fn(u64) -> u64 = |v| v as u16 as i16 as u64;
-        let u32_: fn(u64) -> u64 = |v| v & 0xFFFF_FFFF;
-        let i32_: fn(u64) -> u64 = |v| v as u32 as i32 as u64;
-        let u64_: fn(u64) -> u64 = |v| v;
-        let load = |addr, width, dst, conv| MemOp {
-            addr,
-            width,
-            write: false,
-            value: 0,
-            load: Some((dst, conv)),
-        };
-        let store = |addr, width, value| MemOp {
-            addr,
-            width,
-            write: true,
-            value,
-            load: None,
-        };
-        Some(match ins {
-            I::LoadU8(o) => load(o.x as u32, 1, o.a, u8_),
-            I::LoadI8(o) => load(o.x as u32, 1, o.a, i8_),
-            I::LoadU16(o) => load(o.x as u32, 2, o.a, u16_),
-            I::LoadI16(o) => load(o.x as u32, 2, o.a, i16_),
-            I::LoadU32(o) => load(o.x as u32, 4, o.a, u32_),
-            I::LoadI32(o) => load(o.x as u32, 4, o.a, i32_),
-            I::LoadU64(o) => load(o.x as u32, 8, o.a, u64_),
-            I::LoadIndU8(o) => load(ea(o.b, o.x), 1, o.a, u8_),
-            I::LoadIndI8(o) => load(ea(o.b, o.x), 1, o.a, i8_),
-            I::LoadIndU16(o) => load(ea(o.b, o.x), 2, o.a, u16_),
-            I::LoadIndI16(o) => load(ea(o.b, o.x), 2, o.a, i16_),
-            I::LoadIndU32(o) => load(ea(o.b, o.x), 4, o.a, u32_),
-            I::LoadIndI32(o) => load(ea(o.b, o.x), 4, o.a, i32_),
-            I::LoadIndU64(o) => load(ea(o.b, o.x), 8, o.a, u64_),
-            I::StoreImmU8(o) => store(o.x as u32, 1, imm(o.y)),
-            I::StoreImmU16(o) => store(o.x as u32, 2, imm(o.y)),
-            I::StoreImmU32(o) => store(o.x as u32, 4, imm(o.y)),
-            I::StoreImmU64(o) => store(o.x as u32, 8, imm(o.y)),
-            I::StoreU8(o) => store(o.x as u32, 1, r(o.a)),
-            I::StoreU16(o) => store(o.x as u32, 2, r(o.a)),
-            I::StoreU32(o) => store(o.x as u32, 4, r(o.a)),
-            I::StoreU64(o) => store(o.x as u32, 8, r(o.a)),
-            I::StoreImmIndU8(o) => store(ea(o.a, o.x), 1, imm(o.y)),
-            I::StoreImmIndU16(o) => store(ea(o.a, o.x), 2, imm(o.y)),
-            I::StoreImmIndU32(o) => store(ea(o.a, o.x), 4, imm(o.y)),
-            I::StoreImmIndU64(o) => store(ea(o.a, o.x), 8, imm(o.y)),
-            I::StoreIndU8(o) => store(ea(o.b, o.x), 1, r(o.a)),
-            I::StoreIndU16(o) => store(ea(o.b, o.x), 2, r(o.a)),
-            I::StoreIndU32(o) => store(ea(o.b, o.x), 4, r(o.a)),
-            I::StoreIndU64(o) => store(ea(o.b, o.x), 8, r(o.a)),
-            _ => return None,
-        })
     }
 }
 
