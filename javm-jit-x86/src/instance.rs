@@ -83,7 +83,7 @@ impl JitInstance {
     fn enter(&mut self, target: u32, gas_bias: i64) -> Result<(ExitKind, u32, u64), EngineError> {
         signal::prepare_thread().map_err(EngineError::Unavailable)?;
         let m = &*self.module;
-        let base = self.window.guest_base();
+        let base = self.window.guest_base_mut();
         let ctx_ptr = self.window.ctx();
         let running = Running {
             code_start: m.code.start(),
@@ -297,7 +297,7 @@ impl JitInstance {
             self.resume = Resume::At(idx);
             return Ok(Some(Exit::OutOfGas));
         }
-        let base = self.window.guest_base();
+        let base = self.window.guest_base_mut();
         for &(page, before, after) in plan.pages() {
             if before != after {
                 // SAFETY: `page` is a page of this instance's window, described by
@@ -399,7 +399,7 @@ impl Instance for JitInstance {
     }
 
     fn write_memory(&mut self, addr: u32, data: &[u8]) -> Result<(), MemoryError> {
-        let base = self.window.guest_base();
+        let base = self.window.guest_base_mut();
         let broken = &mut self.broken;
         self.map.host_write_bytes(addr, data, |span| {
             if span.state != PageState::PresentRw {

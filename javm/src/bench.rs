@@ -216,8 +216,11 @@ pub fn median(
 pub struct Figures {
     /// Compile (decode + prepare) time of the workload's program.
     pub compile: Duration,
-    /// Instance creation (and drop) time.
+    /// Instance creation (and drop) time, for an instance that never runs.
     pub create: Duration,
+    /// A whole short life: create, run one block (step mode), drop. Unlike
+    /// [`Figures::create`] this includes discarding memory the guest could touch.
+    pub lifecycle: Duration,
     /// Execution time (instance already created).
     pub execute: Duration,
     /// Gas used.
@@ -263,6 +266,18 @@ pub fn measure<E: Engine>(
         }
         Ok(t.elapsed() / N)
     })?;
+    let lifecycle = median(samples, || {
+        const N: u32 = 100;
+        let t = Instant::now();
+        for _ in 0..N {
+            let mut i = engine
+                .instantiate(&module, p.init.clone())
+                .map_err(|e| e.to_string())?;
+            i.step_block().map_err(|e| e.to_string())?;
+            drop(i);
+        }
+        Ok(t.elapsed() / N)
+    })?;
     let execute = median(samples, || {
         let mut inst = engine
             .instantiate(&module, p.init.clone())
@@ -274,6 +289,7 @@ pub fn measure<E: Engine>(
     Ok(Figures {
         compile,
         create,
+        lifecycle,
         execute,
         gas,
     })

@@ -1,6 +1,7 @@
 //! Memory: the engine-independent layout, the materialization state machine, and the
 //! per-page bookkeeping both engines share (DESIGN.md §3).
 
+mod arrays;
 pub mod layout;
 pub mod mat;
 pub mod pagemap;

@@ -10,13 +10,14 @@
 //! anonymous mappings reserved without swap, so they read as zero (unmapped,
 //! `NotPresent`) until written: building a map costs time proportional to the mapped
 //! pages, not to the address space they span, and `sbrk` never has to grow them.
+//! Dropping a map recycles its arrays ([`super::arrays`]); every write to them is
+//! confined to the map's `ranges`, which is what makes zeroing them on release exact.
 
 use std::sync::Arc;
 
-use memmap2::{MmapMut, MmapOptions};
-
 use javm_cap::PageBytes;
 
+use super::arrays::Arrays;
 use super::mat::{HardFault, PageKind, PageState, access_pages, charge_for};
 use super::{MemoryLayout, PAGE_SHIFT, PAGE_SIZE, check_host_range, host_spans};
 use crate::engine::MemoryError;
@@ -61,47 +62,51 @@ pub struct HostSpan<'a> {
     pub bytes: &'a [u8],
 }
 
-/// Number of pages in the 4 GiB address space.
-const PAGES: usize = 1 << 20;
-
 /// Kinds and states of every page of one instance.
 #[derive(Debug)]
 pub struct PageMap {
     layout: Arc<MemoryLayout>,
-    /// `PageKind::as_u8` per page (all 2^20); 0 = inaccessible.
-    kinds: MmapMut,
-    /// `PageState::as_u8` per page (all 2^20).
-    states: MmapMut,
+    /// The kind and state bytes of all 2^20 pages; `None` only while dropping.
+    arrays: Option<Arrays>,
     /// One past the highest page ever mapped.
     end_page: usize,
     /// Mapped page ranges `[first, end)` in page numbers: the layout's regions, then
-    /// the pages `sbrk` added.
+    /// the pages `sbrk` added. No byte of either array outside them is ever written.
     ranges: Vec<(u32, u32)>,
     heap_top: u64,
 }
 
 impl PageMap {
     /// The page map of a fresh instance of `layout`: every page `NotPresent`. Fails
-    /// only if the host cannot reserve the two 1 MiB arrays.
+    /// only if the pool is empty and the host cannot reserve two 1 MiB arrays.
     pub fn new(layout: Arc<MemoryLayout>) -> std::io::Result<PageMap> {
-        let reserve = || MmapOptions::new().len(PAGES).no_reserve_swap().map_anon();
-        let mut kinds = reserve()?;
-        let states = reserve()?;
+        let mut arrays = Arrays::acquire()?;
         let mut ranges = Vec::with_capacity(layout.regions().len());
         for r in layout.regions() {
             let first = r.start() >> PAGE_SHIFT;
             let end = first + r.pages();
-            kinds[first as usize..end as usize].fill(r.kind().as_u8());
+            arrays.kinds[first as usize..end as usize].fill(r.kind().as_u8());
             ranges.push((first, end));
         }
         Ok(PageMap {
             heap_top: layout.heap_top(),
             end_page: layout.end().div_ceil(u64::from(PAGE_SIZE)) as usize,
             layout,
-            states,
-            kinds,
+            arrays: Some(arrays),
             ranges,
         })
+    }
+
+    /// Kind bytes of all pages.
+    #[inline(always)]
+    fn kinds(&self) -> &[u8] {
+        self.arrays.as_ref().map_or(&[], |a| &a.kinds[..])
+    }
+
+    /// State bytes of all pages, writable.
+    #[inline(always)]
+    fn states_mut(&mut self) -> &mut [u8] {
+        self.arrays.as_mut().map_or(&mut [], |a| &mut a.states[..])
     }
 
     /// The layout this map was built from (for initial page contents).
@@ -113,7 +118,7 @@ impl PageMap {
     #[inline]
     pub fn kind(&self, addr: u32) -> Option<PageKind> {
         PageKind::from_u8(
-            self.kinds
+            self.kinds()
                 .get((addr >> PAGE_SHIFT) as usize)
                 .copied()
                 .unwrap_or(0),
@@ -124,7 +129,7 @@ impl PageMap {
     #[inline]
     pub fn state(&self, addr: u32) -> PageState {
         PageState::from_u8(
-            self.states
+            self.state_bytes()
                 .get((addr >> PAGE_SHIFT) as usize)
                 .copied()
                 .unwrap_or(0),
@@ -136,7 +141,7 @@ impl PageMap {
     /// non-zero, a store when it is `PresentRw`.
     #[inline(always)]
     pub fn state_bytes(&self) -> &[u8] {
-        &self.states
+        self.arrays.as_ref().map_or(&[], |a| &a.states[..])
     }
 
     /// One past the highest page ever mapped (engines size their storage by it).
@@ -195,7 +200,7 @@ impl PageMap {
     #[inline]
     pub fn commit(&mut self, plan: &AccessPlan) {
         for &(page, _, after) in plan.pages() {
-            if let Some(s) = self.states.get_mut((page >> PAGE_SHIFT) as usize) {
+            if let Some(s) = self.states_mut().get_mut((page >> PAGE_SHIFT) as usize) {
                 *s = after.as_u8();
             }
         }
@@ -206,7 +211,9 @@ impl PageMap {
     pub fn host_write(&mut self, addr: u32) -> bool {
         match self.kind(addr) {
             Some(k) if k.is_writable() => {
-                self.states[(addr >> PAGE_SHIFT) as usize] = PageState::PresentRw.as_u8();
+                if let Some(s) = self.states_mut().get_mut((addr >> PAGE_SHIFT) as usize) {
+                    *s = PageState::PresentRw.as_u8();
+                }
                 true
             }
             _ => false,
@@ -312,8 +319,14 @@ impl PageMap {
         let end = new_top.div_ceil(u64::from(PAGE_SIZE)) as u32;
         self.end_page = self.end_page.max(end as usize);
         let mut run_start = None;
+        let Some(arrays) = self.arrays.as_mut() else {
+            return 0;
+        };
         for p in first..end {
-            let k = &mut self.kinds[p as usize];
+            // `end ≤ 2^20`: the heap top stays within 2^32.
+            let Some(k) = arrays.kinds.get_mut(p as usize) else {
+                break;
+            };
             if *k == 0 {
                 *k = PageKind::EphemeralZero.as_u8();
                 run_start.get_or_insert(p);
@@ -327,6 +340,14 @@ impl PageMap {
         let old = self.heap_top;
         self.heap_top = new_top;
         old
+    }
+}
+
+impl Drop for PageMap {
+    fn drop(&mut self) {
+        if let Some(arrays) = self.arrays.take() {
+            arrays.release(&self.ranges);
+        }
     }
 }
 
@@ -431,5 +452,29 @@ mod tests {
         assert_eq!(m.heap_top(), 0x21800, "failed sbrk changes nothing");
         let pages: Vec<u32> = m.mapped_pages().map(|(a, _)| a).collect();
         assert_eq!(pages, vec![0x20000, 0x21000]);
+    }
+
+    /// Dropping a map recycles its arrays; whatever it wrote (kinds of its regions
+    /// and of `sbrk` pages, states from commits and host writes) must be gone when a
+    /// later map gets them.
+    #[test]
+    fn a_dropped_map_leaves_no_trace_in_recycled_arrays() {
+        let mut m = map();
+        m.sbrk(0x3000);
+        let p = m.plan(0x21FFC, 8, true, COW_COST).unwrap();
+        m.commit(&p);
+        assert!(m.host_write(0x20000));
+        let p = m.plan(0x10000, 1, false, COW_COST).unwrap();
+        m.commit(&p);
+        let heap = m.sbrk(0);
+        let p = m.plan(heap as u32 - 1, 1, true, COW_COST).unwrap();
+        m.commit(&p);
+        drop(m);
+        // Every pooled pair (ours among them, whatever other tests do meanwhile) is
+        // all zero; the extra acquire past the pool's size makes sure ours was seen.
+        let held: Vec<Arrays> = (0..=super::super::arrays::POOL_MAX)
+            .map(|_| Arrays::acquire().unwrap())
+            .collect();
+        assert!(held.iter().all(Arrays::is_zero));
     }
 }

@@ -82,8 +82,8 @@ pub(super) fn bench(choice: Option<EngineArg>, samples: usize) -> Result<ExitCod
         samples * 4
     );
     println!(
-        "{:<10} {:<7} {:>11} {:>11} {:>11} {:>12} {:>9}",
-        "workload", "engine", "compile", "create", "execute", "gas", "vs interp"
+        "{:<10} {:<7} {:>11} {:>11} {:>11} {:>11} {:>12} {:>9}",
+        "workload", "engine", "compile", "create", "lifecycle", "execute", "gas", "vs interp"
     );
     for w in WORKLOADS {
         let mut base: Option<Figures> = None;
@@ -102,11 +102,12 @@ pub(super) fn bench(choice: Option<EngineArg>, samples: usize) -> Result<ExitCod
                 None => String::new(),
             };
             println!(
-                "{:<10} {:<7} {:>11} {:>11} {:>11} {:>12} {:>9}",
+                "{:<10} {:<7} {:>11} {:>11} {:>11} {:>11} {:>12} {:>9}",
                 w.name,
                 k.name(),
                 fmt(f.compile),
                 fmt(f.create),
+                fmt(f.lifecycle),
                 fmt(f.execute),
                 f.gas,
                 ratio

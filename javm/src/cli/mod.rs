@@ -67,9 +67,12 @@ enum Command {
         profile: ProfileArg,
     },
     /// Benchmark the built-in workloads (fib, sieve, sort, hash, host calls, a 1 MB
-    /// program for compile speed) and print medians: compile, create, execute.
+    /// program for compile speed) and print medians: compile, create, lifecycle,
+    /// execute.
     ///
-    /// Every run's output is checked, and gas must match across engines.
+    /// `create` is instantiate and drop of an instance that never runs; `lifecycle`
+    /// is instantiate, run one block, drop (it includes discarding the memory a run
+    /// may have touched). Every run's output is checked, and gas must match across engines.
     Bench {
         /// One engine only [default: both, where the recompiler is available].
         #[arg(long, value_enum)]

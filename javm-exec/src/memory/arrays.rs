@@ -1,0 +1,103 @@
+//! The page map's two per-page arrays (a kind byte and a state byte for each of the
+//! 2^20 pages), and a process-wide pool that recycles them.
+//!
+//! A fresh pair is two 1 MiB anonymous reservations; mapping, first-touching and
+//! unmapping them was most of the cost of creating an instance. A released pair is
+//! zeroed over exactly the page ranges its map wrote (every write to either array is
+//! confined to the map's ranges, see [`crate::memory::PageMap`]) and kept, so a
+//! recycled pair is indistinguishable from a fresh one. Pairs whose maps covered more
+//! than [`RECYCLE_MAX_PAGES`] pages are unmapped instead: zeroing them would cost more
+//! than a new reservation, and keeping them would keep their resident pages.
+
+use std::sync::Mutex;
+
+use memmap2::{MmapMut, MmapOptions};
+
+/// Number of pages in the 4 GiB address space (and bytes in each array).
+pub(crate) const PAGES: usize = 1 << 20;
+/// Pairs kept for reuse.
+pub(crate) const POOL_MAX: usize = 64;
+/// Largest number of mapped pages whose arrays are recycled.
+const RECYCLE_MAX_PAGES: u64 = 1 << 16;
+
+/// A kind array and a state array, each [`PAGES`] bytes, zero outside the ranges
+/// their owner has written.
+#[derive(Debug)]
+pub(crate) struct Arrays {
+    /// `PageKind::as_u8` per page; 0 = inaccessible.
+    pub(crate) kinds: MmapMut,
+    /// `PageState::as_u8` per page.
+    pub(crate) states: MmapMut,
+}
+
+static POOL: Mutex<Vec<Arrays>> = Mutex::new(Vec::new());
+
+impl Arrays {
+    /// An all-zero pair: a recycled one, or two new reservations (which fail only if
+    /// the host cannot reserve 1 MiB).
+    pub(crate) fn acquire() -> std::io::Result<Arrays> {
+        if let Some(a) = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(a);
+        }
+        let reserve = || MmapOptions::new().len(PAGES).no_reserve_swap().map_anon();
+        Ok(Arrays {
+            kinds: reserve()?,
+            states: reserve()?,
+        })
+    }
+
+    /// Give the pair back. `ranges` are `[first, end)` page numbers covering every
+    /// byte the owner wrote in either array.
+    pub(crate) fn release(mut self, ranges: &[(u32, u32)]) {
+        let pages: u64 = ranges.iter().map(|&(s, e)| u64::from(e - s)).sum();
+        if pages > RECYCLE_MAX_PAGES {
+            return;
+        }
+        for &(first, end) in ranges {
+            let r = first as usize..end as usize;
+            self.kinds[r.clone()].fill(0);
+            self.states[r].fill(0);
+        }
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOL_MAX {
+            pool.push(self);
+        }
+    }
+
+    /// Whether both arrays are all zero (a full scan, for tests).
+    #[cfg(test)]
+    pub(crate) fn is_zero(&self) -> bool {
+        self.kinds.iter().chain(self.states.iter()).all(|&b| b == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_released_pair_comes_back_zeroed() {
+        let mut a = Arrays::acquire().unwrap();
+        a.kinds[10..20].fill(3);
+        a.states[12..14].fill(2);
+        a.kinds[PAGES - 1] = 1;
+        a.states[PAGES - 1] = 1;
+        a.release(&[(10, 20), (PAGES as u32 - 1, PAGES as u32)]);
+        // Other tests may hold or release pairs concurrently: whatever we get is zero.
+        for _ in 0..4 {
+            assert!(Arrays::acquire().unwrap().is_zero());
+        }
+    }
+
+    #[test]
+    fn large_maps_are_not_recycled() {
+        let mut a = Arrays::acquire().unwrap();
+        a.kinds.fill(1);
+        // Claims a range too large to recycle: the pair is unmapped, so no acquire
+        // may ever see its bytes.
+        a.release(&[(0, PAGES as u32)]);
+        for _ in 0..(POOL_MAX + 1) {
+            assert!(Arrays::acquire().unwrap().is_zero());
+        }
+    }
+}
