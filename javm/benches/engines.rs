@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use javm::bench::{HOSTCALL, WORKLOADS, Workload, check, large_program, run_to_halt};
-use javm_exec::{Engine, GasProfile, GasSchedule, Interpreter};
+use javm_exec::{Engine, GasProfile, GasSchedule, Instance, Interpreter};
 
 fn execute<E: Engine>(c: &mut Criterion, engine: &E, w: &Workload) {
     let p = w.prepare().unwrap();
@@ -34,6 +34,13 @@ fn create<E: Engine>(c: &mut Criterion, engine: &E) {
     let module = engine.prepare(&p.sp.program, p.schedule).unwrap();
     c.bench_function(&format!("create/{}", engine.kind().name()), |b| {
         b.iter(|| engine.instantiate(&module, p.init.clone()).unwrap())
+    });
+    // Create, run one block, drop: includes discarding memory the run could touch.
+    c.bench_function(&format!("lifecycle/{}", engine.kind().name()), |b| {
+        b.iter(|| {
+            let mut i = engine.instantiate(&module, p.init.clone()).unwrap();
+            i.step_block().unwrap()
+        })
     });
 }
 
