@@ -40,7 +40,8 @@ pub(crate) struct JitContext {
     _pad: u64,
     /// Why compiled code returned (an [`ExitKind`] as `u32`).
     pub(crate) exit_kind: u32,
-    /// The instruction (or, for [`ExitKind::OutOfGas`], block) index of the exit.
+    /// The instruction index of the exit; a block index for [`ExitKind::OutOfGas`],
+    /// [`ExitKind::Ecall`] and [`ExitKind::HostCall`].
     pub(crate) exit_idx: u32,
     /// Remaining gas (minus the step bias while stepping, see `instance.rs`).
     pub(crate) gas: i64,
@@ -88,9 +89,10 @@ pub(crate) enum ExitKind {
     Panic = 2,
     /// A dynamic jump to the halt address at `exit_idx`.
     Halt = 3,
-    /// `ecall` at `exit_idx`.
+    /// `ecall` ending block `exit_idx` (a terminator: its block's last instruction;
+    /// the block index saves the run loop a search for the block to resume at).
     Ecall = 4,
-    /// `ecalli` at `exit_idx`.
+    /// `ecalli` ending block `exit_idx` (as for [`ExitKind::Ecall`]).
     HostCall = 5,
     /// Not enough gas to enter block `exit_idx` (gas is as before the attempt).
     OutOfGas = 6,

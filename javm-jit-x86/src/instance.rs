@@ -175,27 +175,24 @@ impl JitInstance {
                 ExitKind::Trap => finish!(Exit::Trap, Resume::Done(Exit::Trap), pc_at(idx)),
                 ExitKind::Panic => finish!(Exit::Panic, Resume::Done(Exit::Panic), pc_at(idx)),
                 ExitKind::Halt => finish!(Exit::Halt, Resume::Done(Exit::Halt), pc_at(idx)),
-                ExitKind::Ecall => {
-                    finish!(
-                        Exit::Ecall,
-                        Resume::Enter(program.block_of(idx) + 1),
-                        pc_at(idx)
-                    )
-                }
-                ExitKind::HostCall => {
-                    let id = match program.instructions().get(idx as usize) {
-                        Some(I::Ecalli(o)) => o.x as u32,
+                ExitKind::Ecall | ExitKind::HostCall => {
+                    // `idx` is the block the call ends; execution resumes at the next.
+                    let ins = program
+                        .blocks()
+                        .get(idx as usize)
+                        .map(|blk| blk.end.wrapping_sub(1));
+                    let exit = match ins.and_then(|i| program.instructions().get(i as usize)) {
+                        Some(I::Ecall(_)) if kind == ExitKind::Ecall => Exit::Ecall,
+                        Some(I::Ecalli(o)) if kind == ExitKind::HostCall => {
+                            Exit::HostCall(o.x as u32)
+                        }
                         other => {
                             return Err(EngineError::Internal(format!(
-                                "host-call exit at {other:?}"
+                                "{kind:?} exit from block {idx} ending in {other:?}"
                             )));
                         }
                     };
-                    finish!(
-                        Exit::HostCall(id),
-                        Resume::Enter(program.block_of(idx) + 1),
-                        pc_at(idx)
-                    )
+                    finish!(exit, Resume::Enter(idx + 1), pc_at(ins.unwrap_or(u32::MAX)))
                 }
                 ExitKind::OutOfGas => {
                     let pc = program

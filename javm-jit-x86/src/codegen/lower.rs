@@ -123,8 +123,9 @@ impl Cg<'_> {
             I::Trap(_) => self.exit(ExitKind::Trap, idx),
             I::Invalid => self.exit(ExitKind::Panic, idx),
             I::Fallthrough(_) | I::Unlikely(_) => self.fall_into(block)?,
-            I::Ecall(_) => self.exit(ExitKind::Ecall, idx),
-            I::Ecalli(_) => self.exit(ExitKind::HostCall, idx),
+            // Terminators: report the block, whose successor is the resume point.
+            I::Ecall(_) => self.exit(ExitKind::Ecall, block),
+            I::Ecalli(_) => self.exit(ExitKind::HostCall, block),
             I::Jump(o) => {
                 if o.target.block() != Some(block + 1) {
                     let l = self.target(o.target, idx)?;
