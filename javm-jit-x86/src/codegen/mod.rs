@@ -97,9 +97,12 @@ pub(crate) fn compile(
         ));
     }
     let n = program.instructions().len();
+    // Reserve enough that the buffer rarely grows (a growth copies everything so far):
+    // division-heavy code reaches about 22 bytes per instruction. Untouched capacity
+    // costs address space only.
     let mut ops = VecAssembler::<X64Relocation>::new_with_capacity(
         0,
-        n * 12 + 4096,
+        n * 24 + 4096,
         0,
         4,
         blocks.len() + 64,
