@@ -49,8 +49,7 @@ impl Arrays {
     /// Give the pair back. `ranges` are `[first, end)` page numbers covering every
     /// byte the owner wrote in either array.
     pub(crate) fn release(mut self, ranges: &[(u32, u32)]) {
-        let pages: u64 = ranges.iter().map(|&(s, e)| u64::from(e - s)).sum();
-        if pages > RECYCLE_MAX_PAGES {
+        if !recyclable(ranges) {
             return;
         }
         for &(first, end) in ranges {
@@ -71,6 +70,12 @@ impl Arrays {
     }
 }
 
+/// Whether arrays written over `ranges` are worth zeroing and keeping.
+fn recyclable(ranges: &[(u32, u32)]) -> bool {
+    let pages: u64 = ranges.iter().map(|&(s, e)| u64::from(e - s)).sum();
+    pages <= RECYCLE_MAX_PAGES
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +92,18 @@ mod tests {
         for _ in 0..4 {
             assert!(Arrays::acquire().unwrap().is_zero());
         }
+    }
+
+    #[test]
+    fn only_maps_up_to_the_limit_are_recycled() {
+        let limit = RECYCLE_MAX_PAGES as u32;
+        assert!(recyclable(&[]));
+        assert!(recyclable(&[(0, limit / 2), (limit, limit + limit / 2)]));
+        assert!(!recyclable(&[
+            (0, limit / 2),
+            (limit, limit + limit / 2 + 1)
+        ]));
+        assert!(!recyclable(&[(0, PAGES as u32)]));
     }
 
     #[test]
