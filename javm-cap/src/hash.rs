@@ -69,6 +69,29 @@ pub fn sha256(data: &[u8]) -> CapHash {
     Sha256::digest(data).into()
 }
 
+/// Lowercase hexadecimal of a hash (64 characters).
+pub fn hex(hash: &CapHash) -> String {
+    use std::fmt::Write;
+    hash.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Parse 64 hexadecimal digits as a hash.
+pub fn parse_hex(s: &str) -> Option<CapHash> {
+    let s = s.as_bytes();
+    if s.len() != 64 {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = digit(s[2 * i])? << 4 | digit(s[2 * i + 1])?;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +112,14 @@ mod tests {
         let mut b = Hasher::new(b"d");
         b.bytes(b"a").bytes(b"bc");
         assert_ne!(a.finish(), b.finish());
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let h = sha256(b"x");
+        assert_eq!(parse_hex(&hex(&h)), Some(h));
+        assert_eq!(parse_hex("zz"), None);
+        assert_eq!(parse_hex(&"g".repeat(64)), None);
     }
 
     #[test]
