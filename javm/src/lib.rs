@@ -8,4 +8,6 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod image;
+pub mod manifest;
 pub mod vectors;

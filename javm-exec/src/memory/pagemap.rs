@@ -10,7 +10,7 @@
 //! anonymous mappings reserved without swap, so they read as zero (unmapped,
 //! `NotPresent`) until written: building a map costs time proportional to the mapped
 //! pages, not to the address space they span, and `sbrk` never has to grow them.
-//! Dropping a map recycles its arrays ([`super::arrays`]); every write to them is
+//! Dropping a map recycles its arrays (the private `memory::arrays` pool); every write to them is
 //! confined to the map's `ranges`, which is what makes zeroing them on release exact.
 
 use std::sync::Arc;

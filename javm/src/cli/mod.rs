@@ -4,6 +4,7 @@ mod asm;
 mod bench;
 mod load;
 mod run;
+mod store;
 mod vectors;
 
 use std::path::PathBuf;
@@ -80,6 +81,83 @@ enum Command {
         /// Samples per measurement (the median is printed).
         #[arg(long, default_value_t = 5)]
         samples: usize,
+    },
+    /// Build images from manifests (README, "Image manifests").
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// The on-disk cap store: publish images, inspect, verify and collect garbage.
+    ///
+    /// The store is a directory holding one redb database: `--store DIR`, else
+    /// $JAVM_STORE, else `javm-store` in the user's data directory (created on first
+    /// use).
+    Store {
+        /// The store directory.
+        #[arg(long, global = true, value_name = "DIR")]
+        store: Option<PathBuf>,
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCommand {
+    /// Build an image (and its data caps) into one bundle file.
+    ///
+    /// The input is an image manifest (.toml), assembly source (.s) or a program blob;
+    /// the output holds the image and its data caps in their rkyv wire form.
+    Build {
+        /// The manifest or program.
+        input: PathBuf,
+        /// The bundle file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StoreCommand {
+    /// Publish an image, its data caps, its root cnode and a fresh instance; print
+    /// their hashes.
+    ///
+    /// FILE is a manifest (.toml), a bundle from `javm image build`, assembly source
+    /// or a program blob (a GP standard program gets the standard layout).
+    Put {
+        /// The image source.
+        file: PathBuf,
+        /// Put an existing cap into a slot of the instance's root cnode (SLOT=HASH,
+        /// SLOT 0 to 255); may be repeated.
+        #[arg(long, value_name = "SLOT=HASH")]
+        slot: Vec<String>,
+        /// Print the hashes as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one cap.
+    Get {
+        /// The cap's hash (64 hexadecimal digits).
+        hash: String,
+        /// Print it as one JSON object.
+        #[arg(long, conflicts_with = "raw")]
+        json: bool,
+        /// Write a data cap's bytes to standard output.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// List every cap: hash, kind and record size.
+    Ls {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every record; print the corrupt ones. Exit status 1 if any.
+    Verify,
+    /// Remove every cap and page not reachable from the given roots.
+    Gc {
+        /// A root to keep (with everything it refers to); at least one.
+        #[arg(long, required = true, value_name = "HASH")]
+        keep: Vec<String>,
     },
 }
 
@@ -197,5 +275,21 @@ pub(crate) fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             profile,
         } => asm::disasm(&input, format, native.then_some(profile.into())),
         Command::Bench { engine, samples } => bench::bench(engine, samples),
+        Command::Image {
+            command: ImageCommand::Build { input, output },
+        } => store::image_build(&input, &output),
+        Command::Store {
+            store: dir,
+            command,
+        } => {
+            let dir = store::store_dir(dir)?;
+            match command {
+                StoreCommand::Put { file, slot, json } => store::put(&dir, &file, &slot, json),
+                StoreCommand::Get { hash, json, raw } => store::get(&dir, &hash, json, raw),
+                StoreCommand::Ls { json } => store::ls(&dir, json),
+                StoreCommand::Verify => store::verify(&dir),
+                StoreCommand::Gc { keep } => store::gc(&dir, &keep),
+            }
+        }
     }
 }

@@ -1,0 +1,398 @@
+//! `javm image build` and `javm store ...`: publishing images into the on-disk cap
+//! store and inspecting it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use javm::image::{BuiltImage, check_entries, from_standard};
+use javm_cap::hash::{hex, parse_hex};
+use javm_cap::store::{CapStoreExt, StoreError};
+use javm_cap::wire::{BUNDLE_MAGIC, decode_bundle, encode_bundle};
+use javm_cap::{
+    CNodeSlot, Cap, CapHash, CapHashOrRef, DataCap, InstanceCap, PageSlot, RedbStore, SlotIdx,
+    cap_hash,
+};
+use javm_exec::Program;
+use serde_json::{Value, json};
+
+use super::FormatArg;
+use super::load::{load, read};
+
+/// Where the store lives: `--store`, else `$JAVM_STORE`, else `javm-store` in the
+/// user's data directory.
+pub(crate) fn store_dir(arg: Option<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(p) = arg {
+        return Ok(p);
+    }
+    if let Some(p) = std::env::var_os("JAVM_STORE").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    dirs::data_dir()
+        .map(|d| d.join("javm-store"))
+        .ok_or_else(|| "no user data directory is known here; pass --store DIR".into())
+}
+
+pub(crate) fn open(dir: &Path) -> Result<RedbStore, String> {
+    RedbStore::open(dir).map_err(|e| e.to_string())
+}
+
+fn hash_arg(s: &str) -> Result<CapHash, String> {
+    parse_hex(s).ok_or_else(|| format!("`{s}` is not a cap hash (64 hexadecimal digits)"))
+}
+
+/// Read an image from a manifest (`.toml`), a bundle written by `javm image build`,
+/// assembly source or a program blob (which gets the standard layout).
+pub(crate) fn load_image(path: &Path) -> Result<BuiltImage, String> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+    {
+        return javm::manifest::load(path).map_err(|e| e.to_string());
+    }
+    let bytes = read(path)?;
+    let name = path.display();
+    if bytes.starts_with(BUNDLE_MAGIC) {
+        let caps = decode_bundle(&bytes).map_err(|e| format!("{name}: {e}"))?;
+        return image_from_bundle(caps).map_err(|e| format!("{name}: {e}"));
+    }
+    let sp = load(path, FormatArg::Auto)?.into_standard();
+    from_standard(&sp).map_err(|e| format!("{name}: {e}"))
+}
+
+/// Check a decoded bundle: an image first, then exactly the data caps it names.
+fn image_from_bundle(caps: Vec<Cap>) -> Result<BuiltImage, String> {
+    let mut it = caps.into_iter();
+    let Some(Cap::Image(image)) = it.next() else {
+        return Err("a bundle must start with an image".into());
+    };
+    let mut given = Vec::new();
+    for c in it {
+        let Cap::Data(d) = c else {
+            return Err(format!(
+                "a bundle holds an image and data caps, not a {}",
+                c.kind()
+            ));
+        };
+        given.push((
+            cap_hash(&Cap::Data(d.clone())).map_err(|e| e.to_string())?,
+            d,
+        ));
+    }
+    let mut data = Vec::new();
+    for (list, pinned) in [(image.pinned(), true), (image.initial(), false)] {
+        for s in list {
+            let d = given
+                .iter()
+                .find(|(h, _)| *h == s.hash)
+                .ok_or_else(|| format!("the bundle lacks the data cap of slot {}", s.slot.0))?;
+            data.push((s.slot, pinned, d.1.clone()));
+        }
+    }
+    let program = Program::new(
+        image.code().to_vec(),
+        image.bitmask().to_vec(),
+        image.jump_table().to_vec(),
+    )
+    .map_err(|e| format!("the image's code does not load: {e}"))?;
+    check_entries(&image, &program).map_err(|e| e.to_string())?;
+    Ok(BuiltImage {
+        image,
+        data,
+        program: Arc::new(program),
+    })
+}
+
+/// `javm image build MANIFEST -o FILE`.
+pub(crate) fn image_build(input: &Path, output: &Path) -> Result<ExitCode, String> {
+    let built = load_image(input)?;
+    let mut caps = vec![Cap::Image(built.image.clone())];
+    caps.extend(built.data.iter().map(|(_, _, d)| Cap::Data(d.clone())));
+    let bytes = encode_bundle(&caps).map_err(|e| e.to_string())?;
+    std::fs::write(output, &bytes)
+        .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+    let h = cap_hash(&caps[0]).map_err(|e| e.to_string())?;
+    println!(
+        "image {} ({} bytes) -> {}",
+        hex(&h),
+        bytes.len(),
+        output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parse `N=HASH`.
+fn slot_arg(s: &str) -> Result<(SlotIdx, CapHash), String> {
+    let (n, h) = s
+        .split_once('=')
+        .ok_or_else(|| format!("--slot `{s}`: expected SLOT=HASH"))?;
+    let n: u32 = n
+        .parse()
+        .ok()
+        .filter(|&n| n < 256)
+        .ok_or_else(|| format!("--slot `{s}`: the slot must be 0 to 255"))?;
+    Ok((SlotIdx(n), hash_arg(h)?))
+}
+
+/// `javm store put FILE [--slot N=HASH]...`.
+pub(crate) fn put(
+    dir: &Path,
+    file: &Path,
+    slots: &[String],
+    json: bool,
+) -> Result<ExitCode, String> {
+    let built = load_image(file)?;
+    let store = open(dir)?;
+    let mut cnode = built.image.root_cnode();
+    for s in slots {
+        let (slot, hash) = slot_arg(s)?;
+        if cnode.slot(slot).is_some() {
+            return Err(format!(
+                "--slot {}: the image already puts its own data cap in that slot",
+                slot.0
+            ));
+        }
+        if store.get_cap(&hash).map_err(|e| e.to_string())?.is_none() {
+            return Err(format!(
+                "--slot {}: no cap {} in the store",
+                slot.0,
+                hex(&hash)
+            ));
+        }
+        cnode
+            .set_slot(
+                slot,
+                Some(CNodeSlot::Materialized(CapHashOrRef::Hash(hash))),
+            )
+            .map_err(|e| e.to_string())?;
+    }
+    let image = Cap::Image(built.image.clone());
+    let image_hash = cap_hash(&image).map_err(|e| e.to_string())?;
+    let cnode = Cap::CNode(cnode);
+    let cnode_hash = cap_hash(&cnode).map_err(|e| e.to_string())?;
+    let instance = Cap::Instance(
+        InstanceCap::fresh(
+            image_hash,
+            CapHashOrRef::Hash(cnode_hash),
+            built.image.mem_size(),
+        )
+        .map_err(|e| e.to_string())?,
+    );
+    let data: Vec<Cap> = built
+        .data
+        .iter()
+        .map(|(_, _, d)| Cap::Data(d.clone()))
+        .collect();
+    let mut all: Vec<&Cap> = data.iter().collect();
+    all.extend([&image, &cnode, &instance]);
+    let hashes = store.put_caps(&all).map_err(|e| e.to_string())?;
+    let instance_hash = hashes[hashes.len() - 1];
+    if json {
+        let data: Vec<Value> = built
+            .data
+            .iter()
+            .zip(&hashes)
+            .map(|((slot, pinned, _), h)| json!({"slot": slot.0, "pinned": pinned, "hash": hex(h)}))
+            .collect();
+        println!(
+            "{}",
+            json!({"data": data, "image": hex(&image_hash), "cnode": hex(&cnode_hash),
+                   "instance": hex(&instance_hash)})
+        );
+    } else {
+        for ((slot, pinned, _), h) in built.data.iter().zip(&hashes) {
+            let how = if *pinned { "pinned" } else { "initial" };
+            println!("data     {}  slot {} ({how})", hex(h), slot.0);
+        }
+        println!("image    {}", hex(&image_hash));
+        println!("cnode    {}", hex(&cnode_hash));
+        println!("instance {}", hex(&instance_hash));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn target(t: &CapHashOrRef) -> String {
+    match t {
+        CapHashOrRef::Hash(h) => hex(h),
+        CapHashOrRef::Ref(r) => format!("ref {}", r.id()),
+    }
+}
+
+fn pages_json(pages: &[PageSlot]) -> Vec<Value> {
+    pages
+        .iter()
+        .map(|p| match p {
+            PageSlot::Empty => Value::Null,
+            PageSlot::Loaded(b) => json!(hex(b.hash())),
+            PageSlot::Missing(h) => json!({"missing": hex(h)}),
+        })
+        .collect()
+}
+
+/// The JSON description of a cap (`store get --json`).
+fn describe(hash: &CapHash, cap: &Cap) -> Value {
+    let body = match cap {
+        Cap::Data(d) => json!({"len": d.len(), "pages": pages_json(d.pages())}),
+        Cap::CNode(c) => {
+            let slots: Vec<Value> = c
+                .iter()
+                .map(|(i, s)| match s {
+                    CNodeSlot::Materialized(t) => json!({"slot": i.0, "cap": target(t)}),
+                    CNodeSlot::Missing(h) => json!({"slot": i.0, "missing": hex(h)}),
+                })
+                .collect();
+            json!({"size_log": c.size_log(), "slots": slots})
+        }
+        Cap::Image(img) => {
+            let endpoints: Vec<Value> = (0..javm_cap::cap::MAX_ENDPOINTS)
+                .filter_map(|i| {
+                    img.endpoint(i)
+                        .map(|e| json!({"index": i, "entry_pc": e.entry_pc, "regs": e.regs}))
+                })
+                .collect();
+            let mappings: Vec<Value> = img
+                .mappings()
+                .iter()
+                .map(|m| {
+                    json!({"start": m.start, "size": m.size,
+                           "source": m.source.as_ref().map(|p| p.steps().iter().map(|s| s.0).collect::<Vec<_>>())})
+                })
+                .collect();
+            let list = |l: &[javm_cap::SlotHash]| -> Vec<Value> {
+                l.iter()
+                    .map(|s| json!({"slot": s.slot.0, "hash": hex(&s.hash)}))
+                    .collect()
+            };
+            json!({"code_len": img.code().len(), "jump_table_len": img.jump_table().len(),
+                   "endpoints": endpoints, "mappings": mappings, "pinned": list(img.pinned()),
+                   "initial": list(img.initial()), "mem_size": img.mem_size(),
+                   "yield_marker_slot": img.yield_marker_slot().map(|s| s.0)})
+        }
+        Cap::Instance(i) => {
+            let overlays: Vec<Value> = i
+                .rw_overlays()
+                .iter()
+                .map(|o| json!({"start": o.start(), "pages": pages_json(o.pages())}))
+                .collect();
+            json!({"image": hex(i.image_hash()), "image_hash_chain": hex(i.image_hash_chain()),
+                   "root_cnode": target(i.root_cnode()), "mem_size": i.mem_size(),
+                   "regs": i.regs(), "pc": i.pc(), "gas_remaining": i.gas_remaining(),
+                   "rw_overlays": overlays})
+        }
+    };
+    json!({"hash": hex(hash), "kind": cap.kind().name(), "cap": body})
+}
+
+fn print_human(v: &Value) {
+    println!(
+        "{} {}",
+        v["kind"].as_str().unwrap_or("?"),
+        v["hash"].as_str().unwrap_or("?")
+    );
+    if let Some(fields) = v["cap"].as_object() {
+        for (k, val) in fields {
+            let s = match val {
+                Value::Array(a) if a.len() > 8 => format!("[{} entries]", a.len()),
+                other => other.to_string(),
+            };
+            println!("  {k}: {s}");
+        }
+    }
+}
+
+/// `javm store get HASH [--json | --raw]`.
+pub(crate) fn get(dir: &Path, hash: &str, json: bool, raw: bool) -> Result<ExitCode, String> {
+    let h = hash_arg(hash)?;
+    let store = open(dir)?;
+    let cap = store
+        .get_cap(&h)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| StoreError::NotFound(h).to_string())?;
+    if raw {
+        let Cap::Data(d) = &cap else {
+            return Err(format!(
+                "--raw needs a data cap; {hash} is a {}",
+                cap.kind()
+            ));
+        };
+        return write_raw(d);
+    }
+    let v = describe(&h, &cap);
+    if json {
+        println!("{v}");
+    } else {
+        print_human(&v);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_raw(d: &DataCap) -> Result<ExitCode, String> {
+    let bytes = d
+        .read(0, d.len() as usize)
+        .ok_or("the data cap has pages the store does not hold")?;
+    std::io::stdout()
+        .lock()
+        .write_all(&bytes)
+        .map_err(|e| format!("cannot write to standard output: {e}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `javm store ls [--json]`.
+pub(crate) fn ls(dir: &Path, json: bool) -> Result<ExitCode, String> {
+    let store = open(dir)?;
+    let entries = store.list().map_err(|e| e.to_string())?;
+    for e in &entries {
+        let kind = match &e.kind {
+            Ok(k) => k.name().to_string(),
+            Err(_) => "corrupt".to_string(),
+        };
+        if json {
+            println!(
+                "{}",
+                json!({"hash": hex(&e.hash), "kind": kind, "bytes": e.record_bytes})
+            );
+        } else {
+            println!("{}  {kind:<8} {:>8} B", hex(&e.hash), e.record_bytes);
+        }
+    }
+    if !json {
+        eprintln!("{} caps", entries.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `javm store verify`: exit 0 if every record matches its hash, 1 otherwise.
+pub(crate) fn verify(dir: &Path) -> Result<ExitCode, String> {
+    let store = open(dir)?;
+    let r = store.verify().map_err(|e| e.to_string())?;
+    for (table, h, why) in &r.corrupt {
+        println!("corrupt {table} {}: {why}", hex(h));
+    }
+    println!(
+        "checked {} caps and {} pages: {} corrupt",
+        r.caps,
+        r.pages,
+        r.corrupt.len()
+    );
+    Ok(if r.corrupt.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `javm store gc --keep HASH...`.
+pub(crate) fn gc(dir: &Path, keep: &[String]) -> Result<ExitCode, String> {
+    let roots = keep
+        .iter()
+        .map(|k| hash_arg(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let store = open(dir)?;
+    let r = store.gc(&roots).map_err(|e| e.to_string())?;
+    println!(
+        "kept {} caps and {} pages; removed {} caps and {} pages",
+        r.kept_caps, r.kept_pages, r.removed_caps, r.removed_pages
+    );
+    Ok(ExitCode::SUCCESS)
+}
