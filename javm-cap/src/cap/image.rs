@@ -317,9 +317,9 @@ impl ImageCap {
         self.mappings.last().map_or(0, MemoryMapping::end)
     }
 
-    /// The sum of the read-only mappings' sizes is not needed by gas; this counts the
-    /// distinct 2 MiB units (mapping ∩ cluster) of the read-only (pinned) mappings,
-    /// the `ro_units` of `call_frame_cost`.
+    /// The number of read-only units — one pinned mapping ∩ one `2^cluster_shift`-byte
+    /// cluster — over the image's pinned mappings: the `ro_units` of
+    /// `call_frame_cost` (DESIGN.md §2.2).
     pub fn ro_units(&self, cluster_shift: u32) -> u64 {
         let mut units = 0u64;
         for m in &self.mappings {
