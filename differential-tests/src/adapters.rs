@@ -175,4 +175,8 @@ impl<I: Instance> Instance for BuggyInstance<I> {
     fn accessible_pages(&self) -> Vec<(u32, PageKind)> {
         self.inner.accessible_pages()
     }
+
+    fn dirty_pages(&self) -> Vec<u32> {
+        self.inner.dirty_pages()
+    }
 }

@@ -125,6 +125,8 @@ struct Snapshot {
     gas: i64,
     regs: [u64; 13],
     pages: Vec<(u32, PageKind, PageState)>,
+    /// `Instance::dirty_pages`, and whether it lists exactly the `PresentRw` pages.
+    dirty: (Vec<u32>, bool),
     contents: Vec<(u32, Vec<u8>)>,
 }
 
@@ -134,6 +136,14 @@ fn snapshot<I: Instance>(inst: &I, layout: &MemoryLayout) -> Snapshot {
         .into_iter()
         .map(|(p, k)| (p, k, inst.page_state(p)))
         .collect();
+    let dirty = inst.dirty_pages();
+    let mut rw: Vec<u32> = pages
+        .iter()
+        .filter(|(_, _, s)| *s == PageState::PresentRw)
+        .map(|&(p, ..)| p)
+        .collect();
+    rw.sort_unstable();
+    let dirty_ok = dirty == rw;
     let full = pages.len() <= FULL_READ_LIMIT;
     let contents = pages
         .iter()
@@ -153,6 +163,7 @@ fn snapshot<I: Instance>(inst: &I, layout: &MemoryLayout) -> Snapshot {
         gas: inst.gas(),
         regs: inst.regs(),
         pages,
+        dirty: (dirty, dirty_ok),
         contents,
     }
 }
@@ -190,6 +201,20 @@ fn diff(a: &Snapshot, b: &Snapshot) -> Option<String> {
         if x.2 != y.2 {
             return Some(format!("page state at {:#x}: {:?} vs {:?}", x.0, x.2, y.2));
         }
+    }
+    for (name, d) in [("first", &a.dirty), ("second", &b.dirty)] {
+        if !d.1 {
+            return Some(format!(
+                "the {name} engine's dirty pages are not its PresentRw pages"
+            ));
+        }
+    }
+    if a.dirty.0 != b.dirty.0 {
+        return Some(format!(
+            "dirty pages: {} vs {}",
+            a.dirty.0.len(),
+            b.dirty.0.len()
+        ));
     }
     if a.contents.len() != b.contents.len() {
         return Some("different sets of pages read".to_owned());

@@ -234,6 +234,10 @@ pub trait Instance {
     fn page_state(&self, addr: u32) -> PageState;
     /// Every accessible page as `(page address, kind)`, in ascending order of region.
     fn accessible_pages(&self) -> Vec<(u32, PageKind)>;
+    /// Every page in [`PageState::PresentRw`] (written by the guest or the host), as
+    /// page addresses in ascending order, in time proportional to their number: the
+    /// pages whose contents may differ from the layout's.
+    fn dirty_pages(&self) -> Vec<u32>;
 }
 
 /// Check that a module priced for `module` can run an instance of `layout` (under

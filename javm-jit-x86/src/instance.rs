@@ -438,4 +438,8 @@ impl Instance for JitInstance {
     fn accessible_pages(&self) -> Vec<(u32, PageKind)> {
         self.map.mapped_pages().collect()
     }
+
+    fn dirty_pages(&self) -> Vec<u32> {
+        self.map.dirty_pages()
+    }
 }

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use javm_cap::{
-    Cap, CapError, DataCap, Endpoint, ImageCap, ImageParts, MemoryMapping, NUM_REGS, SlotHash,
-    SlotIdx, SlotPath, cap_hash,
+    Cap, CapError, CapHash, CapHashOrRef, DataCap, Endpoint, ImageCap, ImageParts, InstanceCap,
+    MemoryMapping, NUM_REGS, SlotHash, SlotIdx, SlotPath, cap_hash,
 };
 use javm_exec::blob::StandardProgram;
 use javm_exec::blob::standard::{RO_BASE, STACK_TOP};
@@ -51,6 +51,9 @@ pub enum ImageError {
         /// Mapping size.
         size: u64,
     },
+    /// An extra slot names a slot the image already fills.
+    #[error("slot {0}: the image already puts its own data cap in that slot")]
+    SlotTaken(u32),
     /// A data cap named by the pinned or initial list is not supplied.
     #[error("slot {0} names a data cap that was not supplied")]
     MissingData(u32),
@@ -78,6 +81,42 @@ impl BuiltImage {
             .collect();
         v.push(Cap::Image(self.image.clone()));
         v
+    }
+
+    /// A fresh instance of the image: its root cnode (the image's pinned and initial
+    /// data caps, plus `slots`, which must not name a slot the image fills) and the
+    /// instance cap. Publish them after [`BuiltImage::caps`].
+    pub fn fresh_instance(&self, slots: &[(SlotIdx, CapHash)]) -> Result<(Cap, Cap), ImageError> {
+        let mut cnode = self.image.root_cnode();
+        for &(slot, hash) in slots {
+            if cnode.slot(slot).is_some() {
+                return Err(ImageError::SlotTaken(slot.0));
+            }
+            cnode.set(slot, Some(CapHashOrRef::Hash(hash)))?;
+        }
+        let image_hash = cap_hash(&Cap::Image(self.image.clone()))?;
+        let cnode = Cap::CNode(cnode);
+        let cnode_hash = cap_hash(&cnode)?;
+        let instance = Cap::Instance(InstanceCap::fresh(
+            image_hash,
+            CapHashOrRef::Hash(cnode_hash),
+            self.image.mem_size(),
+        )?);
+        Ok((cnode, instance))
+    }
+
+    /// Publish the image, its data caps and a fresh instance (see
+    /// [`BuiltImage::fresh_instance`]) into `cache`; returns the instance's hash.
+    pub fn publish(
+        &self,
+        cache: &javm_cap::CacheDirectory,
+        slots: &[(SlotIdx, CapHash)],
+    ) -> Result<CapHash, ImageError> {
+        let (cnode, instance) = self.fresh_instance(slots)?;
+        for cap in self.caps().into_iter().chain([cnode]) {
+            cache.put_cap(cap)?;
+        }
+        Ok(cache.put_cap(instance)?)
     }
 }
 

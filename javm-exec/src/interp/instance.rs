@@ -109,4 +109,8 @@ impl Instance for InterpInstance {
     fn accessible_pages(&self) -> Vec<(u32, PageKind)> {
         self.mem.map().mapped_pages().collect()
     }
+
+    fn dirty_pages(&self) -> Vec<u32> {
+        self.mem.map().dirty_pages()
+    }
 }

@@ -28,6 +28,79 @@ pub(crate) struct Arrays {
     pub(crate) kinds: MmapMut,
     /// `PageState::as_u8` per page.
     pub(crate) states: MmapMut,
+    /// Pages that became `PresentRw`: one bit per page, so the written pages of an
+    /// instance are listed in time proportional to their number.
+    pub(crate) dirty: DirtySet,
+}
+
+/// A set of page numbers with O(1) insert (no allocation, safe in a signal handler)
+/// and listing in time proportional to the number of members: a bitmap of all 2^20
+/// pages plus a summary with one bit per non-zero bitmap word.
+#[derive(Debug)]
+pub(crate) struct DirtySet {
+    words: Box<[u64]>,
+    summary: Box<[u64]>,
+}
+
+impl DirtySet {
+    const WORDS: usize = PAGES / 64;
+
+    fn new() -> DirtySet {
+        DirtySet {
+            words: vec![0; Self::WORDS].into_boxed_slice(),
+            summary: vec![0; Self::WORDS / 64].into_boxed_slice(),
+        }
+    }
+
+    /// Add page number `page` (`< 2^20`; larger numbers are ignored).
+    #[inline]
+    pub(crate) fn insert(&mut self, page: usize) {
+        let w = page / 64;
+        if let Some(word) = self.words.get_mut(w) {
+            *word |= 1 << (page % 64);
+            if let Some(s) = self.summary.get_mut(w / 64) {
+                *s |= 1 << (w % 64);
+            }
+        }
+    }
+
+    /// Call `f` with every member, ascending.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(usize)) {
+        for (si, &s) in self.summary.iter().enumerate() {
+            let mut s = s;
+            while s != 0 {
+                let w = si * 64 + s.trailing_zeros() as usize;
+                s &= s - 1;
+                let mut bits = self.words.get(w).copied().unwrap_or(0);
+                while bits != 0 {
+                    f(w * 64 + bits.trailing_zeros() as usize);
+                    bits &= bits - 1;
+                }
+            }
+        }
+    }
+
+    /// Remove every member (time proportional to the members' words).
+    fn clear(&mut self) {
+        for si in 0..self.summary.len() {
+            let mut s = std::mem::take(&mut self.summary[si]);
+            while s != 0 {
+                let w = si * 64 + s.trailing_zeros() as usize;
+                s &= s - 1;
+                if let Some(word) = self.words.get_mut(w) {
+                    *word = 0;
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.summary
+            .iter()
+            .chain(self.words.iter())
+            .all(|&w| w == 0)
+    }
 }
 
 static POOL: Mutex<Vec<Arrays>> = Mutex::new(Vec::new());
@@ -43,6 +116,7 @@ impl Arrays {
         Ok(Arrays {
             kinds: reserve()?,
             states: reserve()?,
+            dirty: DirtySet::new(),
         })
     }
 
@@ -57,6 +131,7 @@ impl Arrays {
             self.kinds[r.clone()].fill(0);
             self.states[r].fill(0);
         }
+        self.dirty.clear();
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
         if pool.len() < POOL_MAX {
             pool.push(self);
@@ -66,7 +141,7 @@ impl Arrays {
     /// Whether both arrays are all zero (a full scan, for tests).
     #[cfg(test)]
     pub(crate) fn is_zero(&self) -> bool {
-        self.kinds.iter().chain(self.states.iter()).all(|&b| b == 0)
+        self.kinds.iter().chain(self.states.iter()).all(|&b| b == 0) && self.dirty.is_empty()
     }
 }
 
@@ -81,12 +156,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dirty_set_lists_members_in_order_and_clears() {
+        let mut d = DirtySet::new();
+        for p in [PAGES - 1, 0, 63, 64, 4096, 4095, 64] {
+            d.insert(p);
+        }
+        d.insert(PAGES); // out of range: ignored
+        let mut got = Vec::new();
+        d.for_each(|p| got.push(p));
+        assert_eq!(got, [0, 63, 64, 4095, 4096, PAGES - 1]);
+        d.clear();
+        assert!(d.is_empty());
+        let mut n = 0;
+        d.for_each(|_| n += 1);
+        assert_eq!(n, 0);
+    }
+
+    #[test]
     fn a_released_pair_comes_back_zeroed() {
         let mut a = Arrays::acquire().unwrap();
         a.kinds[10..20].fill(3);
         a.states[12..14].fill(2);
         a.kinds[PAGES - 1] = 1;
         a.states[PAGES - 1] = 1;
+        a.dirty.insert(12);
+        a.dirty.insert(PAGES - 1);
         a.release(&[(10, 20), (PAGES as u32 - 1, PAGES as u32)]);
         // Other tests may hold or release pairs concurrently: whatever we get is zero.
         for _ in 0..4 {

@@ -103,12 +103,6 @@ impl PageMap {
         self.arrays.as_ref().map_or(&[], |a| &a.kinds[..])
     }
 
-    /// State bytes of all pages, writable.
-    #[inline(always)]
-    fn states_mut(&mut self) -> &mut [u8] {
-        self.arrays.as_mut().map_or(&mut [], |a| &mut a.states[..])
-    }
-
     /// The layout this map was built from (for initial page contents).
     pub fn layout(&self) -> &Arc<MemoryLayout> {
         &self.layout
@@ -199,11 +193,37 @@ impl PageMap {
     /// Apply the state transitions of an accepted plan. Never allocates.
     #[inline]
     pub fn commit(&mut self, plan: &AccessPlan) {
-        for &(page, _, after) in plan.pages() {
-            if let Some(s) = self.states_mut().get_mut((page >> PAGE_SHIFT) as usize) {
-                *s = after.as_u8();
+        for &(page, before, after) in plan.pages() {
+            self.set_state(page, before, after);
+        }
+    }
+
+    /// Move the page at `page` from `before` to `after`, recording it as dirty when it
+    /// becomes `PresentRw`. Never allocates.
+    #[inline(always)]
+    fn set_state(&mut self, page: u32, before: PageState, after: PageState) {
+        let Some(arrays) = self.arrays.as_mut() else {
+            return;
+        };
+        let n = (page >> PAGE_SHIFT) as usize;
+        if let Some(s) = arrays.states.get_mut(n) {
+            *s = after.as_u8();
+            if after == PageState::PresentRw && before != PageState::PresentRw {
+                arrays.dirty.insert(n);
             }
         }
+    }
+
+    /// Every page that is `PresentRw` (written by the guest or the host since the map
+    /// was built), as page addresses in ascending order. Takes time proportional to the
+    /// number of such pages, not to the mapped memory: this is what settling an
+    /// instance's memory costs.
+    pub fn dirty_pages(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        if let Some(a) = self.arrays.as_ref() {
+            a.dirty.for_each(|n| out.push((n as u32) << PAGE_SHIFT));
+        }
+        out
     }
 
     /// Mark the page containing `addr` as written by the host (`PresentRw`, no charge).
@@ -211,9 +231,8 @@ impl PageMap {
     pub fn host_write(&mut self, addr: u32) -> bool {
         match self.kind(addr) {
             Some(k) if k.is_writable() => {
-                if let Some(s) = self.states_mut().get_mut((addr >> PAGE_SHIFT) as usize) {
-                    *s = PageState::PresentRw.as_u8();
-                }
+                let page = addr & !(PAGE_SIZE - 1);
+                self.set_state(page, self.state(page), PageState::PresentRw);
                 true
             }
             _ => false,

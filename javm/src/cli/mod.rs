@@ -153,6 +153,43 @@ enum StoreCommand {
     },
     /// Re-hash every record; print the corrupt ones. Exit status 1 if any.
     Verify,
+    /// Invoke an instance with the Vm driver and print its result; on a halt the
+    /// post-instance is published into the store, so invoking the printed hash
+    /// continues from the settled state. Exit status 0 on a halt, 1 on a fault or an
+    /// unresumed pause, 2 on bad input (missing cap, wrong kind, undefined endpoint,
+    /// corrupt store).
+    Invoke {
+        /// The instance's hash.
+        hash: String,
+        /// The endpoint (0 to 63).
+        #[arg(long, default_value_t = 0)]
+        endpoint: u32,
+        /// An argument, placed in r7, r8, r9, r10 in order; up to four.
+        #[arg(long = "arg", value_name = "U64")]
+        args: Vec<u64>,
+        /// The gas budget (at most 2^63 - 1).
+        #[arg(long, default_value_t = 10_000_000)]
+        gas: u64,
+        /// Which engine runs it.
+        #[arg(long, value_enum, default_value_t = EngineArg::Auto)]
+        engine: EngineArg,
+        /// Print the results as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Let CATCHER (the hash in a waiting instance's yield-marker slot) catch
+        /// yields of MARKER (a hash, or `oog` for out of gas); may be repeated.
+        #[arg(long, value_name = "CATCHER=MARKER")]
+        catch: Vec<String>,
+        /// Resume after a caught yield up to this many times.
+        #[arg(long, default_value_t = 0)]
+        resume: u32,
+        /// Gas added before resuming after an out-of-gas pause.
+        #[arg(long, default_value_t = 0)]
+        top_up: u64,
+        /// A cap put in the resumed instance's slot 0 at each resume.
+        #[arg(long, value_name = "HASH")]
+        scratchpad: Option<String>,
+    },
     /// Remove every cap and page not reachable from the given roots.
     Gc {
         /// A root to keep (with everything it refers to); at least one.
@@ -242,8 +279,7 @@ pub(crate) enum FormatArg {
 fn engine(choice: EngineArg) -> Result<EngineKind, String> {
     match choice {
         EngineArg::Interp => Ok(EngineKind::Interp),
-        EngineArg::Auto if javm_jit_x86::is_available() => Ok(EngineKind::Jit),
-        EngineArg::Auto => Ok(EngineKind::Interp),
+        EngineArg::Auto => Ok(javm::auto_engine()),
         EngineArg::Jit if javm_jit_x86::is_available() => Ok(EngineKind::Jit),
         EngineArg::Jit => Err(JIT_UNAVAILABLE.into()),
     }
@@ -288,6 +324,32 @@ pub(crate) fn dispatch(cli: Cli) -> Result<ExitCode, String> {
                 StoreCommand::Get { hash, json, raw } => store::get(&dir, &hash, json, raw),
                 StoreCommand::Ls { json } => store::ls(&dir, json),
                 StoreCommand::Verify => store::verify(&dir),
+                StoreCommand::Invoke {
+                    hash,
+                    endpoint,
+                    args,
+                    gas,
+                    engine: e,
+                    json,
+                    catch,
+                    resume,
+                    top_up,
+                    scratchpad,
+                } => store::invoke(
+                    &dir,
+                    store::InvokeArgs {
+                        hash,
+                        endpoint,
+                        args,
+                        gas,
+                        engine: engine(e)?,
+                        json,
+                        catch,
+                        resume,
+                        top_up,
+                        scratchpad,
+                    },
+                ),
                 StoreCommand::Gc { keep } => store::gc(&dir, &keep),
             }
         }

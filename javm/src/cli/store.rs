@@ -7,14 +7,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use javm::image::{BuiltImage, check_entries, from_standard};
+use javm::{CallResult, InProcessKernel, Vm};
 use javm_cap::hash::{hex, parse_hex};
 use javm_cap::store::{CapStoreExt, StoreError};
 use javm_cap::wire::{BUNDLE_MAGIC, decode_bundle, encode_bundle};
 use javm_cap::{
-    CNodeSlot, Cap, CapHash, CapHashOrRef, DataCap, InstanceCap, PageSlot, RedbStore, SlotIdx,
+    CNodeSlot, CacheDirectory, Cap, CapHash, CapHashOrRef, DataCap, PageSlot, RedbStore, SlotIdx,
     cap_hash,
 };
-use javm_exec::Program;
+use javm_exec::{EngineKind, Program};
 use serde_json::{Value, json};
 
 use super::FormatArg;
@@ -144,15 +145,9 @@ pub(crate) fn put(
 ) -> Result<ExitCode, String> {
     let built = load_image(file)?;
     let store = open(dir)?;
-    let mut cnode = built.image.root_cnode();
+    let mut extra = Vec::new();
     for s in slots {
         let (slot, hash) = slot_arg(s)?;
-        if cnode.slot(slot).is_some() {
-            return Err(format!(
-                "--slot {}: the image already puts its own data cap in that slot",
-                slot.0
-            ));
-        }
         if store.get_cap(&hash).map_err(|e| e.to_string())?.is_none() {
             return Err(format!(
                 "--slot {}: no cap {} in the store",
@@ -160,25 +155,17 @@ pub(crate) fn put(
                 hex(&hash)
             ));
         }
-        cnode
-            .set_slot(
-                slot,
-                Some(CNodeSlot::Materialized(CapHashOrRef::Hash(hash))),
-            )
-            .map_err(|e| e.to_string())?;
+        extra.push((slot, hash));
     }
+    let (cnode, instance) = built.fresh_instance(&extra).map_err(|e| match e {
+        javm::image::ImageError::SlotTaken(s) => {
+            format!("--slot {s}: the image already puts its own data cap in that slot")
+        }
+        e => e.to_string(),
+    })?;
     let image = Cap::Image(built.image.clone());
     let image_hash = cap_hash(&image).map_err(|e| e.to_string())?;
-    let cnode = Cap::CNode(cnode);
     let cnode_hash = cap_hash(&cnode).map_err(|e| e.to_string())?;
-    let instance = Cap::Instance(
-        InstanceCap::fresh(
-            image_hash,
-            CapHashOrRef::Hash(cnode_hash),
-            built.image.mem_size(),
-        )
-        .map_err(|e| e.to_string())?,
-    );
     let data: Vec<Cap> = built
         .data
         .iter()
@@ -395,4 +382,155 @@ pub(crate) fn gc(dir: &Path, keep: &[String]) -> Result<ExitCode, String> {
         r.kept_caps, r.kept_pages, r.removed_caps, r.removed_pages
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `javm store invoke` was asked to do.
+pub(crate) struct InvokeArgs {
+    pub(crate) hash: String,
+    pub(crate) endpoint: u32,
+    pub(crate) args: Vec<u64>,
+    pub(crate) gas: u64,
+    pub(crate) engine: EngineKind,
+    pub(crate) json: bool,
+    pub(crate) catch: Vec<String>,
+    pub(crate) resume: u32,
+    pub(crate) top_up: u64,
+    pub(crate) scratchpad: Option<String>,
+}
+
+/// `CATCHER=MARKER`, MARKER a hash or `oog`.
+fn catch_arg(s: &str) -> Result<(CapHash, CapHash), String> {
+    let (c, m) = s
+        .split_once('=')
+        .ok_or_else(|| format!("--catch {s}: expected CATCHER=MARKER"))?;
+    let marker = if m == "oog" {
+        javm::OUT_OF_GAS_MARKER
+    } else {
+        hash_arg(m)?
+    };
+    Ok((hash_arg(c)?, marker))
+}
+
+fn result_json(r: &CallResult) -> Value {
+    let h = |o: &Option<CapHash>| o.as_ref().map(hex);
+    match r {
+        CallResult::Halt {
+            return_value,
+            post_instance_hash,
+            reflected_slot0,
+            gas_used,
+        } => json!({
+            "result": "halt", "return_value": return_value, "post_instance": hex(post_instance_hash),
+            "reflected_slot0": h(reflected_slot0), "gas_used": gas_used}),
+        CallResult::Faulted {
+            reason,
+            reflected_slot0,
+            gas_used,
+        } => json!({
+            "result": "faulted", "reason": reason.to_string(),
+            "reflected_slot0": h(reflected_slot0), "gas_used": gas_used}),
+        CallResult::Paused {
+            marker_payload,
+            gas_used,
+        } => json!({
+            "result": "paused", "marker": hex(marker_payload), "gas_used": gas_used}),
+    }
+}
+
+fn print_result(r: &CallResult) {
+    match r {
+        CallResult::Halt {
+            return_value,
+            post_instance_hash,
+            reflected_slot0,
+            gas_used,
+        } => {
+            println!("halt: return value {return_value} ({return_value:#x}), gas used {gas_used}");
+            if let Some(s) = reflected_slot0 {
+                println!("slot 0:        {}", hex(s));
+            }
+            println!("post-instance: {}", hex(post_instance_hash));
+        }
+        CallResult::Faulted {
+            reason,
+            reflected_slot0,
+            gas_used,
+        } => {
+            println!("faulted: {reason}, gas used {gas_used}");
+            if let Some(s) = reflected_slot0 {
+                println!("slot 0:        {}", hex(s));
+            }
+        }
+        CallResult::Paused {
+            marker_payload,
+            gas_used,
+        } => {
+            let what = if *marker_payload == javm::OUT_OF_GAS_MARKER {
+                " (out of gas)"
+            } else {
+                ""
+            };
+            println!(
+                "paused: marker {}{what}, gas used {gas_used}",
+                hex(marker_payload)
+            );
+        }
+    }
+}
+
+/// `javm store invoke`: run an instance by hash with the Vm driver; on a halt the
+/// post-instance is committed to the store.
+pub(crate) fn invoke(dir: &Path, a: InvokeArgs) -> Result<ExitCode, String> {
+    let hash = hash_arg(&a.hash)?;
+    if a.args.len() > 4 {
+        return Err(format!("at most 4 --arg values, got {}", a.args.len()));
+    }
+    let mut args = [0u64; 4];
+    args[..a.args.len()].copy_from_slice(&a.args);
+    let scratchpad = a.scratchpad.as_deref().map(hash_arg).transpose()?;
+    let mut kernel = InProcessKernel::new();
+    for c in &a.catch {
+        let (catcher, marker) = catch_arg(c)?;
+        kernel.add_catcher(catcher, marker);
+    }
+    let store = Arc::new(open(dir)?);
+    let cache = CacheDirectory::with_store(store);
+    let mut vm = Vm::new(a.engine, kernel).map_err(|e| e.to_string())?;
+    let mut r = vm
+        .invoke_cached(&cache, &hash, a.endpoint, args, a.gas)
+        .map_err(|e| e.to_string())?;
+    let mut results = vec![r.clone()];
+    let mut resumes = 0;
+    while let CallResult::Paused { marker_payload, .. } = &r {
+        if resumes >= a.resume {
+            break;
+        }
+        if !a.json {
+            print_result(&r);
+        }
+        if *marker_payload == javm::OUT_OF_GAS_MARKER {
+            vm.top_up(a.top_up).map_err(|e| e.to_string())?;
+        }
+        r = vm
+            .call_resume(&cache, scratchpad)
+            .map_err(|e| e.to_string())?;
+        results.push(r.clone());
+        resumes += 1;
+    }
+    if matches!(r, CallResult::Halt { .. }) {
+        cache
+            .commit()
+            .map_err(|e| format!("committing the post-instance: {e}"))?;
+    }
+    if a.json {
+        let v: Vec<Value> = results.iter().map(result_json).collect();
+        println!("{}", json!({"engine": a.engine.name(), "results": v}));
+    } else {
+        print_result(&r);
+    }
+    Ok(if matches!(r, CallResult::Halt { .. }) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
