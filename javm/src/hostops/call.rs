@@ -75,11 +75,7 @@ pub(super) fn host_call<E: Engine>(
 /// φ7 marker slot: yield its cap to the nearest catcher below.
 pub(super) fn host_yield<I: Instance>(f: &mut Frame<I>) -> Step<I> {
     let slot = f.slot_arg(7);
-    match f
-        .in_range(slot)
-        .then(|| slot_hash(&f.cnode, slot))
-        .flatten()
-    {
+    match f.slot_cap(slot) {
         Some(marker) => Step::Yield(marker),
         None => trap(),
     }
@@ -96,11 +92,7 @@ pub(super) fn set_image<E: Engine>(
     let profile = d.config.profile;
     let f = running(d)?;
     let slot = f.slot_arg(7);
-    let Some(h) = f
-        .in_range(slot)
-        .then(|| slot_hash(&f.cnode, slot))
-        .flatten()
-    else {
+    let Some(h) = f.slot_cap(slot) else {
         return Ok(trap());
     };
     let Some(next) = f.inst.next_pc() else {

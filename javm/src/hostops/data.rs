@@ -7,7 +7,7 @@ use javm_exec::memory::PAGE_SIZE;
 use javm_exec::{Instance, PageState};
 
 use super::{READ_DATA_CAP, trap};
-use crate::build::{BuildError, Frame, get_kind, slot_hash};
+use crate::build::{BuildError, Frame, get_kind};
 use crate::driver::Step;
 use crate::kernel_assist::KernelAssist;
 use crate::vm::VmError;
@@ -23,11 +23,7 @@ pub(super) fn read_data_cap<I: Instance>(
 ) -> Result<Step<I>, VmError> {
     let slot = f.slot_arg(7);
     let (addr, len) = (f.reg(8), f.reg(9));
-    let Some(h) = f
-        .in_range(slot)
-        .then(|| slot_hash(&f.cnode, slot))
-        .flatten()
-    else {
+    let Some(h) = f.slot_cap(slot) else {
         return Ok(trap());
     };
     let cap = match get_kind(cache, &h, CapKind::Data) {

@@ -164,6 +164,15 @@ impl<I: Instance> Frame<I> {
         slot.0 < self.cnode.capacity()
     }
 
+    /// The cap hash in `slot`, `None` if the slot is empty or beyond the cnode.
+    pub(crate) fn slot_cap(&self, slot: SlotIdx) -> Option<javm_cap::CapHash> {
+        if self.in_range(slot) {
+            crate::build::slot_hash(&self.cnode, slot)
+        } else {
+            None
+        }
+    }
+
     /// Whether the running image pins `slot`.
     pub(crate) fn pinned(&self, slot: SlotIdx) -> bool {
         self.image.image().is_pinned(slot)
