@@ -44,7 +44,7 @@ pub const SLOTS: [u32; 9] = [
 ];
 
 /// Page kinds a slot can have.
-const KINDS: [PageKind; 3] = [
+pub const KINDS: [PageKind; 3] = [
     PageKind::PinnedCapRo,
     PageKind::UnpinnedCapCow,
     PageKind::EphemeralZero,
@@ -224,58 +224,59 @@ pub struct Spec {
     pub host_seed: u64,
 }
 
-impl Spec {
-    /// Whether item `i` starts a basic block holding a valid instruction.
-    fn starts_block(&self, i: usize) -> bool {
-        let after_terminator =
-            i == 0 || matches!(&self.items[i - 1], Item::Insn { op, .. } if op.is_terminator());
-        after_terminator && matches!(self.items.get(i), Some(Item::Insn { .. }))
-    }
+/// Whether item `i` of `items` starts a basic block holding a valid instruction.
+fn starts_block(items: &[Item], i: usize) -> bool {
+    let after_terminator =
+        i == 0 || matches!(&items[i - 1], Item::Insn { op, .. } if op.is_terminator());
+    after_terminator && matches!(items.get(i), Some(Item::Insn { .. }))
+}
 
-    fn target_text(&self, t: &TargetSpec) -> String {
-        match t {
-            TargetSpec::Pos(p) => format!("@{p}"),
-            TargetSpec::Insn(_) if self.items.is_empty() => "@0".to_owned(),
-            TargetSpec::Insn(ix) => {
-                let j = *ix as usize % self.items.len();
-                if self.starts_block(j) {
-                    format!("L{j}")
-                } else {
-                    format!("@L{j}")
-                }
+fn target_text(items: &[Item], t: &TargetSpec) -> String {
+    match t {
+        TargetSpec::Pos(p) => format!("@{p}"),
+        TargetSpec::Insn(_) if items.is_empty() => "@0".to_owned(),
+        TargetSpec::Insn(ix) => {
+            let j = *ix as usize % items.len();
+            if starts_block(items, j) {
+                format!("L{j}")
+            } else {
+                format!("@L{j}")
             }
         }
     }
+}
 
+/// Code items and a jump table as assembly text, with a label `L<i>` on item `i`.
+pub fn render(items: &[Item], jump_table: &[TargetSpec]) -> String {
+    let mut out = String::new();
+    if !jump_table.is_empty() {
+        let entries: Vec<String> = jump_table.iter().map(|t| target_text(items, t)).collect();
+        let _ = writeln!(out, ".jump_table {}", entries.join(", "));
+    }
+    for (i, item) in items.iter().enumerate() {
+        let text = match item {
+            Item::Invalid(b) => format!(".raw {b:#04x}"),
+            Item::Insn {
+                op,
+                regs,
+                imms,
+                wide,
+                target,
+            } => {
+                let args = args_for(*op, regs, imms, *wide);
+                let t = target_text(items, target);
+                format_with_targets(*op, &args, &|_| t.clone())
+            }
+        };
+        let _ = writeln!(out, "L{i}: {text}");
+    }
+    out
+}
+
+impl Spec {
     /// The program as assembly text.
     pub fn source(&self) -> String {
-        let mut out = String::new();
-        if !self.jump_table.is_empty() {
-            let entries: Vec<String> = self
-                .jump_table
-                .iter()
-                .map(|t| self.target_text(t))
-                .collect();
-            let _ = writeln!(out, ".jump_table {}", entries.join(", "));
-        }
-        for (i, item) in self.items.iter().enumerate() {
-            let text = match item {
-                Item::Invalid(b) => format!(".raw {b:#04x}"),
-                Item::Insn {
-                    op,
-                    regs,
-                    imms,
-                    wide,
-                    target,
-                } => {
-                    let args = args_for(*op, regs, imms, *wide);
-                    let t = self.target_text(target);
-                    format_with_targets(*op, &args, &|_| t.clone())
-                }
-            };
-            let _ = writeln!(out, "L{i}: {text}");
-        }
-        out
+        render(&self.items, &self.jump_table)
     }
 
     /// The program, assembled.
@@ -445,11 +446,13 @@ impl Bytes<'_> {
 
 // ---- proptest strategies ----
 
-fn reg() -> impl Strategy<Value = Reg> {
+/// Any register.
+pub fn reg() -> impl Strategy<Value = Reg> {
     (0usize..13).prop_map(|i| Reg::ALL[i])
 }
 
-fn value_u64(mapped: Vec<u32>) -> impl Strategy<Value = u64> {
+/// A 64-bit value: edge values, addresses (mostly `mapped` ones), small numbers.
+pub fn value_u64(mapped: Vec<u32>) -> impl Strategy<Value = u64> {
     prop_oneof![
         3 => select(EDGE_U64),
         2 => select(mapped).prop_map(u64::from),
@@ -479,7 +482,7 @@ fn target() -> impl Strategy<Value = TargetSpec> {
 }
 
 /// Jump-table entries: instruction indices, or raw positions (as `u32`).
-fn table_entry() -> impl Strategy<Value = TargetSpec> {
+pub fn table_entry() -> impl Strategy<Value = TargetSpec> {
     prop_oneof![
         9 => (0u32..64).prop_map(TargetSpec::Insn),
         1 => prop_oneof![Just(1i64), Just(100_000), Just(0xFFFF_FFFF)].prop_map(TargetSpec::Pos),
@@ -498,11 +501,11 @@ fn ret() -> Item {
 }
 
 /// Registers that always hold an interesting address (see [`spec`]).
-const POINTERS: [Reg; 3] = [Reg::R2, Reg::R3, Reg::R4];
+pub const POINTERS: [Reg; 3] = [Reg::R2, Reg::R3, Reg::R4];
 
 /// A load or store through a pointer register with a small offset, or at an
 /// interesting absolute address: most of these reach mapped memory.
-fn memory_item(mapped: Vec<u32>) -> impl Strategy<Value = Item> {
+pub fn memory_item(mapped: Vec<u32>) -> impl Strategy<Value = Item> {
     let mem_ops: Vec<Opcode> = Opcode::ALL
         .into_iter()
         .filter(|o| o.memory_access().is_some())
@@ -533,7 +536,9 @@ fn memory_item(mapped: Vec<u32>) -> impl Strategy<Value = Item> {
         })
 }
 
-fn item(mapped: Vec<u32>) -> impl Strategy<Value = Item> {
+/// One code item: any opcode with edge operands, a load or store that mostly hits
+/// `mapped`, an invalid opcode or a return.
+pub fn item(mapped: Vec<u32>) -> impl Strategy<Value = Item> {
     let imm = || value_i32(mapped.clone());
     prop_oneof![
         30 => (select(Opcode::ALL.to_vec()), [reg(), reg(), reg()], [imm(), imm()], value_u64(mapped.clone()), target())
@@ -544,7 +549,24 @@ fn item(mapped: Vec<u32>) -> impl Strategy<Value = Item> {
     ]
 }
 
-fn region() -> impl Strategy<Value = RegionSpec> {
+/// A code item that does not end a basic block: an instruction of any
+/// non-terminator opcode with edge operands, or a load or store that mostly hits
+/// `mapped`. Straight-line code between host ops, so that scenarios get to the ops.
+pub fn straight_item(mapped: Vec<u32>) -> impl Strategy<Value = Item> {
+    let imm = || value_i32(mapped.clone());
+    let ops: Vec<Opcode> = Opcode::ALL
+        .into_iter()
+        .filter(|o| !o.is_terminator())
+        .collect();
+    prop_oneof![
+        3 => (select(ops), [reg(), reg(), reg()], [imm(), imm()], value_u64(mapped.clone()))
+            .prop_map(|(op, regs, imms, wide)| Item::Insn { op, regs, imms, wide, target: TargetSpec::Insn(0) }),
+        2 => memory_item(mapped.clone()),
+    ]
+}
+
+/// A region at one of [`SLOTS`], one or two pages, of any kind.
+pub fn region() -> impl Strategy<Value = RegionSpec> {
     (
         select(SLOTS.to_vec()),
         1u32..=2,

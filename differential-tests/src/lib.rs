@@ -26,6 +26,7 @@ pub mod fuzz;
 pub mod generate;
 pub mod oracle;
 pub mod regress;
+pub mod scenario;
 
 use std::sync::Arc;
 

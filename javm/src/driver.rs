@@ -10,6 +10,7 @@ use crate::hostops::{self, OUT_OF_GAS_MARKER};
 use crate::image_cache::ImageCache;
 use crate::kernel_assist::KernelAssist;
 use crate::settle::settle;
+use crate::stats::{OpOutcome, VmStats};
 use crate::vm::{CallResult, Fault, VmConfig, VmError};
 
 /// What the running frame does next, decided by its exit or host op.
@@ -39,6 +40,8 @@ pub(crate) struct Driver<E: Engine> {
     pub(crate) config: VmConfig,
     /// The pool at the start of the current `invoke`/`resume` (for `gas_used`).
     gas_start: u64,
+    /// What the driver has done.
+    pub(crate) stats: VmStats,
 }
 
 /// An internal invariant of the driver was broken.
@@ -74,6 +77,7 @@ impl<E: Engine> Driver<E> {
             stack: CallStack::new(config.max_depth),
             config,
             gas_start: 0,
+            stats: VmStats::default(),
         }
     }
 
@@ -122,6 +126,7 @@ impl<E: Engine> Driver<E> {
         self.stack
             .push_instance(frame)
             .map_err(|_| internal("the empty stack refused a frame"))?;
+        self.stats.max_depth = self.stats.max_depth.max(1);
         self.drive(kernel, cache)
     }
 
@@ -192,7 +197,11 @@ impl<E: Engine> Driver<E> {
                 Some(op) => Ok(op),
                 None => match frame.inst.run()? {
                     Exit::HostCall(op) => Ok(op),
-                    Exit::Ecall => Ok(u32::try_from(frame.inst.reg(Reg::R11)).unwrap_or(u32::MAX)),
+                    // An op number that does not fit 32 bits names no op.
+                    Exit::Ecall => u32::try_from(frame.inst.reg(Reg::R11)).map_err(|_| {
+                        self.stats.unknown_ops += 1;
+                        Step::Fault(Fault::Trap)
+                    }),
                     Exit::Halt => Ok(hostops::HALT),
                     Exit::Trap => Err(Step::Fault(Fault::Trap)),
                     Exit::Panic => Err(Step::Fault(Fault::Panic)),
@@ -201,7 +210,18 @@ impl<E: Engine> Driver<E> {
                 },
             };
             let step = match op {
-                Ok(op) => hostops::dispatch(self, kernel, cache, op)?,
+                Ok(op) => {
+                    let step = hostops::dispatch(self, kernel, cache, op)?;
+                    self.stats.record_op(
+                        op,
+                        match step {
+                            Step::Fault(_) => OpOutcome::Trapped,
+                            Step::OutOfGas { .. } => OpOutcome::OutOfGas,
+                            _ => OpOutcome::Ok,
+                        },
+                    );
+                    step
+                }
                 Err(step) => step,
             };
             let done = match step {
@@ -212,6 +232,8 @@ impl<E: Engine> Driver<E> {
                     self.stack.push_instance(*child).map_err(|_| {
                         internal("HOST_CALL passed the depth check but not the push")
                     })?;
+                    self.stats.calls += 1;
+                    self.stats.max_depth = self.stats.max_depth.max(self.stack.depth());
                     None
                 }
                 Step::Yield(marker) => match self.route(kernel, &marker) {
@@ -251,6 +273,10 @@ impl<E: Engine> Driver<E> {
             return Err(internal(
                 "a routed yield's catcher is not below the yielder",
             ));
+        }
+        self.stats.pauses += 1;
+        if marker == OUT_OF_GAS_MARKER {
+            self.stats.out_of_gas_pauses += 1;
         }
         Ok(CallResult::Paused {
             marker_payload: marker,
@@ -306,6 +332,7 @@ impl<E: Engine> Driver<E> {
             Fault::PageFault(a) => (hostops::CALL_PAGE_FAULT, u64::from(a)),
             Fault::OutOfGas => return Err(internal("a nested out of gas is not a fault")),
         };
+        self.stats.nested_faults += 1;
         put_slot0(&mut caller.cnode, slot0);
         caller.inst.set_reg(Reg::R7, detail);
         caller.inst.set_reg(Reg::R8, status);
@@ -325,6 +352,7 @@ impl<E: Engine> Driver<E> {
         let gas = gas_of(&f.inst);
         let Some(caller) = self.stack.running_mut() else {
             let post = settle(cache, &f)?;
+            self.stats.settles += 1;
             return Ok(Some(CallResult::Halt {
                 return_value: ret,
                 post_instance_hash: post,
@@ -339,6 +367,7 @@ impl<E: Engine> Driver<E> {
         {
             let post = settle(cache, &f)?;
             caller.cnode.set(slot, Some(CapHashOrRef::Hash(post)))?;
+            self.stats.settles += 1;
         }
         put_slot0(&mut caller.cnode, slot0);
         caller.inst.set_reg(Reg::R7, ret);

@@ -64,6 +64,7 @@ mod image_cache;
 pub mod kernel_assist;
 pub mod manifest;
 mod settle;
+mod stats;
 pub mod vectors;
 pub mod vm;
 
@@ -72,5 +73,6 @@ pub use kernel_assist::{
     Guest, HostError, HostReturn, InProcessKernel, KernelAssist, KernelCall, QuotaError, Recording,
 };
 pub use vm::{
-    CallResult, Fault, MAX_CALL_DEPTH, OUT_OF_GAS_MARKER, Vm, VmConfig, VmError, auto_engine,
+    CallResult, EngineVm, Fault, MAX_CALL_DEPTH, OUT_OF_GAS_MARKER, OpCount, Vm, VmConfig, VmError,
+    VmStats, auto_engine,
 };

@@ -9,11 +9,12 @@
 //! and never a panic.
 
 use javm_cap::{CacheDirectory, CapError, CapHash, StoreError};
-use javm_exec::{EngineError, EngineKind, GasProfile, Interpreter};
+use javm_exec::{Engine, EngineError, EngineKind, GasProfile, Interpreter};
 
 use crate::build::BuildError;
 use crate::driver::Driver;
 use crate::kernel_assist::{HostError, KernelAssist};
+pub use crate::stats::{OpCount, VmStats};
 
 /// The largest call depth (instance entries on the stack).
 pub const MAX_CALL_DEPTH: usize = 256;
@@ -150,15 +151,109 @@ pub fn auto_engine() -> EngineKind {
     }
 }
 
-enum Core {
-    Interp(Driver<Interpreter>),
+/// The driver on an engine chosen at compile time: the same driver as [`Vm`], for
+/// embedders (and test harnesses) that bring their own [`Engine`] implementation.
+pub struct EngineVm<E: Engine, K: KernelAssist> {
+    kernel: K,
+    driver: Driver<E>,
+}
+
+impl<E: Engine, K: KernelAssist> EngineVm<E, K> {
+    /// A driver on `engine`; `config.max_depth` is clamped to 1..=[`MAX_CALL_DEPTH`].
+    pub fn new(engine: E, kernel: K, config: VmConfig) -> Self {
+        let config = VmConfig {
+            max_depth: config.max_depth.clamp(1, MAX_CALL_DEPTH),
+            ..config
+        };
+        EngineVm {
+            kernel,
+            driver: Driver::new(engine, config),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &E {
+        &self.driver.engine
+    }
+
+    /// The kernel.
+    pub fn kernel(&self) -> &K {
+        &self.kernel
+    }
+
+    /// The kernel, mutably (to top up meters, register catchers, ...).
+    pub fn kernel_mut(&mut self) -> &mut K {
+        &mut self.kernel
+    }
+
+    /// See [`Vm::invoke_cached`].
+    pub fn invoke_cached(
+        &mut self,
+        cache: &CacheDirectory,
+        instance: &CapHash,
+        endpoint: u32,
+        args: [u64; 4],
+        gas_budget: u64,
+    ) -> Result<CallResult, VmError> {
+        self.driver.invoke(
+            &mut self.kernel,
+            cache,
+            instance,
+            endpoint,
+            args,
+            gas_budget,
+        )
+    }
+
+    /// See [`Vm::call_resume`].
+    pub fn call_resume(
+        &mut self,
+        cache: &CacheDirectory,
+        scratchpad: Option<CapHash>,
+    ) -> Result<CallResult, VmError> {
+        self.driver.resume(&mut self.kernel, cache, scratchpad)
+    }
+
+    /// See [`Vm::top_up`].
+    pub fn top_up(&mut self, gas: u64) -> Result<(), VmError> {
+        self.driver.top_up(gas)
+    }
+
+    /// See [`Vm::is_paused`].
+    pub fn is_paused(&self) -> bool {
+        self.driver.is_paused()
+    }
+
+    /// See [`Vm::abandon`].
+    pub fn abandon(&mut self) {
+        self.driver.abandon()
+    }
+
+    /// See [`Vm::cached_images`].
+    pub fn cached_images(&self) -> usize {
+        self.driver.cached_images()
+    }
+
+    /// See [`Vm::stats`].
+    pub fn stats(&self) -> &VmStats {
+        &self.driver.stats
+    }
+
+    /// See [`Vm::reset_stats`].
+    pub fn reset_stats(&mut self) {
+        self.driver.stats = VmStats::default();
+    }
+}
+
+enum Core<K: KernelAssist> {
+    Interp(EngineVm<Interpreter, K>),
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    Jit(Driver<javm_jit_x86::Recompiler>),
+    Jit(EngineVm<javm_jit_x86::Recompiler, K>),
 }
 
 macro_rules! with_core {
-    ($self:expr, $d:ident => $body:expr) => {
-        match &mut $self.core {
+    ($core:expr, $d:ident => $body:expr) => {
+        match $core {
             Core::Interp($d) => $body,
             #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
             Core::Jit($d) => $body,
@@ -168,8 +263,7 @@ macro_rules! with_core {
 
 /// The driver: runs instances by hash on one engine, with a [`KernelAssist`].
 pub struct Vm<K: KernelAssist> {
-    kernel: K,
-    core: Core,
+    core: Core<K>,
 }
 
 impl<K: KernelAssist> Vm<K> {
@@ -180,14 +274,14 @@ impl<K: KernelAssist> Vm<K> {
 
     /// A driver on engine `kind`. Fails if the engine is not available here.
     pub fn with_config(kind: EngineKind, kernel: K, config: VmConfig) -> Result<Self, VmError> {
-        let config = VmConfig {
-            max_depth: config.max_depth.clamp(1, MAX_CALL_DEPTH),
-            ..config
-        };
         let core = match kind {
-            EngineKind::Interp => Core::Interp(Driver::new(Interpreter::new(), config)),
+            EngineKind::Interp => Core::Interp(EngineVm::new(Interpreter::new(), kernel, config)),
             #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-            EngineKind::Jit => Core::Jit(Driver::new(javm_jit_x86::Recompiler::new()?, config)),
+            EngineKind::Jit => Core::Jit(EngineVm::new(
+                javm_jit_x86::Recompiler::new()?,
+                kernel,
+                config,
+            )),
             #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
             EngineKind::Jit => {
                 return Err(VmError::Engine(EngineError::Unavailable(
@@ -196,7 +290,7 @@ impl<K: KernelAssist> Vm<K> {
                 )));
             }
         };
-        Ok(Vm { kernel, core })
+        Ok(Vm { core })
     }
 
     /// The engine this driver runs.
@@ -210,12 +304,12 @@ impl<K: KernelAssist> Vm<K> {
 
     /// The kernel.
     pub fn kernel(&self) -> &K {
-        &self.kernel
+        with_core!(&self.core, v => v.kernel())
     }
 
     /// The kernel, mutably (to top up meters, register catchers, ...).
     pub fn kernel_mut(&mut self) -> &mut K {
-        &mut self.kernel
+        with_core!(&mut self.core, v => v.kernel_mut())
     }
 
     /// Invoke instance `instance` (published in `cache` or its store) at `endpoint`
@@ -230,8 +324,7 @@ impl<K: KernelAssist> Vm<K> {
         args: [u64; 4],
         gas_budget: u64,
     ) -> Result<CallResult, VmError> {
-        let kernel = &mut self.kernel;
-        with_core!(self, d => d.invoke(kernel, cache, instance, endpoint, args, gas_budget))
+        with_core!(&mut self.core, v => v.invoke_cached(cache, instance, endpoint, args, gas_budget))
     }
 
     /// Resume a paused invocation; `scratchpad`, if given, is put in the resumed
@@ -241,36 +334,38 @@ impl<K: KernelAssist> Vm<K> {
         cache: &CacheDirectory,
         scratchpad: Option<CapHash>,
     ) -> Result<CallResult, VmError> {
-        let kernel = &mut self.kernel;
-        with_core!(self, d => d.resume(kernel, cache, scratchpad))
+        with_core!(&mut self.core, v => v.call_resume(cache, scratchpad))
     }
 
     /// Add `gas` to a paused invocation's pool.
     pub fn top_up(&mut self, gas: u64) -> Result<(), VmError> {
-        with_core!(self, d => d.top_up(gas))
+        with_core!(&mut self.core, v => v.top_up(gas))
     }
 
     /// Whether an invocation is paused.
     pub fn is_paused(&self) -> bool {
-        match &self.core {
-            Core::Interp(d) => d.is_paused(),
-            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-            Core::Jit(d) => d.is_paused(),
-        }
+        with_core!(&self.core, v => v.is_paused())
     }
 
     /// Drop a paused invocation (nothing of it is published).
     pub fn abandon(&mut self) {
-        with_core!(self, d => d.abandon())
+        with_core!(&mut self.core, v => v.abandon())
     }
 
     /// Number of decoded images held by the image cache.
     pub fn cached_images(&self) -> usize {
-        match &self.core {
-            Core::Interp(d) => d.cached_images(),
-            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-            Core::Jit(d) => d.cached_images(),
-        }
+        with_core!(&self.core, v => v.cached_images())
+    }
+
+    /// Counters of what this driver has done since it was built (or since
+    /// [`Vm::reset_stats`]): host ops by outcome, calls, pauses, the deepest stack.
+    pub fn stats(&self) -> &VmStats {
+        with_core!(&self.core, v => v.stats())
+    }
+
+    /// Zero the counters of [`Vm::stats`].
+    pub fn reset_stats(&mut self) {
+        with_core!(&mut self.core, v => v.reset_stats())
     }
 }
 
@@ -279,7 +374,7 @@ impl<K: KernelAssist + std::fmt::Debug> std::fmt::Debug for Vm<K> {
         f.debug_struct("Vm")
             .field("engine", &self.engine())
             .field("paused", &self.is_paused())
-            .field("kernel", &self.kernel)
+            .field("kernel", self.kernel())
             .finish()
     }
 }

@@ -8,6 +8,12 @@
 //! second and coverage; on a divergence prints the shrunk case and its localization,
 //! saves it as a regression file under `--save` and exits 1. `--self-test` instead
 //! runs the deliberately wrong engines and shows that each is caught.
+//!
+//! `--scenarios N` runs N driver-level scenarios instead (several instances calling
+//! each other through the `Vm` host ops, yields, resumes, out of gas, settling; see
+//! `differential_tests::scenario`), printing scenarios per second and what they
+//! reached; a divergence prints the shrunk scenario and exits 1 (the same `--seed`
+//! reproduces it).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -19,6 +25,7 @@ use differential_tests::adapters::{Bug, Buggy};
 use differential_tests::campaign::{CampaignConfig, Coverage, Failure, run_campaign};
 use differential_tests::oracle::{Case, compare};
 use differential_tests::regress::Regression;
+use differential_tests::scenario::{ScenarioCampaign, run_scenarios};
 use javm_exec::{GasProfile, Interpreter, Opcode};
 
 /// Differential campaigns between the JAVM engines.
@@ -40,6 +47,9 @@ struct Args {
     /// Run the wrong-engine self-tests instead (and save their shrunk cases).
     #[arg(long)]
     self_test: bool,
+    /// Run this many driver-level scenarios instead of programs.
+    #[arg(long, value_name = "N")]
+    scenarios: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -56,6 +66,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if args.self_test {
         return self_test(&args);
+    }
+    if let Some(n) = args.scenarios {
+        return scenarios(n, args.seed);
     }
     let profiles = match args.profile {
         ProfileArg::Jar1 => vec![GasProfile::Jar1],
@@ -108,6 +121,52 @@ fn main() -> ExitCode {
         }
         println!("{profile}: {}", coverage.report());
     }
+    ExitCode::SUCCESS
+}
+
+fn scenarios(total: u64, seed: u64) -> ExitCode {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    let jit = || javm_jit_x86::Recompiler::new();
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    let jit = || Ok::<_, javm_exec::EngineError>(Interpreter::new());
+    if let Err(e) = jit() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let b = move || jit().expect("the engine was available a moment ago");
+    let start = Instant::now();
+    let mut done = 0u64;
+    let mut chunk = 0u64;
+    let mut stats = javm::VmStats::default();
+    let mut results = differential_tests::scenario::Results::default();
+    while done < total {
+        let n = CHUNK.min(total - done);
+        let chunk_seed = seed.wrapping_mul(1_000_003).wrapping_add(chunk);
+        let r = run_scenarios(Interpreter::new, b, n as u32, chunk_seed);
+        done += r.scenarios;
+        stats.merge(&r.stats);
+        results.merge(&r.results);
+        if let Some((s, what)) = r.failure {
+            println!("DIVERGENCE (scenario chunk seed {chunk_seed}): {what}");
+            println!("minimal scenario:\n{}", s.describe());
+            println!("{s:?}");
+            return ExitCode::from(1);
+        }
+        chunk += 1;
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "scenarios: {done}, {secs:.1} s, {:.0} scenarios/s, no divergence",
+            done as f64 / secs
+        );
+    }
+    let summary = ScenarioCampaign {
+        scenarios: done,
+        stats,
+        results,
+        failure: None,
+        elapsed: start.elapsed(),
+    };
+    println!("{}", summary.report());
     ExitCode::SUCCESS
 }
 

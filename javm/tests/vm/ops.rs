@@ -292,3 +292,53 @@ fn host_call_traps() {
     traps(&w, &call(0, 0), &[(0, child)]); // slot 0 carries the argument
     traps(&w, &call(3, 0), &[(3, [0xEE; 32])]); // not in the cache
 }
+
+/// Slot operands beyond the working cnode trap. A root cnode has 256 slots, so only a
+/// smaller one (a child spawned with a small prepared cnode, built here directly)
+/// has slots a low byte can name but the cnode lacks.
+#[test]
+fn a_slot_beyond_a_small_cnode_traps() {
+    use javm_cap::{CNodeCap, CapHashOrRef, InstanceCap, SlotIdx};
+    let w = World::new();
+    let d = w.data(b"d");
+    for (asm, expect_trap) in [
+        (op2(20, 3, 4), false),
+        (op2(20, 200, 4), true),
+        (op2(20, 3, 16), true),
+        (op2(1, 3, 200), true),
+        (op2(3, 200, 0), true),
+        (op2(4, 3, 17), true),
+        (op2(16, 200, 0), true),
+    ] {
+        let b = w.build("small", &asm, "");
+        for c in b.caps() {
+            w.cache.put_cap(c).unwrap();
+        }
+        let image = javm_cap::cap_hash(&Cap::Image(b.image.clone())).unwrap();
+        let mut cnode = CNodeCap::new(4).unwrap();
+        cnode.set(SlotIdx(3), Some(CapHashOrRef::Hash(d))).unwrap();
+        cnode.set(SlotIdx(4), Some(CapHashOrRef::Hash(d))).unwrap();
+        let cnode = w.cache.put_cap(Cap::CNode(cnode)).unwrap();
+        let inst = w
+            .cache
+            .put_cap(Cap::Instance(
+                InstanceCap::fresh(image, CapHashOrRef::Hash(cnode), 0).unwrap(),
+            ))
+            .unwrap();
+        for_engines(|vm| {
+            let r = vm.invoke_cached(&w.cache, &inst, 0, [0; 4], GAS).unwrap();
+            let trapped = matches!(
+                r,
+                CallResult::Faulted {
+                    reason: Fault::Trap,
+                    ..
+                }
+            );
+            assert_eq!(trapped, expect_trap, "{asm}: {r:?}");
+            if !trapped {
+                assert_eq!(ret_of(&r), 1, "slots 3 and 4 hold the same cap");
+            }
+            r
+        });
+    }
+}
