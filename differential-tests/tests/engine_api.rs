@@ -271,6 +271,48 @@ fn modules_are_cached_by_program_and_schedule<E: Engine>(e: &E) {
     assert!(!Arc::ptr_eq(&a, &g));
 }
 
+/// Engines recycle what backs an instance's memory (the interpreter's buffers, the
+/// recompiler's guest windows). Whatever an instance wrote, an instance built after
+/// it must start fresh: zero pages read zero, copy-on-write and pinned pages read
+/// their source, every page starts `NotPresent`, and first touches are charged again.
+fn a_later_instance_sees_nothing_of_an_earlier_one<E: Engine>(e: &E) {
+    let cow: Vec<u8> = (0..4096).map(|i| (i % 251) as u8 + 1).collect();
+    let layout = |c: Case| {
+        c.region(0x20000, 0x2000, RW, &[])
+            .region(0x30000, 0x1000, PageKind::UnpinnedCapCow, &cow)
+            .region(0x40000, 0x1000, PageKind::PinnedCapRo, &[0xAB])
+    };
+    let writer = layout(Case::asm(
+        "store_imm_u8 0x20008, 0x55\nstore_imm_u8 0x30008, 0x66\nstore_imm_u8 0x21FFF, 0x77\ntrap",
+    ));
+    let reader = layout(Case::asm(
+        "load_u8 r1, 0x20008\nload_u8 r2, 0x30008\nload_u8 r3, 0x21FFF\nload_u8 r4, 0x40000\n\
+         store_imm_u8 0x20010, 1\ntrap",
+    ));
+    let mut first_gas = None;
+    for round in 0..40 {
+        let mut w = writer.run(e);
+        assert_eq!(w.exit, Exit::Trap);
+        w.inst.write_memory(0x21000, &[9; 16]).unwrap();
+        drop(w);
+        let r = reader.run(e);
+        assert_eq!(r.exit, Exit::Trap, "round {round}");
+        assert_eq!(
+            (r.regs[1], r.regs[2], r.regs[3], r.regs[4]),
+            (0, u64::from(cow[8]), 0, 0xAB),
+            "round {round}"
+        );
+        assert_eq!(r.mem(0x21000, 16), [0; 16], "round {round}");
+        assert_eq!(r.inst.page_state(0x21000), PageState::PresentRo);
+        assert_eq!(r.inst.page_state(0x30000), PageState::PresentRo);
+        assert_eq!(r.inst.page_state(0x20000), PageState::PresentRw);
+        assert_eq!(r.inst.dirty_pages(), vec![0x20000]);
+        // The same charges every round (the store's copy-on-write included):
+        // nothing was left materialized.
+        assert_eq!(*first_gas.get_or_insert(r.used), r.used, "round {round}");
+    }
+}
+
 engine_tests!(
     host_call_resumes_at_the_next_instruction,
     ecall_resumes_at_the_next_instruction,
@@ -283,4 +325,5 @@ engine_tests!(
     registers_and_gas_accessors,
     bad_instance_parameters_are_errors,
     modules_are_cached_by_program_and_schedule,
+    a_later_instance_sees_nothing_of_an_earlier_one,
 );

@@ -6,12 +6,21 @@
 //! just below 0xFEFE0000) costs only the pages actually touched. Failing to reserve it
 //! is an [`EngineError::OutOfMemory`], never an abort.
 //!
+//! On 64-bit hosts every buffer covers the whole address space, and buffers are
+//! recycled through a small pool: mapping and unmapping one was most of the cost of a
+//! short-lived instance (a call between instances builds and drops one). A released
+//! buffer is zeroed over exactly the pages its map materialized — the only bytes any
+//! path writes, since a page is written only once it has left `NotPresent` — and kept
+//! if there were at most [`RECYCLE_MAX_PAGES`] of them; otherwise it is unmapped.
+//!
 //! Fast path: an access that stays within one page whose state byte allows it (any
 //! present state for loads, `PresentRw` for stores) touches the buffer directly.
 //! Everything else — first touch, copy-on-write, straddling or wrapping accesses,
 //! faults — goes through [`PageMap::plan`] / [`PageMap::commit`], the rule both
 //! engines share. Pages are materialized from their layout slabs on first touch, so
 //! building an instance copies no page contents.
+
+use std::sync::Mutex;
 
 use memmap2::{MmapMut, MmapOptions};
 
@@ -33,9 +42,39 @@ const PRESENT_RW: u8 = PageState::PresentRw.as_u8();
 
 #[derive(Debug)]
 pub(crate) struct FlatMemory {
-    bytes: MmapMut,
+    /// The buffer; `None` only while dropping (its reservation went back to the pool).
+    bytes: Option<MmapMut>,
     map: PageMap,
     schedule: GasSchedule,
+}
+
+/// Bytes of the whole 32-bit address space, if this host can reserve that much.
+const WHOLE: Option<usize> = if usize::BITS >= 64 {
+    Some(1usize << 32)
+} else {
+    None
+};
+/// Whole-space buffers kept for reuse.
+const POOL_MAX: usize = 16;
+/// The most materialized pages a released buffer may have for it to be zeroed and
+/// kept (zeroing more would cost more than a new reservation, and keeping them would
+/// keep their memory resident).
+pub(crate) const RECYCLE_MAX_PAGES: u32 = 64;
+
+static POOL: Mutex<Vec<MmapMut>> = Mutex::new(Vec::new());
+
+/// A zero buffer of at least `len` bytes: a recycled whole-space one where possible.
+fn acquire(len: usize) -> Result<MmapMut, EngineError> {
+    match WHOLE {
+        Some(whole) if len <= whole => {
+            let pooled = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            match pooled {
+                Some(b) => Ok(b),
+                None => reserve(whole),
+            }
+        }
+        _ => reserve(len),
+    }
 }
 
 /// Reserve `len` zero bytes (at least one page) of lazily backed memory.
@@ -51,12 +90,24 @@ fn reserve(len: usize) -> Result<MmapMut, EngineError> {
 
 impl FlatMemory {
     pub(crate) fn new(map: PageMap, schedule: GasSchedule) -> Result<FlatMemory, EngineError> {
-        let bytes = reserve(map.page_count() << PAGE_SHIFT)?;
+        let bytes = acquire(map.page_count() << PAGE_SHIFT)?;
         Ok(FlatMemory {
-            bytes,
+            bytes: Some(bytes),
             map,
             schedule,
         })
+    }
+
+    /// The buffer's bytes.
+    #[inline(always)]
+    fn buf(&self) -> &[u8] {
+        self.bytes.as_deref().unwrap_or_default()
+    }
+
+    /// The buffer's bytes, mutably.
+    #[inline(always)]
+    fn buf_mut(&mut self) -> &mut [u8] {
+        self.bytes.as_deref_mut().unwrap_or_default()
     }
 
     pub(crate) fn map(&self) -> &PageMap {
@@ -79,7 +130,7 @@ impl FlatMemory {
                 .get(a >> PAGE_SHIFT)
                 .is_some_and(|&s| s != 0)
             && let Some(b) = self
-                .bytes
+                .buf()
                 .get(a..a + N)
                 .and_then(|s| <[u8; N]>::try_from(s).ok())
         {
@@ -102,7 +153,7 @@ impl FlatMemory {
         let in_page = (a & (PAGE_SIZE as usize - 1)) <= PAGE_SIZE as usize - N;
         if in_page
             && self.map.state_bytes().get(a >> PAGE_SHIFT) == Some(&PRESENT_RW)
-            && let Some(dst) = self.bytes.get_mut(a..a + N)
+            && let Some(dst) = self.buf_mut().get_mut(a..a + N)
         {
             dst.copy_from_slice(&value);
             return Ok(());
@@ -138,12 +189,13 @@ impl FlatMemory {
         }
         self.map.commit(&plan);
         *gas -= charge;
+        let bytes = self.buf_mut();
         for (i, b) in buf.iter_mut().enumerate() {
             let a = addr.wrapping_add(i as u32) as usize;
             if is_write {
-                self.bytes[a] = *b;
+                bytes[a] = *b;
             } else {
-                *b = self.bytes[a];
+                *b = bytes[a];
             }
         }
         Ok(())
@@ -154,7 +206,8 @@ impl FlatMemory {
     fn materialize(&mut self, page: u32) {
         if let Some(src) = self.map.layout().source(page) {
             let p = page as usize;
-            self.bytes[p..p + PAGE_SIZE as usize].copy_from_slice(src.bytes());
+            let bytes = self.bytes.as_deref_mut().unwrap_or_default();
+            bytes[p..p + PAGE_SIZE as usize].copy_from_slice(src.bytes());
         }
     }
 
@@ -165,25 +218,38 @@ impl FlatMemory {
     /// is zero in both buffers, and touching it would commit memory.
     pub(crate) fn sbrk(&mut self, size: u64) -> Result<u64, EngineError> {
         let needed = self.map.sbrk_end(size) << PAGE_SHIFT;
-        if self.bytes.len() < needed {
+        if self.buf().len() < needed {
             let whole = usize::try_from(1u64 << 32).unwrap_or(usize::MAX);
             let mut bigger = reserve(needed.max(whole))?;
             // Pages past the old buffer were never materialized.
-            let old_pages = self.bytes.len() >> PAGE_SHIFT;
+            let old_pages = self.buf().len() >> PAGE_SHIFT;
             let states = self.map.state_bytes().get(..old_pages).unwrap_or_default();
             let present = states.iter().enumerate().filter(|(_, s)| **s != 0);
             for (page, _) in present {
                 let range = page << PAGE_SHIFT..(page + 1) << PAGE_SHIFT;
-                bigger[range.clone()].copy_from_slice(&self.bytes[range]);
+                bigger[range.clone()].copy_from_slice(&self.buf()[range]);
             }
-            self.bytes = bigger;
+            self.bytes = Some(bigger);
         }
         Ok(self.map.sbrk(size))
     }
 
+    /// Whether the buffer would be recycled if dropped now (for tests).
+    #[cfg(test)]
+    pub(crate) fn recyclable(&self) -> bool {
+        Some(self.buf().len()) == WHOLE && self.present_pages() <= RECYCLE_MAX_PAGES
+    }
+
+    fn present_pages(&self) -> u32 {
+        let mut n = 0u32;
+        self.map
+            .for_each_present_run(|_, pages| n = n.saturating_add(pages));
+        n
+    }
+
     /// Host read: [`PageMap::host_read`] over the buffer.
     pub(crate) fn read(&self, addr: u32, buf: &mut [u8]) -> Result<(), MemoryError> {
-        let bytes = &self.bytes;
+        let bytes = self.buf();
         self.map.host_read(addr, buf, |at, dst| {
             let at = at as usize;
             dst.copy_from_slice(&bytes[at..at + dst.len()]);
@@ -193,7 +259,7 @@ impl FlatMemory {
     /// Host write: [`PageMap::host_write_bytes`] over the buffer (a page's contents
     /// are copied in on first touch; the buffer needs no protection change).
     pub(crate) fn write(&mut self, addr: u32, data: &[u8]) -> Result<(), MemoryError> {
-        let bytes = &mut self.bytes;
+        let bytes = self.bytes.as_deref_mut().unwrap_or_default();
         self.map.host_write_bytes(addr, data, |span| {
             if let (PageState::NotPresent, Some(src)) = (span.state, span.source) {
                 let p = span.page as usize;
@@ -203,5 +269,66 @@ impl FlatMemory {
             bytes[at..at + span.bytes.len()].copy_from_slice(span.bytes);
             Ok(())
         })
+    }
+}
+
+impl Drop for FlatMemory {
+    fn drop(&mut self) {
+        if Some(self.buf().len()) != WHOLE || self.present_pages() > RECYCLE_MAX_PAGES {
+            return;
+        }
+        let Some(mut buffer) = self.bytes.take() else {
+            return;
+        };
+        self.map.for_each_present_run(|page, pages| {
+            let start = page as usize;
+            let end = start + ((pages as usize) << PAGE_SHIFT);
+            if let Some(b) = buffer.get_mut(start..end) {
+                b.fill(0);
+            }
+        });
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOL_MAX {
+            pool.push(buffer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::gas::GasProfile;
+    use crate::memory::{MemoryLayout, PageKind};
+
+    /// A memory of `pages` zero pages with the first `touched` of them read.
+    fn touched(pages: u32, touched: u32) -> FlatMemory {
+        let mut l = MemoryLayout::new();
+        l.add_region(
+            0x10000,
+            u64::from(pages) << PAGE_SHIFT,
+            PageKind::EphemeralZero,
+            &[],
+        )
+        .unwrap();
+        let map = PageMap::new(Arc::new(l)).unwrap();
+        let mut m = FlatMemory::new(map, GasSchedule::new(GasProfile::Gp, 0)).unwrap();
+        let mut gas = 0;
+        for p in 0..touched {
+            m.load::<1>(0x10000 + (p << PAGE_SHIFT), &mut gas).unwrap();
+        }
+        m
+    }
+
+    #[test]
+    fn only_buffers_with_few_materialized_pages_are_recycled() {
+        if WHOLE.is_none() {
+            return;
+        }
+        let limit = RECYCLE_MAX_PAGES;
+        assert!(touched(limit + 10, 0).recyclable());
+        assert!(touched(limit + 10, limit).recyclable());
+        assert!(!touched(limit + 10, limit + 1).recyclable());
     }
 }

@@ -30,25 +30,34 @@ pub(crate) struct Arrays {
     pub(crate) states: MmapMut,
     /// Pages that became `PresentRw`: one bit per page, so the written pages of an
     /// instance are listed in time proportional to their number.
-    pub(crate) dirty: DirtySet,
+    pub(crate) dirty: PageSet,
+    /// Pages that left `NotPresent` (were materialized): what an engine must reset
+    /// before it reuses the storage behind them.
+    pub(crate) present: PageSet,
 }
 
 /// A set of page numbers with O(1) insert (no allocation, safe in a signal handler)
 /// and listing in time proportional to the number of members: a bitmap of all 2^20
-/// pages plus a summary with one bit per non-zero bitmap word.
+/// pages plus a summary with one bit per non-zero bitmap word, and the range of
+/// summary words in use (so an empty or small set is listed without a scan).
 #[derive(Debug)]
-pub(crate) struct DirtySet {
+pub(crate) struct PageSet {
     words: Box<[u64]>,
     summary: Box<[u64]>,
+    /// Summary words `lo..hi` hold every set bit (`lo >= hi`: none).
+    lo: usize,
+    hi: usize,
 }
 
-impl DirtySet {
+impl PageSet {
     const WORDS: usize = PAGES / 64;
 
-    fn new() -> DirtySet {
-        DirtySet {
+    pub(crate) fn new() -> PageSet {
+        PageSet {
             words: vec![0; Self::WORDS].into_boxed_slice(),
             summary: vec![0; Self::WORDS / 64].into_boxed_slice(),
+            lo: usize::MAX,
+            hi: 0,
         }
     }
 
@@ -58,16 +67,28 @@ impl DirtySet {
         let w = page / 64;
         if let Some(word) = self.words.get_mut(w) {
             *word |= 1 << (page % 64);
-            if let Some(s) = self.summary.get_mut(w / 64) {
+            let si = w / 64;
+            if let Some(s) = self.summary.get_mut(si) {
                 *s |= 1 << (w % 64);
+                self.lo = self.lo.min(si);
+                self.hi = self.hi.max(si + 1);
             }
         }
     }
 
+    /// Whether the set has no member.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lo >= self.hi
+    }
+
     /// Call `f` with every member, ascending.
     pub(crate) fn for_each(&self, mut f: impl FnMut(usize)) {
-        for (si, &s) in self.summary.iter().enumerate() {
-            let mut s = s;
+        if self.is_empty() {
+            return;
+        }
+        for si in self.lo..self.hi {
+            let mut s = self.summary.get(si).copied().unwrap_or(0);
             while s != 0 {
                 let w = si * 64 + s.trailing_zeros() as usize;
                 s &= s - 1;
@@ -80,10 +101,32 @@ impl DirtySet {
         }
     }
 
+    /// Call `f(first, count)` for every run of consecutive members, ascending.
+    pub(crate) fn for_each_run(&self, mut f: impl FnMut(usize, usize)) {
+        let mut run: Option<(usize, usize)> = None;
+        self.for_each(|p| match &mut run {
+            Some((start, n)) if *start + *n == p => *n += 1,
+            _ => {
+                if let Some((start, n)) = run.replace((p, 1)) {
+                    f(start, n);
+                }
+            }
+        });
+        if let Some((start, n)) = run {
+            f(start, n);
+        }
+    }
+
     /// Remove every member (time proportional to the members' words).
-    fn clear(&mut self) {
-        for si in 0..self.summary.len() {
-            let mut s = std::mem::take(&mut self.summary[si]);
+    pub(crate) fn clear(&mut self) {
+        if self.is_empty() {
+            return;
+        }
+        for si in self.lo..self.hi {
+            let Some(slot) = self.summary.get_mut(si) else {
+                break;
+            };
+            let mut s = std::mem::take(slot);
             while s != 0 {
                 let w = si * 64 + s.trailing_zeros() as usize;
                 s &= s - 1;
@@ -92,10 +135,13 @@ impl DirtySet {
                 }
             }
         }
+        self.lo = usize::MAX;
+        self.hi = 0;
     }
 
+    /// Whether every bit is clear (a full scan, for tests).
     #[cfg(test)]
-    fn is_empty(&self) -> bool {
+    fn is_clear(&self) -> bool {
         self.summary
             .iter()
             .chain(self.words.iter())
@@ -116,7 +162,8 @@ impl Arrays {
         Ok(Arrays {
             kinds: reserve()?,
             states: reserve()?,
-            dirty: DirtySet::new(),
+            dirty: PageSet::new(),
+            present: PageSet::new(),
         })
     }
 
@@ -132,6 +179,7 @@ impl Arrays {
             self.states[r].fill(0);
         }
         self.dirty.clear();
+        self.present.clear();
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
         if pool.len() < POOL_MAX {
             pool.push(self);
@@ -141,7 +189,9 @@ impl Arrays {
     /// Whether both arrays are all zero (a full scan, for tests).
     #[cfg(test)]
     pub(crate) fn is_zero(&self) -> bool {
-        self.kinds.iter().chain(self.states.iter()).all(|&b| b == 0) && self.dirty.is_empty()
+        self.kinds.iter().chain(self.states.iter()).all(|&b| b == 0)
+            && self.dirty.is_clear()
+            && self.present.is_clear()
     }
 }
 
@@ -156,20 +206,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dirty_set_lists_members_in_order_and_clears() {
-        let mut d = DirtySet::new();
-        for p in [PAGES - 1, 0, 63, 64, 4096, 4095, 64] {
+    fn page_set_lists_members_and_runs_in_order_and_clears() {
+        let mut d = PageSet::new();
+        assert!(d.is_empty());
+        for p in [PAGES - 1, 0, 63, 64, 4096, 4095, 64, 1] {
             d.insert(p);
         }
         d.insert(PAGES); // out of range: ignored
+        assert!(!d.is_empty());
         let mut got = Vec::new();
         d.for_each(|p| got.push(p));
-        assert_eq!(got, [0, 63, 64, 4095, 4096, PAGES - 1]);
+        assert_eq!(got, [0, 1, 63, 64, 4095, 4096, PAGES - 1]);
+        let mut runs = Vec::new();
+        d.for_each_run(|p, n| runs.push((p, n)));
+        assert_eq!(runs, [(0, 2), (63, 2), (4095, 2), (PAGES - 1, 1)]);
         d.clear();
-        assert!(d.is_empty());
+        assert!(d.is_empty() && d.is_clear());
         let mut n = 0;
         d.for_each(|_| n += 1);
+        d.for_each_run(|_, _| n += 1);
         assert_eq!(n, 0);
+        // Bounds are kept after a clear.
+        d.insert(5000);
+        let mut got = Vec::new();
+        d.for_each(|p| got.push(p));
+        assert_eq!(got, [5000]);
     }
 
     #[test]
@@ -181,6 +242,8 @@ mod tests {
         a.states[PAGES - 1] = 1;
         a.dirty.insert(12);
         a.dirty.insert(PAGES - 1);
+        a.present.insert(12);
+        a.present.insert(PAGES - 1);
         a.release(&[(10, 20), (PAGES as u32 - 1, PAGES as u32)]);
         // Other tests may hold or release pairs concurrently: whatever we get is zero.
         for _ in 0..4 {

@@ -211,6 +211,9 @@ impl PageMap {
             if after == PageState::PresentRw && before != PageState::PresentRw {
                 arrays.dirty.insert(n);
             }
+            if before == PageState::NotPresent && after != PageState::NotPresent {
+                arrays.present.insert(n);
+            }
         }
     }
 
@@ -220,10 +223,22 @@ impl PageMap {
     /// instance's memory costs.
     pub fn dirty_pages(&self) -> Vec<u32> {
         let mut out = Vec::new();
-        if let Some(a) = self.arrays.as_ref() {
+        if let Some(a) = self.arrays.as_ref()
+            && !a.dirty.is_empty()
+        {
             a.dirty.for_each(|n| out.push((n as u32) << PAGE_SHIFT));
         }
         out
+    }
+
+    /// Call `f(page address, pages)` for every run of consecutive pages that left
+    /// `NotPresent` since the map was built (every page an engine may have written),
+    /// ascending, in time proportional to their number.
+    pub fn for_each_present_run(&self, mut f: impl FnMut(u32, u32)) {
+        if let Some(a) = self.arrays.as_ref() {
+            a.present
+                .for_each_run(|first, n| f((first as u32) << PAGE_SHIFT, n as u32));
+        }
     }
 
     /// Mark the page containing `addr` as written by the host (`PresentRw`, no charge).
@@ -398,6 +413,29 @@ mod tests {
         m.commit(&p);
         assert_eq!(m.state(0x20000), PageState::PresentRw);
         assert_eq!(m.plan(0x20010, 8, true, COW_COST).unwrap().charge, 0);
+    }
+
+    #[test]
+    fn present_runs_are_the_pages_that_left_not_present() {
+        let mut m = map();
+        let runs = |m: &PageMap| {
+            let mut v = Vec::new();
+            m.for_each_present_run(|p, n| v.push((p, n)));
+            v
+        };
+        assert_eq!(runs(&m), []);
+        for (addr, write) in [(0x21000, false), (0x20000, true), (0x22010, false)] {
+            let p = m.plan(addr, 1, write, COW_COST).unwrap();
+            m.commit(&p);
+        }
+        assert!(!m.host_write(0x10000), "pinned: no change");
+        let p = m.plan(0x10000, 1, false, COW_COST).unwrap();
+        m.commit(&p);
+        assert_eq!(runs(&m), [(0x10000, 1), (0x20000, 3)]);
+        // A later write to a present page changes nothing here.
+        let p = m.plan(0x21000, 1, true, COW_COST).unwrap();
+        m.commit(&p);
+        assert_eq!(runs(&m), [(0x10000, 1), (0x20000, 3)]);
     }
 
     #[test]
