@@ -22,13 +22,12 @@
 //! had, the kernel's quotas at the end and the driver's [`VmStats`]. [`compare`] runs
 //! two engines and reports the first difference.
 
-use std::collections::HashSet;
 use std::fmt::Write;
 
 use javm::image::{BuiltImage, ImageSpec};
 use javm::{
-    CallResult, EngineVm, Guest, HostError, HostReturn, KernelAssist, KernelCall, QuotaError,
-    Recording, VmConfig, VmStats,
+    CallResult, EngineVm, HostError, HostReturn, InProcessKernel, KernelCall, Recording, VmConfig,
+    VmStats,
 };
 use javm_cap::{
     CNodeCap, CacheDirectory, Cap, CapHash, CapHashOrRef, DataCap, Endpoint, InstanceCap,
@@ -618,98 +617,50 @@ impl Scenario {
     }
 }
 
-/// The kernel of a scenario: catchers, two quotas and five host functions.
+/// The kernel of a scenario: the driver's own [`InProcessKernel`] with the scenario's
+/// catchers, two storage quotas (0: 8192 bytes, 1: 100 bytes) and four host
+/// functions (every other op ≥ 64 traps, the in-process kernel's rule):
 ///
 /// * 64: copy `φ9 & 0xFF` bytes from φ7 to φ8 in guest memory; φ7 = their sum (trap
 ///   if either range is not accessible);
 /// * 65: charge `φ7 & 0xFFFF` gas (out of gas if the pool cannot pay);
 /// * 66: trap;
-/// * 67 ([`HOST_FAILURE_OP`]): fail the host;
-/// * any other: φ7 = φ7 × 31 ⊕ op.
-#[derive(Debug, Default)]
-pub struct ScenarioKernel {
-    catchers: HashSet<(CapHash, CapHash)>,
-    /// Bytes left in quotas 0 and 1.
-    pub quotas: [u64; 2],
-}
-
-impl ScenarioKernel {
-    fn new(s: &Scenario, setup: &Setup) -> Self {
-        let catchers = s
-            .catchers
-            .iter()
-            .map(|&(c, m)| {
-                let catcher = setup.data[2 + usize::from(c) % 2];
-                let marker = match m {
-                    MarkerGen::Data(d) => setup.data[usize::from(d) % 2],
-                    MarkerGen::OutOfGas => javm::OUT_OF_GAS_MARKER,
-                };
-                (catcher, marker)
-            })
-            .collect();
-        ScenarioKernel {
-            catchers,
-            quotas: [8192, 100],
+/// * 67 ([`HOST_FAILURE_OP`]): fail the host.
+pub fn scenario_kernel(s: &Scenario, setup: &Setup) -> InProcessKernel {
+    let mut k = InProcessKernel::new();
+    for &(c, m) in &s.catchers {
+        let catcher = setup.data[2 + usize::from(c) % 2];
+        let marker = match m {
+            MarkerGen::Data(d) => setup.data[usize::from(d) % 2],
+            MarkerGen::OutOfGas => javm::OUT_OF_GAS_MARKER,
+        };
+        k.add_catcher(catcher, marker);
+    }
+    k.set_quota(0, 8192);
+    k.set_quota(1, 100);
+    k.register(64, |g| {
+        let mut buf = vec![0u8; (g.reg(9) & 0xFF) as usize];
+        let (Ok(from), Ok(to)) = (u32::try_from(g.reg(7)), u32::try_from(g.reg(8))) else {
+            return Ok(HostReturn::Trap);
+        };
+        if g.read(from, &mut buf).is_err() || g.write(to, &buf).is_err() {
+            return Ok(HostReturn::Trap);
         }
-    }
-}
-
-impl KernelAssist for ScenarioKernel {
-    fn catches(&mut self, catcher: &CapHash, marker: &CapHash) -> bool {
-        self.catchers.contains(&(*catcher, *marker))
-    }
-
-    fn quota_available(&self, quota: u64) -> Option<u64> {
-        usize::try_from(quota)
-            .ok()
-            .and_then(|q| self.quotas.get(q))
-            .copied()
-    }
-
-    fn debit_quota(&mut self, quota: u64, bytes: u64) -> Result<(), QuotaError> {
-        let left = usize::try_from(quota)
-            .ok()
-            .and_then(|q| self.quotas.get_mut(q))
-            .ok_or(QuotaError::Unknown(quota))?;
-        if *left < bytes {
-            return Err(QuotaError::Exhausted {
-                quota,
-                left: *left,
-                wanted: bytes,
-            });
-        }
-        *left -= bytes;
-        Ok(())
-    }
-
-    fn host_function(&mut self, op: u32, g: &mut Guest<'_>) -> Result<HostReturn, HostError> {
-        Ok(match op {
-            64 => {
-                let mut buf = vec![0u8; (g.reg(9) & 0xFF) as usize];
-                let (Ok(from), Ok(to)) = (u32::try_from(g.reg(7)), u32::try_from(g.reg(8))) else {
-                    return Ok(HostReturn::Trap);
-                };
-                if g.read(from, &mut buf).is_err() || g.write(to, &buf).is_err() {
-                    return Ok(HostReturn::Trap);
-                }
-                g.set_reg(7, buf.iter().map(|&b| u64::from(b)).sum());
-                HostReturn::Continue
-            }
-            65 => {
-                if g.charge_gas(g.reg(7) & 0xFFFF) {
-                    HostReturn::Continue
-                } else {
-                    HostReturn::OutOfGas
-                }
-            }
-            66 => HostReturn::Trap,
-            HOST_FAILURE_OP => return Err(HostError("the scenario's host failure".into())),
-            _ => {
-                g.set_reg(7, g.reg(7).wrapping_mul(31) ^ u64::from(op));
-                HostReturn::Continue
-            }
+        g.set_reg(7, buf.iter().map(|&b| u64::from(b)).sum());
+        Ok(HostReturn::Continue)
+    });
+    k.register(65, |g| {
+        Ok(if g.charge_gas(g.reg(7) & 0xFFFF) {
+            HostReturn::Continue
+        } else {
+            HostReturn::OutOfGas
         })
-    }
+    });
+    k.register(66, |_| Ok(HostReturn::Trap));
+    k.register(HOST_FAILURE_OP, |_| {
+        Err(HostError("the scenario's host failure".into()))
+    });
+    k
 }
 
 /// One action's result.
@@ -750,7 +701,7 @@ pub fn run<E: Engine>(engine: E, s: &Scenario, setup: &Setup) -> Outcome {
         max_depth: s.max_depth,
         ..VmConfig::default()
     };
-    let kernel = Recording::new(ScenarioKernel::new(s, setup));
+    let kernel = Recording::new(scenario_kernel(s, setup));
     let mut vm = EngineVm::new(engine, kernel, config);
     let a = &s.actions;
     let mut events = Vec::new();
@@ -785,7 +736,7 @@ pub fn run<E: Engine>(engine: E, s: &Scenario, setup: &Setup) -> Outcome {
     let paused = vm.is_paused();
     Outcome {
         events,
-        quotas: vm.kernel().inner.quotas,
+        quotas: [0, 1].map(|q| vm.kernel().inner.quota(q).unwrap_or(0)),
         kernel_calls: vm.kernel().calls.clone(),
         stats: vm.stats().clone(),
         paused,
@@ -1354,6 +1305,8 @@ pub fn run_scenarios<A: Engine, B: Engine>(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;

@@ -5,7 +5,9 @@
 //! instance from its caps, dispatches the host-op table ([`hostops`]), keeps the call
 //! stack of calls between instances, routes yields to catchers, and settles each
 //! halt into a new published instance. The embedder supplies a [`KernelAssist`]
-//! (host functions ≥ 64, yield catchers, storage quotas).
+//! (host functions ≥ 64, yield catchers, storage quotas). [`EngineVm`] is the same
+//! driver on an engine chosen at compile time (any [`javm_exec::Engine`]), and
+//! [`VmStats`] counts what a driver did.
 //!
 //! ```
 //! use javm::{CallResult, HostReturn, InProcessKernel, Vm, OUT_OF_GAS_MARKER};

@@ -4,10 +4,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use javm::bench::vm::{measure_driver, measure_settle};
 use javm::bench::{Figures, HOSTCALL, WORKLOADS, large_program, measure, measure_compile};
 use javm_exec::{EngineKind, Interpreter};
 
 use super::EngineArg;
+
+/// Dirtied pages of the settle measurements.
+const SETTLE_DIRTY: [u32; 3] = [1, 64, 1024];
+/// Mapped pages of the settle measurements: 8 MiB and 1 GiB.
+const SETTLE_SMALL: u32 = 2048;
+const SETTLE_LARGE: u32 = 1 << 18;
 
 fn fmt(d: Duration) -> String {
     let ns = d.as_nanos();
@@ -140,6 +147,30 @@ pub(super) fn bench(choice: Option<EngineArg>, samples: usize) -> Result<ExitCod
             mb / priced.as_secs_f64(),
             fmt(fresh),
             mb / fresh.as_secs_f64()
+        );
+    }
+    // The driver last: settling allocates and frees many page slabs, which would
+    // disturb the allocator-sensitive figures above.
+    for &k in &kinds {
+        let d = measure_driver(k, samples)?;
+        println!(
+            "vm ({}): invoke of a cached instance that halts at once {}; HOST_CALL round trip {}",
+            k.name(),
+            fmt(d.invoke),
+            fmt(d.call)
+        );
+    }
+    for &k in &kinds {
+        let mut row = Vec::new();
+        for dirty in SETTLE_DIRTY {
+            let small = measure_settle(k, dirty, SETTLE_SMALL, samples)?;
+            let large = measure_settle(k, dirty, SETTLE_LARGE, samples)?;
+            row.push(format!("{dirty}: {} / {}", fmt(small), fmt(large)));
+        }
+        println!(
+            "vm settle ({}), dirtied pages: time with 8 MiB / 1 GiB mapped: {}",
+            k.name(),
+            row.join(", ")
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -4,6 +4,7 @@ mod asm;
 mod bench;
 mod load;
 mod run;
+mod run_image;
 mod store;
 mod vectors;
 
@@ -23,10 +24,14 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a program: a standard program blob, a code blob, or assembly source (.s).
+    /// Run a program: a standard program blob, a code blob, or assembly source (.s);
+    /// or an image: a manifest (.toml) or a bundle from `javm image build`.
     ///
-    /// Prints the exit, PC, gas used and left, the registers, and on halt the output
-    /// bytes mem[r7 .. r7 + r8]. Exit status: 0 on halt, 1 on any other exit.
+    /// A program prints the exit, PC, gas used and left, the registers, and on halt
+    /// the output bytes mem[r7 .. r7 + r8]. An image runs as a fresh instance under
+    /// the Vm driver (host ops included; nothing is stored) and prints its result as
+    /// `store invoke` does. Exit status: 0 on halt, 1 on any other exit, 2 on bad
+    /// input.
     Run(RunArgs),
     /// Run Gray Paper conformance vectors (w3f JSON files or directories of them).
     ///
@@ -212,13 +217,16 @@ struct RunArgs {
     /// Gas budget (0 ..= 2^63 - 1).
     #[arg(long, default_value_t = 1_000_000_000)]
     gas: u64,
-    /// Argument bytes, in hexadecimal, mapped read-only at 0xFEFF0000 (r7 = address,
-    /// r8 = length).
+    /// Argument bytes, in hexadecimal: for a program, mapped read-only at 0xFEFF0000
+    /// (r7 = address, r8 = length); for an image, a data cap in slot 0.
     #[arg(long, default_value = "")]
     arg: String,
-    /// Entry PC.
+    /// Entry PC (program files).
     #[arg(long, default_value_t = 0)]
     entry: u32,
+    /// Endpoint (images: 0 to 63).
+    #[arg(long, default_value_t = 0)]
+    endpoint: u32,
     /// How to read the program file.
     #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
     format: FormatArg,

@@ -18,6 +18,15 @@ pub(super) fn run(args: RunArgs) -> Result<ExitCode, String> {
     let gas = i64::try_from(args.gas)
         .map_err(|_| format!("gas budget {} is above the maximum 2^63 - 1", args.gas))?;
     let input = decode_hex(&args.arg)?;
+    if super::run_image::is_image(&args.program) {
+        return super::run_image::run_image(&args, kind, &input);
+    }
+    if args.endpoint != 0 {
+        return Err(
+            "--endpoint is for images (manifests and bundles); a program file starts at --entry PC"
+                .into(),
+        );
+    }
     let loaded = load(&args.program, args.format)?;
     let sp = loaded.into_standard();
     let (layout, regs) = sp.initial_state(&input).map_err(|e| e.to_string())?;

@@ -411,7 +411,7 @@ fn catch_arg(s: &str) -> Result<(CapHash, CapHash), String> {
     Ok((hash_arg(c)?, marker))
 }
 
-fn result_json(r: &CallResult) -> Value {
+pub(crate) fn result_json(r: &CallResult) -> Value {
     let h = |o: &Option<CapHash>| o.as_ref().map(hex);
     match r {
         CallResult::Halt {
@@ -437,7 +437,7 @@ fn result_json(r: &CallResult) -> Value {
     }
 }
 
-fn print_result(r: &CallResult) {
+pub(crate) fn print_result(r: &CallResult) {
     match r {
         CallResult::Halt {
             return_value,
@@ -528,9 +528,14 @@ pub(crate) fn invoke(dir: &Path, a: InvokeArgs) -> Result<ExitCode, String> {
     } else {
         print_result(&r);
     }
-    Ok(if matches!(r, CallResult::Halt { .. }) {
+    Ok(exit_code(&r))
+}
+
+/// The exit status of a run that ended with `r`: 0 on a halt, 1 otherwise.
+pub(crate) fn exit_code(r: &CallResult) -> ExitCode {
+    if matches!(r, CallResult::Halt { .. }) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }

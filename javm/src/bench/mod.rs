@@ -1,10 +1,13 @@
 //! The benchmark workloads and measurements shared by `javm bench` and the criterion
-//! benches (`cargo bench -p javm --bench engines`).
+//! benches (`cargo bench -p javm --bench engines`, `--bench vm`); [`vm`] measures the
+//! driver.
 //!
 //! Every measurement checks its result first (output bytes and, across engines, gas),
 //! and reports the median of its samples. Compile time is measured from the code
 //! blob: decoding into a [`Program`] plus preparing it on an engine with an empty
 //! cache, so both engines pay the same front end.
+
+pub mod vm;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,25 +83,25 @@ fn calls(n: u32) -> Vec<u8> {
 pub const WORKLOADS: &[Workload] = &[
     Workload {
         name: "fib",
-        source: include_str!("../../examples/fib.s"),
+        source: include_str!("../../../examples/fib.s"),
         n: 10_000_000,
         expected: fib,
     },
     Workload {
         name: "sieve",
-        source: include_str!("../../examples/sieve.s"),
+        source: include_str!("../../../examples/sieve.s"),
         n: 1_000_000,
         expected: sieve,
     },
     Workload {
         name: "sort",
-        source: include_str!("../../examples/sort.s"),
+        source: include_str!("../../../examples/sort.s"),
         n: 2_000,
         expected: sorted,
     },
     Workload {
         name: "hash",
-        source: include_str!("../../examples/hash.s"),
+        source: include_str!("../../../examples/hash.s"),
         n: 1_000_000,
         expected: fnv,
     },
@@ -107,7 +110,7 @@ pub const WORKLOADS: &[Workload] = &[
 /// The host-call workload: `n` `ecalli 0` exits, each answered by doing nothing.
 pub const HOSTCALL: Workload = Workload {
     name: "hostcall",
-    source: include_str!("../../examples/hostcall.s"),
+    source: include_str!("../../../examples/hostcall.s"),
     n: 100_000,
     expected: calls,
 };
