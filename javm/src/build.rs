@@ -62,6 +62,15 @@ pub enum BuildError {
         /// The mapping.
         start: u64,
     },
+    /// A working reference (a cap not yet published in the cache directory) in the
+    /// instance could not be used.
+    #[error("working reference {id}: {problem}")]
+    Reference {
+        /// The reference's id in its directory.
+        id: u64,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// An overlay lies outside the image's writable mappings.
     #[error("the instance's overlay page {0:#x} lies outside the image's writable mappings")]
     OverlayOutside(u32),
@@ -229,16 +238,24 @@ pub(crate) fn build_frame<E: Engine>(
 fn working_cnode(cache: &CacheDirectory, inst: &InstanceCap) -> Result<CNodeCap, BuildError> {
     let cap = match inst.root_cnode() {
         CapHashOrRef::Hash(h) => get_kind(cache, h, CapKind::CNode)?,
-        r @ CapHashOrRef::Ref(_) => cache
-            .get(r)?
-            .ok_or(BuildError::NotFound(javm_cap::ZERO_HASH))?,
+        r @ CapHashOrRef::Ref(cap_ref) => {
+            let cap = cache.get(r)?.ok_or_else(|| BuildError::Reference {
+                id: cap_ref.id(),
+                problem: "the root cnode is not in the cache directory".into(),
+            })?;
+            if cap.kind() != CapKind::CNode {
+                return Err(BuildError::Reference {
+                    id: cap_ref.id(),
+                    problem: format!("the root cnode is {} cap", article(cap.kind().name())),
+                });
+            }
+            cap
+        }
     };
     let Cap::CNode(c) = &*cap else {
-        return Err(BuildError::WrongKind {
-            hash: javm_cap::ZERO_HASH,
-            expected: CapKind::CNode,
-            found: cap.kind(),
-        });
+        return Err(BuildError::Engine(EngineError::Internal(
+            "a cap checked to be a cnode is not one".into(),
+        )));
     };
     let mut cnode = c.clone();
     let refs: Vec<(SlotIdx, javm_cap::CapRef)> = cnode
@@ -249,9 +266,9 @@ fn working_cnode(cache: &CacheDirectory, inst: &InstanceCap) -> Result<CNodeCap,
         })
         .collect();
     for (i, r) in refs {
-        let h = cache.settle(&r).map_err(|e| BuildError::BadImage {
-            hash: javm_cap::ZERO_HASH,
-            reason: format!("slot {} holds an unsettled reference: {e}", i.0),
+        let h = cache.settle(&r).map_err(|e| BuildError::Reference {
+            id: r.id(),
+            problem: format!("slot {} holds it, and it cannot be settled: {e}", i.0),
         })?;
         // `i` came from the cnode's own slots, so it is in range.
         let _ = cnode.set(i, Some(CapHashOrRef::Hash(h)));
