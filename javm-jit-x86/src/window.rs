@@ -209,7 +209,8 @@ impl Window {
     /// context.
     fn reset(&mut self) -> io::Result<()> {
         if self.record().span().is_empty() {
-            // SAFETY: as below.
+            // SAFETY: the context lies in the context page, mapped read-write and
+            // owned by this window.
             unsafe { std::ptr::write_bytes(self.ctx().cast::<u8>(), 0, CTX_SIZE) };
             return Ok(());
         }
