@@ -26,7 +26,9 @@ pub(crate) struct JitContext {
     pub(crate) jt_ptr: u64,
     /// The host stack pointer to return to.
     pub(crate) host_rsp: u64,
-    /// For [`ExitKind::Fault`]: the first bad byte. For [`ExitKind::HostError`]: errno.
+    /// The exit's argument. [`ExitKind::Fault`]: the first bad byte;
+    /// [`ExitKind::HostError`]: errno; [`ExitKind::HostCall`]: the `ecalli`'s PC
+    /// (high half) and immediate (low half); [`ExitKind::Ecall`]: the `ecall`'s PC.
     pub(crate) fault_addr: u64,
     /// Scratch slots for multi-instruction lowerings (division, high multiplies).
     pub(crate) t0: u64,
@@ -66,6 +68,7 @@ pub(crate) mod off {
     // Exit stubs store kind and index with one 8-byte write.
     const _: () = assert!(EXIT_IDX == EXIT_KIND + 4);
     pub(crate) const HOST_RSP: i32 = disp(offset_of!(JitContext, host_rsp));
+    pub(crate) const FAULT_ADDR: i32 = disp(offset_of!(JitContext, fault_addr));
     pub(crate) const JT_PTR: i32 = disp(offset_of!(JitContext, jt_ptr));
     pub(crate) const T0: i32 = disp(offset_of!(JitContext, t0));
     pub(crate) const T1: i32 = disp(offset_of!(JitContext, t1));

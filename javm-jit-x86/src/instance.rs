@@ -30,7 +30,23 @@ pub struct JitInstance {
     resume: Resume,
     /// Set when the host failed mid-access; the instance cannot continue.
     broken: Option<EngineError>,
+    /// What the fault handler needs while this instance runs, built once; the page
+    /// map pointer and the gas bias are refreshed at each entry.
+    running: Running,
 }
+
+// SAFETY: the raw pointers in `running` point into memory this instance owns (its
+// module's code and side table through the `Arc`, its window, its boxed page map) and
+// move with it; the fault handler reads them only through the thread-local set while
+// `enter` runs on the current thread, so sending the instance to another thread
+// between runs is sound, as it was before `running` was kept in the instance.
+unsafe impl Send for JitInstance {}
+
+/// Instances can be moved between threads (between runs).
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<JitInstance>();
+};
 
 impl JitInstance {
     pub(crate) fn new(
@@ -41,13 +57,27 @@ impl JitInstance {
         pc: u32,
         gas: i64,
     ) -> JitInstance {
+        let mut window = ManuallyDrop::new(window);
+        let running = Running {
+            code_start: module.code.start(),
+            code_len: module.code.len(),
+            side: module.side.as_ptr(),
+            side_len: module.side.len(),
+            guest_base: window.guest_base_mut(),
+            map: std::ptr::null_mut(),
+            ctx: window.ctx(),
+            cow_cost: module.schedule.cow_cost(),
+            gas_bias: 0,
+            exit_addr: module.code.start() + module.exit as usize,
+        };
         let mut inst = JitInstance {
             module,
-            window: ManuallyDrop::new(window),
+            window,
             map: Box::new(map),
             pc,
             resume: Resume::BadPc,
             broken: None,
+            running,
         };
         let jt = inst.module.jump_table.as_ptr() as u64;
         let ctx = inst.ctx_mut();
@@ -82,33 +112,25 @@ impl JitInstance {
     /// Run compiled code from native offset `target` until it exits.
     fn enter(&mut self, target: u32, gas_bias: i64) -> Result<(ExitKind, u32, u64), EngineError> {
         signal::prepare_thread().map_err(EngineError::Unavailable)?;
-        let m = &*self.module;
-        let base = self.window.guest_base_mut();
-        let ctx_ptr = self.window.ctx();
-        let running = Running {
-            code_start: m.code.start(),
-            code_len: m.code.len(),
-            side: m.side.as_ptr(),
-            side_len: m.side.len(),
-            guest_base: base,
-            map: &mut *self.map,
-            ctx: ctx_ptr,
-            cow_cost: m.schedule.cow_cost(),
-            gas_bias,
-            exit_addr: m.code.start() + m.exit as usize,
-        };
+        // A fresh pointer to the page map at every entry: the host may have used the
+        // map through `&mut` since the last one.
+        self.running.map = &mut *self.map;
+        self.running.gas_bias = gas_bias;
+        let code_start = self.running.code_start;
+        let base = self.running.guest_base;
         // SAFETY: `entry` is the offset of the trampoline emitted by `codegen`, with
         // the `sysv64` signature (guest base, target address).
         let entry: unsafe extern "sysv64" fn(*mut u8, usize) =
-            unsafe { std::mem::transmute(m.code.start() + m.entry as usize) };
+            unsafe { std::mem::transmute(code_start + self.module.entry as usize) };
         {
-            let _active = ActiveGuard::new(&running);
+            let _active = ActiveGuard::new(&self.running);
             // SAFETY: the code is finalized (read + execute) and owned by the module
             // this instance holds; `base` is this instance's window with its context
             // just below; `target` is a block or instruction entry of the same code.
             // Guest code touches only the window and the context; faults in it are
-            // handled by `signal` using `running`, which outlives the call.
-            unsafe { entry(base, m.code.start() + target as usize) };
+            // handled by `signal` using `self.running`, which outlives the call and
+            // which nothing else touches while it runs.
+            unsafe { entry(base, code_start + target as usize) };
         }
         let ctx = self.ctx_mut();
         let kind = ExitKind::from_u32(ctx.exit_kind).ok_or_else(|| {
@@ -125,7 +147,11 @@ impl JitInstance {
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
-        let module = Arc::clone(&self.module);
+        // SAFETY: `self.module` is an `Arc` this instance owns and never replaces, so
+        // the module it points to lives, unchanged, at least as long as `self`; no
+        // `&mut` to it exists. Borrowing through the pointer (instead of cloning the
+        // `Arc`, two atomic operations per run) leaves `self` free to be mutated.
+        let module: &JitModule = unsafe { &*Arc::as_ptr(&self.module) };
         let program = &*module.program;
         let pc_at = |i: u32| program.pcs().get(i as usize).copied().unwrap_or(u32::MAX);
         loop {
@@ -136,10 +162,10 @@ impl JitInstance {
                     return Ok(Some(Exit::Panic));
                 }
                 Resume::Enter(b) => {
-                    let (cost, need) = *module.prices.get(b as usize).ok_or_else(|| {
-                        EngineError::Internal(format!("resume at unknown block {b}"))
-                    })?;
                     if step {
+                        let (cost, need) = *module.prices.get(b as usize).ok_or_else(|| {
+                            EngineError::Internal(format!("resume at unknown block {b}"))
+                        })?;
                         // Charge the first block here; compiled code then runs it
                         // with the bias and stops before the next block.
                         let gas = self.ctx().gas;
@@ -152,7 +178,10 @@ impl JitInstance {
                         let first = program.blocks()[b as usize].first;
                         (module.ins_offsets[first as usize], STEP_BIAS)
                     } else {
-                        (module.block_offsets[b as usize], 0)
+                        let offset = module.block_offsets.get(b as usize).ok_or_else(|| {
+                            EngineError::Internal(format!("resume at unknown block {b}"))
+                        })?;
+                        (*offset, 0)
                     }
                 }
                 Resume::At(i) => (
@@ -175,25 +204,14 @@ impl JitInstance {
                 ExitKind::Trap => finish!(Exit::Trap, Resume::Done(Exit::Trap), pc_at(idx)),
                 ExitKind::Panic => finish!(Exit::Panic, Resume::Done(Exit::Panic), pc_at(idx)),
                 ExitKind::Halt => finish!(Exit::Halt, Resume::Done(Exit::Halt), pc_at(idx)),
-                ExitKind::Ecall | ExitKind::HostCall => {
-                    // `idx` is the block the call ends; execution resumes at the next.
-                    let ins = program
-                        .blocks()
-                        .get(idx as usize)
-                        .map(|blk| blk.end.wrapping_sub(1));
-                    let exit = match ins.and_then(|i| program.instructions().get(i as usize)) {
-                        Some(I::Ecall(_)) if kind == ExitKind::Ecall => Exit::Ecall,
-                        Some(I::Ecalli(o)) if kind == ExitKind::HostCall => {
-                            Exit::HostCall(o.x as u32)
-                        }
-                        other => {
-                            return Err(EngineError::Internal(format!(
-                                "{kind:?} exit from block {idx} ending in {other:?}"
-                            )));
-                        }
-                    };
-                    finish!(exit, Resume::Enter(idx + 1), pc_at(ins.unwrap_or(u32::MAX)))
-                }
+                // `idx` is the block the call ends, so execution resumes at the next;
+                // compiled code passed the call's PC (and immediate) in `arg`.
+                ExitKind::HostCall => finish!(
+                    Exit::HostCall(arg as u32),
+                    Resume::Enter(idx + 1),
+                    (arg >> 32) as u32
+                ),
+                ExitKind::Ecall => finish!(Exit::Ecall, Resume::Enter(idx + 1), arg as u32),
                 ExitKind::OutOfGas => {
                     let pc = program
                         .blocks()

@@ -62,6 +62,8 @@ thread_local! {
     static CURRENT: Cell<*const Running> = const { Cell::new(std::ptr::null()) };
     static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
     static ALT_STACK: Cell<bool> = const { Cell::new(false) };
+    /// Handlers installed and the alternate stack set for this thread.
+    static READY: Cell<bool> = const { Cell::new(false) };
     static OWN_STACK: std::cell::RefCell<Option<AltStack>> = const { std::cell::RefCell::new(None) };
 }
 
@@ -192,9 +194,16 @@ fn ensure_alt_stack() -> Result<(), String> {
 }
 
 /// Prepare this thread to run guest code: handlers installed, alternate stack set.
+/// After the first success on a thread this is one thread-local read.
+#[inline]
 pub(crate) fn prepare_thread() -> Result<(), String> {
+    if READY.get() {
+        return Ok(());
+    }
     install()?;
-    ensure_alt_stack()
+    ensure_alt_stack()?;
+    READY.set(true);
+    Ok(())
 }
 
 /// Marks `running` as the instance on this thread until dropped.

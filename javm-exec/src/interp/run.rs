@@ -11,8 +11,6 @@
 //! * a block id that is not in the block table ([`crate::Target::INVALID`]) marks a
 //!   branch target outside ϖ.
 
-use std::sync::Arc;
-
 use super::instance::{InterpInstance, Resume};
 use super::memory::MemFault;
 use crate::engine::{EngineError, Exit};
@@ -26,7 +24,7 @@ use crate::program::DynamicJump;
 pub(super) fn run<const STEP: bool>(
     inst: &mut InterpInstance,
 ) -> Result<Option<Exit>, EngineError> {
-    let module = Arc::clone(&inst.module);
+    let module = &*inst.module;
     let program = &*module.program;
     let code = program.instructions();
     let pcs = program.pcs();

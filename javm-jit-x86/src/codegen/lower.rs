@@ -124,8 +124,15 @@ impl Cg<'_> {
             I::Invalid => self.exit(ExitKind::Panic, idx),
             I::Fallthrough(_) | I::Unlikely(_) => self.fall_into(block)?,
             // Terminators: report the block, whose successor is the resume point.
-            I::Ecall(_) => self.exit(ExitKind::Ecall, block),
-            I::Ecalli(_) => self.exit(ExitKind::HostCall, block),
+            I::Ecall(_) => {
+                let pc = self.pc_of(idx);
+                self.exit_with_arg(ExitKind::Ecall, block, u64::from(pc));
+            }
+            I::Ecalli(o) => {
+                let pc = self.pc_of(idx);
+                let arg = u64::from(pc) << 32 | u64::from(o.x as u32);
+                self.exit_with_arg(ExitKind::HostCall, block, arg);
+            }
             I::Jump(o) => {
                 if o.target.block() != Some(block + 1) {
                     let l = self.target(o.target, idx)?;

@@ -265,6 +265,27 @@ impl Cg<'_> {
         );
     }
 
+    /// Leave with exit `kind` for block `block` and `arg` in the context's argument
+    /// field (host calls pass their PC and immediate this way, so the run loop needs
+    /// no table lookups to report them).
+    pub(crate) fn exit_with_arg(&mut self, kind: ExitKind, block: u32, arg: u64) {
+        let arg = arg as i64;
+        dynasm!(self.ops ; .arch x64
+            ; mov rdx, QWORD arg
+            ; mov [r15 + off::FAULT_ADDR], rdx
+        );
+        self.exit(kind, block);
+    }
+
+    /// The PC of instruction `idx`.
+    pub(crate) fn pc_of(&self, idx: u32) -> u32 {
+        self.program
+            .pcs()
+            .get(idx as usize)
+            .copied()
+            .unwrap_or(u32::MAX)
+    }
+
     /// The label of block `b`'s entry.
     pub(crate) fn block_label(&self, b: u32) -> Result<DynamicLabel, String> {
         self.block_labels
