@@ -313,7 +313,54 @@ fn a_later_instance_sees_nothing_of_an_earlier_one<E: Engine>(e: &E) {
     }
 }
 
+/// Stores at the end of a written page whose next page is not yet written: those
+/// that stay in the page proceed at no further charge, one that leaves it pays
+/// copy-on-write for the next page, or faults (all-or-nothing) if that page is
+/// read-only. (The recompiler's write shadow takes its in-page path for the first
+/// kind and leaves compiled code for the others.)
+fn stores_at_the_end_of_a_page<E: Engine>(e: &E) {
+    let src = "store_imm_u8 0x20000, 1\n\
+               store_imm_u64 0x20ff8, 0x01020304\n\
+               store_ind_u32 r1, r2, 0\n\
+               store_ind_u16 r1, r2, 2\n\
+               store_ind_u64 r1, r2, 0\n\
+               trap";
+    let case = |next: PageKind| {
+        Case::asm(src)
+            .region(0x20000, 0x1000, RW, &[])
+            .region(0x21000, 0x1000, next, &[9; 8])
+            .reg(1, 0x0A0B_0C0D_0E0F_1011)
+            .reg(2, 0x20FFC)
+    };
+    let c = case(PageKind::UnpinnedCapCow);
+    let block = c.program.block_costs(c.schedule())[0].cost as i64;
+    let o = c.run(e);
+    assert_eq!(o.exit, Exit::Trap);
+    assert_eq!(o.used, block + 2 * COW_COST as i64, "two pages written");
+    assert_eq!(o.mem(0x20FF8, 4), [4, 3, 2, 1]);
+    assert_eq!(
+        o.mem(0x20FFC, 8),
+        [0x11, 0x10, 0x0F, 0x0E, 0x0D, 0x0C, 0x0B, 0x0A]
+    );
+    assert_eq!(
+        o.mem(0x21004, 1),
+        [9],
+        "the rest of the next page is its source"
+    );
+
+    let o = case(PageKind::PinnedCapRo).run(e);
+    assert_eq!((o.exit, o.pc), (Exit::PageFault(0x21000), 20));
+    assert_eq!(o.used, block + COW_COST as i64, "one page written");
+    assert_eq!(
+        o.mem(0x20FFC, 4),
+        [0x11, 0x10, 0x11, 0x10],
+        "nothing of the faulting store"
+    );
+    assert_eq!(o.inst.page_state(0x21000), PageState::NotPresent);
+}
+
 engine_tests!(
+    stores_at_the_end_of_a_page,
     host_call_resumes_at_the_next_instruction,
     ecall_resumes_at_the_next_instruction,
     page_fault_retries_without_recharging,

@@ -101,9 +101,8 @@ pub(crate) enum ExitKind {
     OutOfGas = 6,
     /// A rejected access at `exit_idx`; `fault_addr` is the first bad byte.
     Fault = 7,
-    /// A copy-on-write charge at `exit_idx` exceeded the remaining gas.
-    CowOutOfGas = 8,
-    /// An accepted access at `exit_idx` that wraps past 2^32: the run loop performs it.
+    /// The access at `exit_idx` is for the run loop to perform: a store the write
+    /// shadow does not allow outright, or a load that wraps past 2^32.
     Emulate = 9,
     /// GP `sbrk` at `exit_idx`: the run loop performs it.
     Sbrk = 10,
@@ -125,7 +124,6 @@ impl ExitKind {
             5 => HostCall,
             6 => OutOfGas,
             7 => Fault,
-            8 => CowOutOfGas,
             9 => Emulate,
             10 => Sbrk,
             11 => HostError,

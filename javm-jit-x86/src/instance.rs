@@ -7,13 +7,21 @@ use std::sync::Arc;
 use javm_exec::engine::{EngineError, Exit, Instance, MemoryError, Resume, check_gas};
 use javm_exec::instruction::Instruction as I;
 use javm_exec::memop::MemData;
-use javm_exec::memory::{PageKind, PageMap, PageState, bad_access_exit};
+use javm_exec::memory::{PAGE_SIZE, PageKind, PageMap, PageState, bad_access_exit};
 use javm_exec::{GasProfile, NUM_REGS, Reg};
 
 use crate::ctx::{ExitKind, JitContext};
 use crate::module::JitModule;
-use crate::signal::{self, ActiveGuard, Running, materialize};
-use crate::window::Window;
+use crate::signal::{self, ActiveGuard, Running, materialize_unit};
+use crate::window::{Window, mark_writable};
+
+/// The error for a failed protection change of this instance's window.
+fn protection_error(errno: i32) -> EngineError {
+    EngineError::OutOfMemory(format!(
+        "cannot change the protection of guest memory: {}",
+        std::io::Error::from_raw_os_error(errno)
+    ))
+}
 
 /// While stepping, compiled code sees `gas − STEP_BIAS` (≤ 0), so the gas check of
 /// the next block always fails and returns control before that block is entered.
@@ -66,8 +74,6 @@ impl JitInstance {
             guest_base: window.guest_base_mut(),
             map: std::ptr::null_mut(),
             ctx: window.ctx(),
-            cow_cost: module.schedule.cow_cost(),
-            gas_bias: 0,
             exit_addr: module.code.start() + module.exit as usize,
         };
         let mut inst = JitInstance {
@@ -110,12 +116,11 @@ impl JitInstance {
     }
 
     /// Run compiled code from native offset `target` until it exits.
-    fn enter(&mut self, target: u32, gas_bias: i64) -> Result<(ExitKind, u32, u64), EngineError> {
+    fn enter(&mut self, target: u32) -> Result<(ExitKind, u32, u64), EngineError> {
         signal::prepare_thread().map_err(EngineError::Unavailable)?;
         // A fresh pointer to the page map at every entry: the host may have used the
         // map through `&mut` since the last one.
         self.running.map = &mut *self.map;
-        self.running.gas_bias = gas_bias;
         let code_start = self.running.code_start;
         let base = self.running.guest_base;
         // SAFETY: `entry` is the offset of the trampoline emitted by `codegen`, with
@@ -190,7 +195,7 @@ impl JitInstance {
                 ),
             };
             self.ctx_mut().gas -= bias;
-            let result = self.enter(target, bias);
+            let result = self.enter(target);
             self.ctx_mut().gas += bias;
             let (kind, idx, arg) = result?;
             macro_rules! finish {
@@ -230,10 +235,6 @@ impl JitInstance {
                     e @ Exit::PageFault(_) => finish!(e, Resume::At(idx), pc_at(idx)),
                     e => finish!(e, Resume::Done(e), pc_at(idx)),
                 },
-                ExitKind::CowOutOfGas => {
-                    self.ctx_mut().gas = 0;
-                    finish!(Exit::OutOfGas, Resume::At(idx), pc_at(idx))
-                }
                 ExitKind::Emulate => {
                     if let Some(e) = self.emulate(idx)? {
                         return Ok(Some(e));
@@ -272,8 +273,20 @@ impl JitInstance {
         }
     }
 
-    /// Perform the access of memory instruction `idx` in software (an access that
-    /// wraps past 2^32). `Some(exit)` if it exits instead.
+    /// Record in the window's write shadow that `page` is now `PresentRw`.
+    fn mark_writable(&mut self, page: u32) {
+        let rw = |p: u32| self.map.state(p) == PageState::PresentRw;
+        let below = page != 0 && rw(page.wrapping_sub(PAGE_SIZE));
+        let above = page != 0u32.wrapping_sub(PAGE_SIZE) && rw(page.wrapping_add(PAGE_SIZE));
+        let base = self.window.guest_base_mut();
+        // SAFETY: `base` is this instance's window; no guest code runs.
+        unsafe { mark_writable(base, page, below, above) };
+    }
+
+    /// Perform the access of memory instruction `idx` in software: a store the
+    /// write shadow does not allow outright (first write to a page, a store that may
+    /// leave its page, a fault) or a load that wraps past 2^32. `Some(exit)` if it
+    /// exits instead.
     fn emulate(&mut self, idx: u32) -> Result<Option<Exit>, EngineError> {
         let module = Arc::clone(&self.module);
         let program = &*module.program;
@@ -313,21 +326,24 @@ impl JitInstance {
             return Ok(Some(Exit::OutOfGas));
         }
         let base = self.window.guest_base_mut();
-        for &(page, before, after) in plan.pages() {
-            if before != after {
-                // SAFETY: `page` is a page of this instance's window, described by
-                // `self.map`; no guest code runs.
-                unsafe { materialize(base, self.map.layout().source(page), page, before, after) }
-                    .map_err(|errno| {
-                    EngineError::OutOfMemory(format!(
-                        "cannot change the protection of a guest page: {}",
-                        std::io::Error::from_raw_os_error(errno)
-                    ))
-                })?;
+        for &(page, before, _) in plan.pages() {
+            if before == PageState::NotPresent
+                && let Some(unit) = self.map.unit_to_materialize(page)
+            {
+                // SAFETY: the unit is a unit of this instance's page map, inside its
+                // window; no guest code runs.
+                unsafe { materialize_unit(base, &unit, self.map.layout()) }
+                    .map_err(protection_error)?;
+                self.map.mark_unit_present(&unit);
             }
         }
         self.map.commit(&plan);
         self.ctx_mut().gas -= charge;
+        for &(page, before, after) in plan.pages() {
+            if after == PageState::PresentRw && before != PageState::PresentRw {
+                self.mark_writable(page);
+            }
+        }
         let value = match op.data {
             MemData::Store(v) => v,
             MemData::Load(_) => 0,
@@ -415,38 +431,47 @@ impl Instance for JitInstance {
 
     fn write_memory(&mut self, addr: u32, data: &[u8]) -> Result<(), MemoryError> {
         let base = self.window.guest_base_mut();
-        let broken = &mut self.broken;
-        self.map.host_write_bytes(addr, data, |span| {
-            if span.state != PageState::PresentRw {
-                // SAFETY: `span.page` is a writable page of this window; no guest code
-                // runs while the host writes.
-                let done = unsafe {
-                    materialize(
-                        base,
-                        span.source,
-                        span.page,
-                        span.state,
-                        PageState::PresentRw,
+        let mut failed = None;
+        let result = self.map.host_write_bytes(
+            addr,
+            data,
+            |unit, layout| {
+                // SAFETY: the unit is a unit of this instance's page map, inside its
+                // window; no guest code runs while the host writes.
+                unsafe { materialize_unit(base, unit, layout) }.map_err(|errno| {
+                    failed = Some(protection_error(errno));
+                    MemoryError::Inaccessible(unit.first.max(addr))
+                })
+            },
+            |span| {
+                // SAFETY: the page's unit is materialized and the page writable (host
+                // writes to pinned pages are refused before any span), so it is
+                // mapped read-write; the span stays within it.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        span.bytes.as_ptr(),
+                        base.add(span.addr as usize),
+                        span.bytes.len(),
                     )
                 };
-                if let Err(errno) = done {
-                    *broken = Some(EngineError::OutOfMemory(format!(
-                        "cannot change the protection of a guest page: {}",
-                        std::io::Error::from_raw_os_error(errno)
-                    )));
-                    return Err(MemoryError::Inaccessible(span.addr));
+                Ok(())
+            },
+        );
+        if let Some(e) = failed {
+            self.broken = Some(e);
+        }
+        if result.is_ok() && !data.is_empty() {
+            let last = addr + (data.len() as u32 - 1);
+            let mut page = addr & !(PAGE_SIZE - 1);
+            loop {
+                self.mark_writable(page);
+                if page >= last & !(PAGE_SIZE - 1) {
+                    break;
                 }
+                page += PAGE_SIZE;
             }
-            // SAFETY: the page is now mapped read-write; the span stays within it.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    span.bytes.as_ptr(),
-                    base.add(span.addr as usize),
-                    span.bytes.len(),
-                )
-            };
-            Ok(())
-        })
+        }
+        result
     }
 
     fn page_state(&self, addr: u32) -> PageState {

@@ -159,6 +159,14 @@ impl JitModule {
         let bytes = self.code.bytes().get(start as usize..end as usize)?;
         Some((self.code.start() as u64 + u64::from(start), bytes))
     }
+
+    /// The cold code after the last instruction's inline code (out-of-gas, exit and
+    /// store slow-path stubs), with its address.
+    pub fn cold_code(&self) -> (u64, &[u8]) {
+        let start = self.ins_ends.iter().copied().max().unwrap_or(0) as usize;
+        let bytes = self.code.bytes().get(start..).unwrap_or_default();
+        (self.code.start() as u64 + start as u64, bytes)
+    }
 }
 
 impl Engine for Recompiler {

@@ -8,8 +8,9 @@ use javm_exec::disasm;
 
 use crate::module::JitModule;
 
-/// One line per x86 instruction, grouped under the PVM instruction that emitted it.
-/// Addresses are offsets into the module's code, so the listing is stable.
+/// One line per x86 instruction, grouped under the PVM instruction that emitted it,
+/// then the cold stubs. Addresses are offsets into the module's code, so the listing
+/// is stable.
 pub fn listing(module: &JitModule) -> String {
     let program = module.program();
     let mut out = String::new();
@@ -34,14 +35,21 @@ pub fn listing(module: &JitModule) -> String {
         let Some((addr, bytes)) = module.native_code_of(i) else {
             continue;
         };
-        let mut decoder = Decoder::with_ip(64, bytes, addr - base, DecoderOptions::NONE);
-        let mut line = String::new();
-        while decoder.can_decode() {
-            let ins = decoder.decode();
-            line.clear();
-            fmt.format(&ins, &mut line);
-            let _ = writeln!(out, "        {:06x}  {line}", ins.ip());
-        }
+        decode_into(&mut out, &mut fmt, bytes, addr - base);
     }
+    let (addr, bytes) = module.cold_code();
+    let _ = writeln!(out, "  cold:");
+    decode_into(&mut out, &mut fmt, bytes, addr - base);
     out
+}
+
+fn decode_into(out: &mut String, fmt: &mut IntelFormatter, bytes: &[u8], ip: u64) {
+    let mut decoder = Decoder::with_ip(64, bytes, ip, DecoderOptions::NONE);
+    let mut line = String::new();
+    while decoder.can_decode() {
+        let ins = decoder.decode();
+        line.clear();
+        fmt.format(&ins, &mut line);
+        let _ = writeln!(out, "        {:06x}  {line}", ins.ip());
+    }
 }

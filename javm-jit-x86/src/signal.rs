@@ -10,10 +10,11 @@
 //!   module's side table, and the faulting address lies in the instance's window
 //!   (guest range plus guard).
 //! * For such a fault the handler applies the shared access rule
-//!   ([`PageMap::plan`]): an accepted access materializes its pages (copy from the
-//!   page-aligned source slab, or zeros), sets their protection from their new
-//!   [`PageState`], charges copy-on-write from the live gas and resumes the
-//!   instruction; anything else is redirected to the exit path with a reason.
+//!   ([`PageMap::plan`]): an accepted access materializes the units of its pages
+//!   (each unit's pages copied from their page-aligned source slabs, or zeros, and
+//!   made accessible in one `mprotect`) and resumes the instruction; anything else is
+//!   redirected to the exit path with a reason. Only loads fault this way: compiled
+//!   stores check the window's write shadow and leave for the run loop instead.
 //!
 //! The handler allocates nothing and takes no locks: it reads plain memory, calls
 //! `mprotect` and copies bytes.
@@ -21,8 +22,8 @@
 use std::cell::Cell;
 use std::sync::OnceLock;
 
-use javm_cap::PageBytes;
-use javm_exec::memory::{PAGE_SIZE, PageMap, PageState};
+use javm_exec::memory::pagemap::Unit;
+use javm_exec::memory::{MemoryLayout, PAGE_SIZE, PageKind, PageMap, PageState};
 
 use crate::ctx::{ExitKind, JitContext};
 use crate::window::{GUARD_SIZE, GUEST_SIZE, protect};
@@ -51,9 +52,6 @@ pub(crate) struct Running {
     pub(crate) guest_base: *mut u8,
     pub(crate) map: *mut PageMap,
     pub(crate) ctx: *mut JitContext,
-    pub(crate) cow_cost: u64,
-    /// Real gas = `ctx.gas + gas_bias` (non-zero only while stepping).
-    pub(crate) gas_bias: i64,
     /// Address of the shared exit path.
     pub(crate) exit_addr: usize,
 }
@@ -281,7 +279,12 @@ fn access(r: &Running, addr: u32, width: u32, write: bool) -> Outcome {
     // SAFETY: the page map belongs to the running instance and nothing else touches
     // it while its guest code runs on this thread.
     let map = unsafe { &mut *r.map };
-    let plan = match map.plan(addr, width, write, r.cow_cost) {
+    if write {
+        // Compiled stores check the write shadow and never fault on a page the
+        // states allow; a store that reaches the hardware is a bug, not a retry.
+        return Outcome::Exit(ExitKind::Inconsistent, u64::from(addr));
+    }
+    let plan = match map.plan(addr, width, false, 0) {
         Ok(p) => p,
         Err(bad) => return Outcome::Exit(ExitKind::Fault, u64::from(bad.addr)),
     };
@@ -289,72 +292,62 @@ fn access(r: &Running, addr: u32, width: u32, write: bool) -> Outcome {
         // Accepted but wrapping past 2^32: the run loop performs it byte by byte.
         return Outcome::Exit(ExitKind::Emulate, 0);
     }
-    // SAFETY: as for `map`: the context is the running instance's.
-    let ctx = unsafe { &mut *r.ctx };
-    let real_gas = i128::from(ctx.gas) + i128::from(r.gas_bias);
-    if i128::from(plan.charge) > real_gas {
-        return Outcome::Exit(ExitKind::CowOutOfGas, 0);
-    }
     let mut changed = false;
-    for &(page, before, after) in plan.pages() {
-        if before == after {
+    for &(page, before, _) in plan.pages() {
+        if before != PageState::NotPresent {
             continue;
         }
+        let Some(unit) = map.unit_to_materialize(page) else {
+            continue;
+        };
         changed = true;
-        // SAFETY: `page` is a page address below 2^32 inside this instance's window.
-        let res =
-            unsafe { materialize(r.guest_base, map.layout().source(page), page, before, after) };
-        if let Err(errno) = res {
+        // SAFETY: the unit's pages lie inside this instance's window.
+        if let Err(errno) = unsafe { materialize_unit(r.guest_base, &unit, map.layout()) } {
             return Outcome::Exit(ExitKind::HostError, errno as u64);
         }
+        map.mark_unit_present(&unit);
     }
     if !changed {
         // The hardware refused an access the page states allow: never retry blindly.
         return Outcome::Exit(ExitKind::Inconsistent, u64::from(addr));
     }
     map.commit(&plan);
-    ctx.gas -= plan.charge as i64;
     Outcome::Retry
 }
 
-/// Bring `page` from `before` to `after`: fill it from its source slab (the page's
-/// layout contents) on first touch, then give it the protection of `after`.
+/// Make `unit` accessible: fill its pages from their source slabs (zero pages need
+/// nothing: the window's pages are zero until materialized, and a unit is
+/// materialized once), then give it its protection — read-only for a pinned unit,
+/// read-write otherwise (stores are checked against the write shadow, not the page
+/// protection).
 ///
 /// # Safety
-/// `base` is the guest base of a live window owned by the caller's instance, and
-/// `page` a page address of it.
-pub(crate) unsafe fn materialize(
+/// `base` is the guest base of a live window owned by the caller's instance, `unit`
+/// a unit of that instance's page map and `layout` its layout.
+pub(crate) unsafe fn materialize_unit(
     base: *mut u8,
-    source: Option<&PageBytes>,
-    page: u32,
-    before: PageState,
-    after: PageState,
+    unit: &Unit,
+    layout: &MemoryLayout,
 ) -> Result<(), i32> {
-    if before == PageState::NotPresent
-        && let Some(src) = source
-    {
-        // SAFETY: the page is inside the window (caller's contract); it was
-        // inaccessible, so nothing reads it concurrently.
-        unsafe {
-            protect(base, page, libc::PROT_READ | libc::PROT_WRITE)?;
-            std::ptr::copy_nonoverlapping(
-                src.bytes().as_ptr(),
-                base.add(page as usize),
-                PAGE_SIZE as usize,
-            );
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    // SAFETY: the unit's pages are inside the window (caller's contract); they were
+    // inaccessible, so nothing reads them concurrently.
+    unsafe {
+        protect(base, unit.first, unit.pages, rw)?;
+        for page in unit.page_addrs() {
+            if let Some(src) = layout.source(page) {
+                std::ptr::copy_nonoverlapping(
+                    src.bytes().as_ptr(),
+                    base.add(page as usize),
+                    PAGE_SIZE as usize,
+                );
+            }
+        }
+        if unit.kind == PageKind::PinnedCapRo {
+            protect(base, unit.first, unit.pages, libc::PROT_READ)?;
         }
     }
-    // SAFETY: as above.
-    unsafe { protect(base, page, prot_of(after)) }
-}
-
-/// The protection that enforces a page state.
-pub(crate) fn prot_of(state: PageState) -> libc::c_int {
-    match state {
-        PageState::NotPresent => libc::PROT_NONE,
-        PageState::PresentRo => libc::PROT_READ,
-        PageState::PresentRw => libc::PROT_READ | libc::PROT_WRITE,
-    }
+    Ok(())
 }
 
 /// Pass a fault that is not ours to the previous handler.

@@ -1,6 +1,17 @@
 //! Guest windows: per instance, one reservation of
-//! `[protection record | context page | 4 GiB guest window | guard]`, the guest
-//! window and guard `PROT_NONE`.
+//! `[protection record | write shadow | context page | 4 GiB guest window | guard]`,
+//! the guest window and guard `PROT_NONE` until units are materialized.
+//!
+//! **The write shadow** has one byte per 8-byte granule of guest memory (512 MiB,
+//! reserved without swap, so only the parts written cost memory). Compiled stores
+//! check it instead of relying on page protection: [`SHADOW_FULL`] means any access
+//! of up to 8 bytes starting in the granule may store without further checks (its
+//! page is `PresentRw`, and so is the next page if the granule is its page's last);
+//! [`SHADOW_IN_PAGE`] means the page is `PresentRw` but the next is not, so only an
+//! access that stays in the page may; zero sends the store to the run loop, which
+//! applies the shared access rule. Guest pages are thus accessible a whole
+//! materialization unit at a time and never change protection per page, so no guest
+//! can split its window into more mappings than its layout has units.
 //!
 //! Compiled code addresses guest memory as `R15 + (32-bit address)`, so it can reach
 //! at most `4 GiB + 7` bytes past the base: the guard (64 KiB) catches the bytes an
@@ -38,8 +49,17 @@ const RECORD_WORDS: usize = PAGES / 64;
 const SUMMARY_WORDS: usize = RECORD_WORDS / 64;
 /// Bytes of the protection record, a page multiple.
 const RECORD_SIZE: usize = ((2 + SUMMARY_WORDS + RECORD_WORDS) * 8).next_multiple_of(4096);
-/// Bytes before guest address 0: the record and the context page.
-const HEADER: usize = RECORD_SIZE + CTX_PAGE;
+/// Bytes of the write shadow: one per 8-byte granule of the guest range.
+const SHADOW_SIZE: usize = GUEST_SIZE >> 3;
+/// Shadow value: stores of up to 8 bytes starting in this granule may proceed.
+pub(crate) const SHADOW_FULL: u8 = 2;
+/// Shadow value: the granule's page is writable, the next page is not.
+pub(crate) const SHADOW_IN_PAGE: u8 = 3;
+/// Displacement of the shadow from R15 (the guest base): the byte of granule `g` is
+/// at `R15 + SHADOW_DISP + g`.
+pub(crate) const SHADOW_DISP: i32 = -((SHADOW_SIZE + CTX_PAGE) as i32);
+/// Bytes before guest address 0: the record, the shadow and the context page.
+const HEADER: usize = RECORD_SIZE + SHADOW_SIZE + CTX_PAGE;
 const TOTAL: usize = HEADER + GUEST_SIZE + GUARD_SIZE;
 /// Windows kept for reuse.
 const POOL_MAX: usize = 32;
@@ -134,7 +154,7 @@ impl Window {
         let start =
             NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
         let mut w = Window { start };
-        // SAFETY: the record and the context page are the first `HEADER` bytes of the
+        // SAFETY: the record, the shadow and the context page are the first `HEADER` bytes of the
         // reservation `w` owns.
         if unsafe { libc::mprotect(p, HEADER, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
             return Err(io::Error::last_os_error());
@@ -226,13 +246,18 @@ impl Window {
                         let p = base.add(page << 12).cast();
                         libc::mprotect(p, n << 12, libc::PROT_NONE) == 0
                             && libc::madvise(p, n << 12, libc::MADV_DONTNEED) == 0
-                    };
+                    } && self.discard_shadow(page, n);
                     if !ok {
                         return Err(io::Error::last_os_error());
                     }
                 }
             }
-            None => self.discard_guest_range()?,
+            None => {
+                self.discard_guest_range()?;
+                if !self.discard_shadow(0, PAGES) {
+                    return Err(io::Error::last_os_error());
+                }
+            }
         }
         let rec = self.record();
         for si in rec.span() {
@@ -250,6 +275,30 @@ impl Window {
         // by this window.
         unsafe { std::ptr::write_bytes(self.ctx().cast::<u8>(), 0, CTX_SIZE) };
         Ok(())
+    }
+
+    /// Zero the shadow bytes of guest pages `page..page + n` (rounded out to whole
+    /// shadow pages: only recorded pages ever have non-zero shadow bytes, and the
+    /// whole window is being reset). False if `madvise` failed.
+    fn discard_shadow(&mut self, page: usize, n: usize) -> bool {
+        let lo = (page << 9) & !4095;
+        let hi = ((page + n) << 9).next_multiple_of(4096).min(SHADOW_SIZE);
+        // SAFETY: `lo..hi` lies inside this window's shadow, read-write for the
+        // window's lifetime and used by no instance now; discarding anonymous pages
+        // makes them read as zero.
+        unsafe {
+            libc::madvise(
+                self.shadow().add(lo).cast(),
+                hi.saturating_sub(lo),
+                libc::MADV_DONTNEED,
+            ) == 0
+        }
+    }
+
+    /// The first byte of the write shadow.
+    fn shadow(&mut self) -> *mut u8 {
+        // SAFETY: the shadow starts right after the record, inside the reservation.
+        unsafe { self.start.as_ptr().add(RECORD_SIZE) }
     }
 
     /// Replace the guest range with a fresh inaccessible reservation.
@@ -300,26 +349,68 @@ impl Drop for Window {
     }
 }
 
-/// Change the protection of guest page `page` (a page address) of the window at
-/// `base`, recording the page in the window's protection record first (see the
+/// Change the protection of the `pages` guest pages from page address `first` of the
+/// window at `base`, recording them in the window's protection record first (see the
 /// module documentation). Async-signal-safe (plain stores and one system call), so
 /// the fault handler uses it too.
 ///
 /// # Safety
-/// `base` must be the guest base of a live window owned by the caller's instance.
-pub(crate) unsafe fn protect(base: *mut u8, page: u32, prot: libc::c_int) -> Result<(), i32> {
-    let n = (page >> 12) as usize;
-    // SAFETY: the record starts `HEADER` bytes below the guest base of the window
-    // (caller's contract), is mapped read-write, and only the owning instance's
-    // thread touches it; `n < 2^20`, so both indices are in bounds.
-    unsafe { (*base.sub(HEADER).cast::<Record>()).insert(n) };
-    // SAFETY: `page < 2^32` lies inside the window (caller's contract).
-    let r = unsafe { libc::mprotect(base.add(page as usize).cast(), 4096, prot) };
+/// `base` must be the guest base of a live window owned by the caller's instance, and
+/// the pages must lie below 2^32.
+pub(crate) unsafe fn protect(
+    base: *mut u8,
+    first: u32,
+    pages: u32,
+    prot: libc::c_int,
+) -> Result<(), i32> {
+    let n = (first >> 12) as usize;
+    for i in n..(n + pages as usize).min(PAGES) {
+        // SAFETY: the record starts `HEADER` bytes below the guest base of the
+        // window (caller's contract), is mapped read-write, and only the owning
+        // instance's thread touches it; `i < 2^20`, so both indices are in bounds.
+        unsafe { (*base.sub(HEADER).cast::<Record>()).insert(i) };
+    }
+    // SAFETY: the pages lie inside the window (caller's contract).
+    let r = unsafe {
+        libc::mprotect(
+            base.add(first as usize).cast(),
+            (pages as usize) << 12,
+            prot,
+        )
+    };
     if r == 0 {
         Ok(())
     } else {
         // SAFETY: reading errno right after the failing call.
         Err(unsafe { *libc::__errno_location() })
+    }
+}
+
+/// Set the shadow bytes of guest page `page` (a page address), which just became
+/// `PresentRw`, and of the last granule of the page below it. `below_rw` / `above_rw`:
+/// whether the neighbouring pages are `PresentRw`.
+///
+/// # Safety
+/// `base` must be the guest base of a live window owned by the caller's instance,
+/// with no guest code running.
+pub(crate) unsafe fn mark_writable(base: *mut u8, page: u32, below_rw: bool, above_rw: bool) {
+    let n = (page >> 12) as usize;
+    // SAFETY: the shadow lies `-SHADOW_DISP` bytes below the guest base (caller's
+    // contract) and has a byte for each granule of every page `< 2^20`, so the
+    // granules of page `n` and the last granule of page `n - 1` are inside it.
+    unsafe {
+        let shadow = base.offset(SHADOW_DISP as isize);
+        let granules = shadow.add(n << 9);
+        std::ptr::write_bytes(granules, SHADOW_FULL, 511);
+        let last_full = above_rw && n + 1 < PAGES;
+        *granules.add(511) = if last_full {
+            SHADOW_FULL
+        } else {
+            SHADOW_IN_PAGE
+        };
+        if below_rw && n > 0 {
+            *granules.sub(1) = SHADOW_FULL;
+        }
     }
 }
 
@@ -353,7 +444,15 @@ mod tests {
         let base = w.guest_base_mut();
         for &p in pages {
             // SAFETY: page `p` of the window this test owns.
-            unsafe { protect(base, (p << 12) as u32, libc::PROT_READ | libc::PROT_WRITE) }.unwrap();
+            unsafe {
+                protect(
+                    base,
+                    (p << 12) as u32,
+                    1,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                )
+            }
+            .unwrap();
             // SAFETY: the page was just made writable.
             unsafe { *base.add((p << 12) + 5) = 7 };
         }
@@ -374,7 +473,7 @@ mod tests {
         let base = w.guest_base_mut();
         for &p in pages {
             // SAFETY: as in `touch`.
-            unsafe { protect(base, (p << 12) as u32, libc::PROT_READ) }.unwrap();
+            unsafe { protect(base, (p << 12) as u32, 1, libc::PROT_READ) }.unwrap();
             // SAFETY: the page is readable.
             assert_eq!(unsafe { *base.add((p << 12) + 5) }, 0, "page {p:#x} zero");
         }

@@ -20,7 +20,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "memory",
-        "load_ind_u64 r1, r2, 16\nstore_ind_u8 r5, r6, -1\nstore_imm_u64 0x20000, -2\nload_i16 r3, 0x20010\ntrap",
+        "load_ind_u64 r1, r2, 16\nstore_ind_u8 r5, r6, -1\nstore_imm_u64 0x20000, -2\nload_i16 r3, 0x20010\nstore_ind_u32 r5, r6, 8\nstore_u16 r1, 0x20ffd\ntrap",
     ),
     (
         "control",

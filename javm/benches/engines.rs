@@ -1,5 +1,6 @@
 //! Both engines side by side: execution of the example workloads, instance creation,
-//! compile speed on a 1 MB program, and the host-call round trip. Every workload's
+//! first touch of fresh pages, compile speed on a 1 MB program, and the host-call
+//! round trip. Every workload's
 //! output is checked before it is measured.
 //!
 //! `cargo bench -p javm --bench engines` (or `javm bench` for a quick table).
@@ -9,7 +10,10 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use javm::bench::{HOSTCALL, WORKLOADS, Workload, check, large_program, run_to_halt};
-use javm_exec::{Engine, GasProfile, GasSchedule, Instance, Interpreter};
+use javm_exec::{
+    Engine, Exit, GasProfile, GasSchedule, Instance, InstanceInit, Interpreter, MemoryLayout,
+    PageKind,
+};
 
 fn execute<E: Engine>(c: &mut Criterion, engine: &E, w: &Workload) {
     let p = w.prepare().unwrap();
@@ -59,6 +63,52 @@ fn hostcall<E: Engine>(c: &mut Criterion, engine: &E) {
     g.finish();
 }
 
+/// Pages each first-touch case walks.
+const TOUCH_PAGES: u64 = 256;
+
+/// First touch per page: an instance walks `TOUCH_PAGES` fresh zero pages once —
+/// reading, writing, or reading then writing each — and the time is per page
+/// (instance creation and teardown included, as a fresh instance is the point).
+fn first_touch<E: Engine>(c: &mut Criterion, engine: &E) {
+    let mut g = c.benchmark_group("first-touch");
+    g.throughput(Throughput::Elements(TOUCH_PAGES));
+    for (name, op) in [
+        ("read", "load_ind_u8 r4, r2, 0"),
+        ("write", "store_ind_u8 r4, r2, 0"),
+        (
+            "read-write",
+            "load_ind_u8 r4, r2, 0\nstore_ind_u8 r4, r2, 0",
+        ),
+    ] {
+        let src = format!(
+            "load_imm r2, 0x100000\nload_imm r3, {TOUCH_PAGES}\nfallthrough\n\
+             loop: {op}\nadd_imm_64 r2, r2, 4096\nadd_imm_64 r3, r3, -1\n\
+             branch_ne_imm r3, 0, loop\ntrap"
+        );
+        let program = Arc::new(javm_exec::asm::assemble(&src).unwrap().program().unwrap());
+        let mut layout = MemoryLayout::new();
+        layout
+            .add_region(0x100000, TOUCH_PAGES * 4096, PageKind::EphemeralZero, &[])
+            .unwrap();
+        let init = InstanceInit {
+            layout: Arc::new(layout),
+            regs: [0; 13],
+            pc: 0,
+            gas: 1 << 40,
+        };
+        let module = engine
+            .prepare(&program, GasSchedule::new(GasProfile::Jar1, 0))
+            .unwrap();
+        g.bench_function(BenchmarkId::new(name, engine.kind().name()), |b| {
+            b.iter(|| {
+                let mut inst = engine.instantiate(&module, init.clone()).unwrap();
+                assert_eq!(inst.run(), Ok(Exit::Trap));
+            })
+        });
+    }
+    g.finish();
+}
+
 fn compile<E: Engine>(c: &mut Criterion, make: &dyn Fn() -> E, program: &Arc<javm_exec::Program>) {
     let schedule = GasSchedule::new(GasProfile::Jar1, 16);
     let mut g = c.benchmark_group("compile-1mb");
@@ -94,12 +144,14 @@ fn benches(c: &mut Criterion) {
         }
     }
     create(c, &interp);
+    first_touch(c, &interp);
     hostcall(c, &interp);
     let large = Arc::new(large_program(1 << 20).unwrap());
     compile(c, &Interpreter::new, &large);
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     if let Some(jit) = &jit {
         create(c, jit);
+        first_touch(c, jit);
         hostcall(c, jit);
         compile(c, &|| javm_jit_x86::Recompiler::new().unwrap(), &large);
     }

@@ -26,7 +26,8 @@ use memmap2::{MmapMut, MmapOptions};
 
 use crate::engine::{EngineError, Exit, MemoryError};
 use crate::gas::GasSchedule;
-use crate::memory::{PAGE_SHIFT, PAGE_SIZE, PageMap, PageState, bad_access_exit};
+use crate::memory::pagemap::Unit;
+use crate::memory::{MemoryLayout, PAGE_SHIFT, PAGE_SIZE, PageMap, PageState, bad_access_exit};
 
 /// Why a guest access did not complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,8 +184,11 @@ impl FlatMemory {
             return Err(MemFault::OutOfGas);
         }
         for &(page, before, _) in plan.pages() {
-            if before == PageState::NotPresent {
-                self.materialize(page);
+            if before == PageState::NotPresent
+                && let Some(unit) = self.map.unit_to_materialize(page)
+            {
+                self.materialize(&unit);
+                self.map.mark_unit_present(&unit);
             }
         }
         self.map.commit(&plan);
@@ -201,14 +205,11 @@ impl FlatMemory {
         Ok(())
     }
 
-    /// Copy a page's initial contents into the buffer (zero pages need nothing: the
-    /// buffer starts zeroed and a page is materialized at most once).
-    fn materialize(&mut self, page: u32) {
-        if let Some(src) = self.map.layout().source(page) {
-            let p = page as usize;
-            let bytes = self.bytes.as_deref_mut().unwrap_or_default();
-            bytes[p..p + PAGE_SIZE as usize].copy_from_slice(src.bytes());
-        }
+    /// Copy a unit's initial contents into the buffer (zero pages need nothing: the
+    /// buffer starts zeroed and a unit is materialized at most once).
+    fn materialize(&mut self, unit: &Unit) {
+        let bytes = self.bytes.as_deref_mut().unwrap_or_default();
+        fill_unit(bytes, unit, self.map.layout());
     }
 
     /// GP `sbrk`: grow the heap, and the buffer to cover any new pages. The first
@@ -221,14 +222,16 @@ impl FlatMemory {
         if self.buf().len() < needed {
             let whole = usize::try_from(1u64 << 32).unwrap_or(usize::MAX);
             let mut bigger = reserve(needed.max(whole))?;
-            // Pages past the old buffer were never materialized.
-            let old_pages = self.buf().len() >> PAGE_SHIFT;
-            let states = self.map.state_bytes().get(..old_pages).unwrap_or_default();
-            let present = states.iter().enumerate().filter(|(_, s)| **s != 0);
-            for (page, _) in present {
-                let range = page << PAGE_SHIFT..(page + 1) << PAGE_SHIFT;
-                bigger[range.clone()].copy_from_slice(&self.buf()[range]);
-            }
+            // Pages past the old buffer were never materialized; of the others only
+            // the filled ones can hold anything but zeros.
+            let old = self.buf();
+            self.map.for_each_filled_run(|page, pages| {
+                let start = page as usize;
+                let end = (start + ((pages as usize) << PAGE_SHIFT)).min(old.len());
+                if start < end {
+                    bigger[start..end].copy_from_slice(&old[start..end]);
+                }
+            });
             self.bytes = Some(bigger);
         }
         Ok(self.map.sbrk(size))
@@ -243,7 +246,7 @@ impl FlatMemory {
     fn present_pages(&self) -> u32 {
         let mut n = 0u32;
         self.map
-            .for_each_present_run(|_, pages| n = n.saturating_add(pages));
+            .for_each_filled_run(|_, pages| n = n.saturating_add(pages));
         n
     }
 
@@ -260,15 +263,32 @@ impl FlatMemory {
     /// are copied in on first touch; the buffer needs no protection change).
     pub(crate) fn write(&mut self, addr: u32, data: &[u8]) -> Result<(), MemoryError> {
         let bytes = self.bytes.as_deref_mut().unwrap_or_default();
-        self.map.host_write_bytes(addr, data, |span| {
-            if let (PageState::NotPresent, Some(src)) = (span.state, span.source) {
-                let p = span.page as usize;
-                bytes[p..p + PAGE_SIZE as usize].copy_from_slice(src.bytes());
+        let bytes = std::cell::RefCell::new(bytes);
+        self.map.host_write_bytes(
+            addr,
+            data,
+            |unit, layout| {
+                fill_unit(&mut bytes.borrow_mut(), unit, layout);
+                Ok(())
+            },
+            |span| {
+                let at = span.addr as usize;
+                bytes.borrow_mut()[at..at + span.bytes.len()].copy_from_slice(span.bytes);
+                Ok(())
+            },
+        )
+    }
+}
+
+/// Copy the initial contents of `unit`'s pages that have a layout slab into `bytes`.
+fn fill_unit(bytes: &mut [u8], unit: &Unit, layout: &MemoryLayout) {
+    for page in unit.page_addrs() {
+        if let Some(src) = layout.source(page) {
+            let p = page as usize;
+            if let Some(dst) = bytes.get_mut(p..p + PAGE_SIZE as usize) {
+                dst.copy_from_slice(src.bytes());
             }
-            let at = span.addr as usize;
-            bytes[at..at + span.bytes.len()].copy_from_slice(span.bytes);
-            Ok(())
-        })
+        }
     }
 }
 
@@ -280,7 +300,7 @@ impl Drop for FlatMemory {
         let Some(mut buffer) = self.bytes.take() else {
             return;
         };
-        self.map.for_each_present_run(|page, pages| {
+        self.map.for_each_filled_run(|page, pages| {
             let start = page as usize;
             let end = start + ((pages as usize) << PAGE_SHIFT);
             if let Some(b) = buffer.get_mut(start..end) {
@@ -300,9 +320,9 @@ mod tests {
 
     use super::*;
     use crate::gas::GasProfile;
-    use crate::memory::{MemoryLayout, PageKind};
+    use crate::memory::PageKind;
 
-    /// A memory of `pages` zero pages with the first `touched` of them read.
+    /// A memory of `pages` zero pages with the first `touched` of them written.
     fn touched(pages: u32, touched: u32) -> FlatMemory {
         let mut l = MemoryLayout::new();
         l.add_region(
@@ -316,7 +336,8 @@ mod tests {
         let mut m = FlatMemory::new(map, GasSchedule::new(GasProfile::Gp, 0)).unwrap();
         let mut gas = 0;
         for p in 0..touched {
-            m.load::<1>(0x10000 + (p << PAGE_SHIFT), &mut gas).unwrap();
+            m.store::<1>(0x10000 + (p << PAGE_SHIFT), [1], &mut gas)
+                .unwrap();
         }
         m
     }

@@ -31,9 +31,9 @@ pub(crate) struct Arrays {
     /// Pages that became `PresentRw`: one bit per page, so the written pages of an
     /// instance are listed in time proportional to their number.
     pub(crate) dirty: PageSet,
-    /// Pages that left `NotPresent` (were materialized): what an engine must reset
-    /// before it reuses the storage behind them.
-    pub(crate) present: PageSet,
+    /// Pages whose storage may be non-zero (filled from a slab, or written): what
+    /// an engine must reset before it reuses the storage behind them.
+    pub(crate) filled: PageSet,
 }
 
 /// A set of page numbers with O(1) insert (no allocation, safe in a signal handler)
@@ -163,7 +163,7 @@ impl Arrays {
             kinds: reserve()?,
             states: reserve()?,
             dirty: PageSet::new(),
-            present: PageSet::new(),
+            filled: PageSet::new(),
         })
     }
 
@@ -179,7 +179,7 @@ impl Arrays {
             self.states[r].fill(0);
         }
         self.dirty.clear();
-        self.present.clear();
+        self.filled.clear();
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
         if pool.len() < POOL_MAX {
             pool.push(self);
@@ -191,7 +191,7 @@ impl Arrays {
     pub(crate) fn is_zero(&self) -> bool {
         self.kinds.iter().chain(self.states.iter()).all(|&b| b == 0)
             && self.dirty.is_clear()
-            && self.present.is_clear()
+            && self.filled.is_clear()
     }
 }
 
@@ -242,8 +242,8 @@ mod tests {
         a.states[PAGES - 1] = 1;
         a.dirty.insert(12);
         a.dirty.insert(PAGES - 1);
-        a.present.insert(12);
-        a.present.insert(PAGES - 1);
+        a.filled.insert(12);
+        a.filled.insert(PAGES - 1);
         a.release(&[(10, 20), (PAGES as u32 - 1, PAGES as u32)]);
         // Other tests may hold or release pairs concurrently: whatever we get is zero.
         for _ in 0..4 {

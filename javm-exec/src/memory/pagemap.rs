@@ -1,8 +1,19 @@
 //! Per-instance page bookkeeping shared by both engines: each page's kind and
-//! [`PageState`], the GP access rule, and GP `sbrk`.
+//! [`PageState`], the GP access rule, materialization units, and GP `sbrk`.
+//!
+//! **Units.** Pages are made resident a unit at a time: a unit is the run of pages
+//! of one region (a layout region, or one run of pages `sbrk` added) inside one
+//! 2 MiB cluster ([`super::mat::unit_base`]). The first touch of any page of a unit
+//! — a read, a write or a host write — makes every page of the unit `PresentRo`
+//! ([`PageMap::unit_to_materialize`], [`PageMap::mark_unit_present`]) before the
+//! access's own transition applies, so a unit is materialized exactly once and
+//! whole. No gas depends on it (reads are free; copy-on-write stays per page), and
+//! both engines follow the same rule, so they record the same page states. It lets
+//! the recompiler change page protections only a whole unit at a time, which bounds
+//! the mappings a guest can create.
 //!
 //! The interpreter consults a [`PageMap`] in software; the recompiler's fault handler
-//! will call the very same [`PageMap::plan`] / [`PageMap::commit`] pair (they never
+//! and run loop call the very same [`PageMap::plan`] / [`PageMap::commit`] pair (they never
 //! allocate), so both engines accept, charge and fault the same accesses in the same
 //! order.
 //!
@@ -15,10 +26,8 @@
 
 use std::sync::Arc;
 
-use javm_cap::PageBytes;
-
 use super::arrays::Arrays;
-use super::mat::{HardFault, PageKind, PageState, access_pages, charge_for};
+use super::mat::{CLUSTER_SHIFT, HardFault, PageKind, PageState, access_pages, charge_for};
 use super::{MemoryLayout, PAGE_SHIFT, PAGE_SIZE, check_host_range, host_spans};
 use crate::engine::MemoryError;
 
@@ -52,14 +61,38 @@ impl AccessPlan {
 pub struct HostSpan<'a> {
     /// The page's address.
     pub page: u32,
-    /// Its state before the write.
+    /// Its state before the write (never `NotPresent`: its unit was materialized).
     pub state: PageState,
-    /// Its initial contents (`None`: zeros).
-    pub source: Option<&'a PageBytes>,
     /// Where the bytes go.
     pub addr: u32,
     /// The bytes.
     pub bytes: &'a [u8],
+}
+
+/// Marks, in a page's kind byte, the first page of a region (a unit never extends
+/// below it).
+const UNIT_START: u8 = 0x80;
+/// Pages per 2 MiB cluster.
+const CLUSTER_PAGES: usize = 1 << (CLUSTER_SHIFT - PAGE_SHIFT);
+
+/// A unit being materialized (see the module documentation): pages
+/// `first..first + pages` (page addresses `first << 12`…), all of kind `kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unit {
+    /// Address of its first page.
+    pub first: u32,
+    /// Number of pages (1..=512).
+    pub pages: u32,
+    /// The kind of every page of it.
+    pub kind: PageKind,
+}
+
+impl Unit {
+    /// The page addresses of the unit, ascending.
+    pub fn page_addrs(&self) -> impl Iterator<Item = u32> + use<> {
+        let first = self.first;
+        (0..self.pages).map(move |i| first + (i << PAGE_SHIFT))
+    }
 }
 
 /// Kinds and states of every page of one instance.
@@ -86,6 +119,9 @@ impl PageMap {
             let first = r.start() >> PAGE_SHIFT;
             let end = first + r.pages();
             arrays.kinds[first as usize..end as usize].fill(r.kind().as_u8());
+            if let Some(k) = arrays.kinds.get_mut(first as usize) {
+                *k |= UNIT_START;
+            }
             ranges.push((first, end));
         }
         Ok(PageMap {
@@ -115,7 +151,8 @@ impl PageMap {
             self.kinds()
                 .get((addr >> PAGE_SHIFT) as usize)
                 .copied()
-                .unwrap_or(0),
+                .unwrap_or(0)
+                & !UNIT_START,
         )
     }
 
@@ -190,7 +227,57 @@ impl PageMap {
         Ok(plan)
     }
 
-    /// Apply the state transitions of an accepted plan. Never allocates.
+    /// The unit containing the page at `page`, if that page is mapped and still
+    /// `NotPresent` (its unit not yet materialized). Never allocates.
+    pub fn unit_to_materialize(&self, page: u32) -> Option<Unit> {
+        let n = (page >> PAGE_SHIFT) as usize;
+        let kinds = self.kinds();
+        let kind = PageKind::from_u8(*kinds.get(n)? & !UNIT_START)?;
+        if self.state(page) != PageState::NotPresent {
+            return None;
+        }
+        let cluster = n & !(CLUSTER_PAGES - 1);
+        let mut first = n;
+        while first > cluster && kinds[first] & UNIT_START == 0 && kinds[first - 1] != 0 {
+            first -= 1;
+        }
+        let mut end = n + 1;
+        while end < cluster + CLUSTER_PAGES
+            && kinds
+                .get(end)
+                .is_some_and(|&k| k != 0 && k & UNIT_START == 0)
+        {
+            end += 1;
+        }
+        Some(Unit {
+            first: (first << PAGE_SHIFT) as u32,
+            pages: (end - first) as u32,
+            kind,
+        })
+    }
+
+    /// Record `unit` (from [`PageMap::unit_to_materialize`]) as materialized: every
+    /// page of it `PresentRo`. The engine has filled its storage first (each page from
+    /// its layout slab, or zeros). Never allocates.
+    pub fn mark_unit_present(&mut self, unit: &Unit) {
+        let first = (unit.first >> PAGE_SHIFT) as usize;
+        let layout = Arc::clone(&self.layout);
+        let Some(arrays) = self.arrays.as_mut() else {
+            return;
+        };
+        let end = (first + unit.pages as usize).min(arrays.states.len());
+        for n in first..end {
+            if arrays.states[n] == PageState::NotPresent.as_u8() {
+                arrays.states[n] = PageState::PresentRo.as_u8();
+                if layout.source((n << PAGE_SHIFT) as u32).is_some() {
+                    arrays.filled.insert(n);
+                }
+            }
+        }
+    }
+
+    /// Apply the state transitions of an accepted plan. Never allocates. Every page
+    /// that was `NotPresent` must have had its unit materialized first.
     #[inline]
     pub fn commit(&mut self, plan: &AccessPlan) {
         for &(page, before, after) in plan.pages() {
@@ -211,8 +298,8 @@ impl PageMap {
             if after == PageState::PresentRw && before != PageState::PresentRw {
                 arrays.dirty.insert(n);
             }
-            if before == PageState::NotPresent && after != PageState::NotPresent {
-                arrays.present.insert(n);
+            if after == PageState::PresentRw && before != PageState::PresentRw {
+                arrays.filled.insert(n);
             }
         }
     }
@@ -231,19 +318,20 @@ impl PageMap {
         out
     }
 
-    /// Call `f(page address, pages)` for every run of consecutive pages that left
-    /// `NotPresent` since the map was built (every page an engine may have written),
-    /// ascending, in time proportional to their number.
-    pub fn for_each_present_run(&self, mut f: impl FnMut(u32, u32)) {
+    /// Call `f(page address, pages)` for every run of consecutive pages whose
+    /// storage an engine may have made non-zero since the map was built (pages filled
+    /// from a layout slab, and pages that became `PresentRw`), ascending, in time
+    /// proportional to their number.
+    pub fn for_each_filled_run(&self, mut f: impl FnMut(u32, u32)) {
         if let Some(a) = self.arrays.as_ref() {
-            a.present
+            a.filled
                 .for_each_run(|first, n| f((first as u32) << PAGE_SHIFT, n as u32));
         }
     }
 
-    /// Mark the page containing `addr` as written by the host (`PresentRw`, no charge).
-    /// Returns false if the page is not writable.
-    pub fn host_write(&mut self, addr: u32) -> bool {
+    /// Mark the page containing `addr` as written by the host (`PresentRw`, no charge;
+    /// its unit is already materialized). Returns false if the page is not writable.
+    fn host_write(&mut self, addr: u32) -> bool {
         match self.kind(addr) {
             Some(k) if k.is_writable() => {
                 let page = addr & !(PAGE_SIZE - 1);
@@ -286,13 +374,16 @@ impl PageMap {
     /// A host write of `data` at `addr` (the rule of
     /// [`crate::Instance::write_memory`] for both engines): guest write rights, checked
     /// for every page before anything changes, no charge, every touched page ends
-    /// `PresentRw`. For each page's span the engine's `store(span)` makes its storage
-    /// writable if the page was not `PresentRw` (filling a `NotPresent` page from
-    /// `span.source`, or zeros) and stores the bytes.
+    /// `PresentRw`. A page whose unit is not yet materialized has it materialized
+    /// first through `materialize(unit, layout)` (the engine fills the unit's storage
+    /// from the layout's slabs, or zeros, and makes it accessible); then each page's
+    /// span goes to `store(span)`, which makes the engine's storage writable if the
+    /// page was not `PresentRw` and stores the bytes.
     pub fn host_write_bytes(
         &mut self,
         addr: u32,
         data: &[u8],
+        mut materialize: impl FnMut(&Unit, &MemoryLayout) -> Result<(), MemoryError>,
         mut store: impl FnMut(HostSpan<'_>) -> Result<(), MemoryError>,
     ) -> Result<(), MemoryError> {
         check_host_range(addr, data.len())?;
@@ -305,10 +396,13 @@ impl PageMap {
             }
         }
         for (page, offset, range) in host_spans(addr, data.len()) {
+            if let Some(unit) = self.unit_to_materialize(page) {
+                materialize(&unit, &self.layout)?;
+                self.mark_unit_present(&unit);
+            }
             store(HostSpan {
                 page,
                 state: self.state(page),
-                source: self.layout.source(page),
                 addr: page + offset as u32,
                 bytes: &data[range],
             })?;
@@ -363,7 +457,11 @@ impl PageMap {
             };
             if *k == 0 {
                 *k = PageKind::EphemeralZero.as_u8();
-                run_start.get_or_insert(p);
+                if run_start.is_none() {
+                    // Each run `sbrk` adds is a region of its own (its own units).
+                    *k |= UNIT_START;
+                    run_start = Some(p);
+                }
             } else if let Some(s) = run_start.take() {
                 self.ranges.push((s, p));
             }
@@ -415,27 +513,87 @@ mod tests {
         assert_eq!(m.plan(0x20010, 8, true, COW_COST).unwrap().charge, 0);
     }
 
+    /// Apply an access the way an engine does: materialize the units of its
+    /// `NotPresent` pages, then commit.
+    fn access(m: &mut PageMap, addr: u32, width: u32, write: bool) -> u64 {
+        let p = m.plan(addr, width, write, COW_COST).unwrap();
+        for &(page, before, _) in p.pages() {
+            if before == PageState::NotPresent
+                && let Some(u) = m.unit_to_materialize(page)
+            {
+                m.mark_unit_present(&u);
+            }
+        }
+        m.commit(&p);
+        p.charge
+    }
+
     #[test]
-    fn present_runs_are_the_pages_that_left_not_present() {
+    fn filled_runs_are_the_sourced_and_written_pages() {
         let mut m = map();
         let runs = |m: &PageMap| {
             let mut v = Vec::new();
-            m.for_each_present_run(|p, n| v.push((p, n)));
+            m.for_each_filled_run(|p, n| v.push((p, n)));
             v
         };
         assert_eq!(runs(&m), []);
-        for (addr, write) in [(0x21000, false), (0x20000, true), (0x22010, false)] {
-            let p = m.plan(addr, 1, write, COW_COST).unwrap();
-            m.commit(&p);
+        // A read of a zero page fills nothing; a write does; a read of a sourced
+        // page fills it (from its slab).
+        access(&mut m, 0x21000, 1, false);
+        assert_eq!(runs(&m), []);
+        access(&mut m, 0x20000, 1, true);
+        access(&mut m, 0x22010, 1, false);
+        access(&mut m, 0x10000, 1, false);
+        assert_eq!(runs(&m), [(0x10000, 1), (0x20000, 1), (0x22000, 1)]);
+        access(&mut m, 0x21000, 1, true);
+        assert_eq!(runs(&m), [(0x10000, 1), (0x20000, 3)]);
+    }
+
+    #[test]
+    fn a_first_touch_materializes_its_whole_unit() {
+        let mut l = MemoryLayout::new();
+        // Two zero regions back to back, the second crossing a 2 MiB boundary.
+        l.add_region(0x1F_0000, 0x4000, PageKind::EphemeralZero, &[])
+            .unwrap();
+        l.add_region(0x1F_4000, 0x1_0000, PageKind::EphemeralZero, &[])
+            .unwrap();
+        let mut m = PageMap::new(Arc::new(l)).unwrap();
+        let unit = |m: &PageMap, a| m.unit_to_materialize(a).map(|u| (u.first, u.pages));
+        assert_eq!(unit(&m, 0x1F_2000), Some((0x1F_0000, 4)));
+        assert_eq!(
+            unit(&m, 0x1F_5000),
+            Some((0x1F_4000, 12)),
+            "to the cluster end"
+        );
+        assert_eq!(
+            unit(&m, 0x20_3000),
+            Some((0x20_0000, 4)),
+            "from the cluster start"
+        );
+        assert_eq!(unit(&m, 0x20_4000), None, "unmapped");
+        // A write in the middle unit: the page is PresentRw, the rest of its unit
+        // PresentRo, the neighbouring units untouched; one COW charge.
+        assert_eq!(access(&mut m, 0x1F_8000, 8, true), COW_COST);
+        assert_eq!(m.state(0x1F_8000), PageState::PresentRw);
+        for a in [0x1F_4000, 0x1F_7000, 0x1F_F000] {
+            assert_eq!(m.state(a), PageState::PresentRo, "{a:#x}");
         }
-        assert!(!m.host_write(0x10000), "pinned: no change");
-        let p = m.plan(0x10000, 1, false, COW_COST).unwrap();
-        m.commit(&p);
-        assert_eq!(runs(&m), [(0x10000, 1), (0x20000, 3)]);
-        // A later write to a present page changes nothing here.
-        let p = m.plan(0x21000, 1, true, COW_COST).unwrap();
-        m.commit(&p);
-        assert_eq!(runs(&m), [(0x10000, 1), (0x20000, 3)]);
+        for a in [0x1F_3000, 0x20_0000] {
+            assert_eq!(m.state(a), PageState::NotPresent, "{a:#x}");
+        }
+        assert_eq!(unit(&m, 0x1F_9000), None, "materialized once");
+        // A later write in the unit charges COW again for its own page only.
+        assert_eq!(access(&mut m, 0x1F_9000, 1, true), COW_COST);
+        assert_eq!(access(&mut m, 0x1F_9001, 1, false), 0);
+        // sbrk adds a region of its own.
+        let mut l = MemoryLayout::new();
+        l.add_region(0x40_0000, 0x1000, PageKind::EphemeralZero, &[])
+            .unwrap();
+        l.set_heap_top(0x40_1000);
+        let mut m = PageMap::new(Arc::new(l)).unwrap();
+        m.sbrk(0x2000);
+        assert_eq!(unit(&m, 0x40_0000), Some((0x40_0000, 1)));
+        assert_eq!(unit(&m, 0x40_2000), Some((0x40_1000, 2)));
     }
 
     #[test]
@@ -518,14 +676,12 @@ mod tests {
     fn a_dropped_map_leaves_no_trace_in_recycled_arrays() {
         let mut m = map();
         m.sbrk(0x3000);
-        let p = m.plan(0x21FFC, 8, true, COW_COST).unwrap();
-        m.commit(&p);
-        assert!(m.host_write(0x20000));
-        let p = m.plan(0x10000, 1, false, COW_COST).unwrap();
-        m.commit(&p);
+        access(&mut m, 0x21FFC, 8, true);
+        m.host_write_bytes(0x20000, &[1], |_, _| Ok(()), |_| Ok(()))
+            .unwrap();
+        access(&mut m, 0x10000, 1, false);
         let heap = m.sbrk(0);
-        let p = m.plan(heap as u32 - 1, 1, true, COW_COST).unwrap();
-        m.commit(&p);
+        access(&mut m, heap as u32 - 1, 1, true);
         drop(m);
         // Every pooled pair (ours among them, whatever other tests do meanwhile) is
         // all zero; the extra acquire past the pool's size makes sure ours was seen.

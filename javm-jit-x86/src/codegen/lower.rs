@@ -8,10 +8,11 @@ use javm_exec::Instruction as I;
 use javm_exec::Reg;
 use javm_exec::program::HALT_ADDRESS;
 
-use super::Cg;
 use super::regs::host;
+use super::{Cg, StoreAddr};
 use crate::ctx::{ExitKind, off};
 use crate::signal::SideEntry;
+use crate::window::{SHADOW_DISP, SHADOW_FULL};
 
 /// How a load extends its value.
 #[derive(Clone, Copy)]
@@ -523,13 +524,35 @@ impl Cg<'_> {
         }
     }
 
+    /// A store to the fixed address `x`: check the write shadow byte of its granule,
+    /// then store (see [`Cg::store_slow`] for the other outcomes).
     fn store_abs(&mut self, idx: u32, x: i32, v: Val, width: u8) {
-        asm!(self; mov edx, x);
+        let granule = i64::from(x as u32 >> 3);
+        let disp = i32::try_from(granule + i64::from(SHADOW_DISP)).unwrap_or(i32::MIN);
+        let back = self.ops.new_dynamic_label();
+        let slow = self.store_slow(idx, StoreAddr::Abs(x as u32), width, back);
+        asm!(self
+            ; cmp BYTE [r15 + disp], SHADOW_FULL as i8
+            ; jne =>slow
+            ; =>back
+            ; mov edx, x
+        );
         self.store(idx, v, width);
     }
 
+    /// A store to `base + x`: check the write shadow byte of its granule, then store.
     fn store_ind(&mut self, idx: u32, base: Reg, x: i32, v: Val, width: u8) {
-        asm!(self; lea edx, [Rq(host(base)) + x]);
+        let b = host(base);
+        let back = self.ops.new_dynamic_label();
+        let slow = self.store_slow(idx, StoreAddr::Ind(b, x), width, back);
+        asm!(self
+            ; lea edx, [Rq(b) + x]
+            ; shr edx, 3
+            ; cmp BYTE [r15 + rdx + SHADOW_DISP], SHADOW_FULL as i8
+            ; jne =>slow
+            ; =>back
+            ; lea edx, [Rq(b) + x]
+        );
         self.store(idx, v, width);
     }
 

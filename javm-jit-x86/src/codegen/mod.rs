@@ -27,6 +27,7 @@ use javm_exec::gas::BlockCost;
 
 use crate::ctx::{ExitKind, off};
 use crate::signal::SideEntry;
+use crate::window::{SHADOW_DISP, SHADOW_IN_PAGE};
 use regs::GUEST;
 
 /// Emitted code and its tables.
@@ -62,6 +63,25 @@ enum Stub {
         kind: ExitKind,
         idx: u32,
     },
+    /// A store whose granule's shadow byte is not [`crate::window::SHADOW_FULL`]: if it is
+    /// [`SHADOW_IN_PAGE`] and the access stays in its page, go `back` and store;
+    /// otherwise leave through `emulate` for the run loop to apply the access rule.
+    StoreSlow {
+        label: DynamicLabel,
+        back: DynamicLabel,
+        emulate: DynamicLabel,
+        addr: StoreAddr,
+        width: u8,
+    },
+}
+
+/// How a store computes its guest address.
+#[derive(Clone, Copy)]
+pub(crate) enum StoreAddr {
+    /// A fixed address.
+    Abs(u32),
+    /// Host register plus displacement (32-bit wrapping).
+    Ind(u8, i32),
 }
 
 pub(crate) struct Cg<'p> {
@@ -330,6 +350,71 @@ impl Cg<'_> {
         }
     }
 
+    /// The label of the cold path of a store at instruction `idx` (see
+    /// [`Stub::StoreSlow`]), which returns to `back` when the store may proceed.
+    pub(crate) fn store_slow(
+        &mut self,
+        idx: u32,
+        addr: StoreAddr,
+        width: u8,
+        back: DynamicLabel,
+    ) -> DynamicLabel {
+        let label = self.ops.new_dynamic_label();
+        let emulate = self.exit_stub(ExitKind::Emulate, idx);
+        self.stubs.push(Stub::StoreSlow {
+            label,
+            back,
+            emulate,
+            addr,
+            width,
+        });
+        label
+    }
+
+    /// Emit a [`Stub::StoreSlow`]. On entry from the check of a `StoreAddr::Ind`
+    /// store, RDX still holds the granule index.
+    fn emit_store_slow(
+        &mut self,
+        label: DynamicLabel,
+        back: DynamicLabel,
+        emulate: DynamicLabel,
+        addr: StoreAddr,
+        width: u8,
+    ) {
+        let w = i32::from(width);
+        dynasm!(self.ops ; .arch x64 ; =>label);
+        match addr {
+            StoreAddr::Abs(a) => {
+                if (a & 7) as i32 + w > 8 {
+                    dynasm!(self.ops ; .arch x64 ; jmp =>emulate);
+                    return;
+                }
+                let granule = i64::from(a >> 3);
+                let disp = i32::try_from(granule + i64::from(SHADOW_DISP)).unwrap_or(i32::MIN);
+                dynasm!(self.ops ; .arch x64
+                    ; cmp BYTE [r15 + disp], SHADOW_IN_PAGE as i8
+                    ; jne =>emulate
+                    ; jmp =>back
+                );
+            }
+            StoreAddr::Ind(b, x) => {
+                dynasm!(self.ops ; .arch x64
+                    ; cmp BYTE [r15 + rdx + SHADOW_DISP], SHADOW_IN_PAGE as i8
+                    ; jne =>emulate
+                );
+                if w > 1 {
+                    dynasm!(self.ops ; .arch x64
+                        ; lea edx, [Rq(b) + x]
+                        ; and edx, 7
+                        ; cmp edx, 8 - w
+                        ; ja =>emulate
+                    );
+                }
+                dynasm!(self.ops ; .arch x64 ; jmp =>back);
+            }
+        }
+    }
+
     /// Number of blocks.
     pub(crate) fn block_count(&self) -> usize {
         self.block_labels.len()
@@ -359,6 +444,16 @@ impl Cg<'_> {
             let (label, kind, idx, undo) = match stub {
                 Stub::OutOfGas { label, block, undo } => (label, ExitKind::OutOfGas, block, undo),
                 Stub::Exit { label, kind, idx } => (label, kind, idx, 0),
+                Stub::StoreSlow {
+                    label,
+                    back,
+                    emulate,
+                    addr,
+                    width,
+                } => {
+                    self.emit_store_slow(label, back, emulate, addr, width);
+                    continue;
+                }
             };
             let t = tail(&mut self.ops, kind);
             dynasm!(self.ops ; .arch x64 ; =>label);
