@@ -122,6 +122,38 @@ pub mod operands {
     }
 }
 
+/// The register operands of an operand struct.
+trait NamedRegs {
+    fn named_regs(&self) -> [Option<Reg>; 3];
+}
+
+macro_rules! impl_named_regs {
+    ($($ty:ident: |$o:ident| $body:expr;)*) => {
+        $(impl NamedRegs for operands::$ty {
+            fn named_regs(&self) -> [Option<Reg>; 3] {
+                let $o = self;
+                $body
+            }
+        })*
+    };
+}
+
+impl_named_regs! {
+    NoArgs: |_o| [None, None, None];
+    Imm: |_o| [None, None, None];
+    RegImm64: |o| [Some(o.a), None, None];
+    ImmImm: |_o| [None, None, None];
+    Offset: |_o| [None, None, None];
+    RegImm: |o| [Some(o.a), None, None];
+    RegImmImm: |o| [Some(o.a), None, None];
+    RegImmOffset: |o| [Some(o.a), None, None];
+    RegReg: |o| [Some(o.d), Some(o.a), None];
+    RegRegImm: |o| [Some(o.a), Some(o.b), None];
+    RegRegOffset: |o| [Some(o.a), Some(o.b), None];
+    RegRegImmImm: |o| [Some(o.a), Some(o.b), None];
+    RegRegReg: |o| [Some(o.d), Some(o.a), Some(o.b)];
+}
+
 /// Immediates decoded from ≤ 4 bytes always fit; saturate defensively otherwise.
 fn i32_of(x: i64) -> i32 {
     i32::try_from(x).unwrap_or(if x < 0 { i32::MIN } else { i32::MAX })
@@ -191,6 +223,14 @@ macro_rules! define_instruction {
                 }
             }
 
+            /// Every register this instruction names as an operand.
+            pub fn named_regs(&self) -> [Option<Reg>; 3] {
+                match self {
+                    $(Instruction::$name(o) => o.named_regs(),)*
+                    Instruction::Invalid => [None, None, None],
+                }
+            }
+
             /// Build the resolved instruction for `opcode` with decoded `args`,
             /// resolving static targets with `resolve`. Returns `Invalid` if the
             /// operands do not match the opcode's format (the decoder never does that).
@@ -214,6 +254,23 @@ macro_rules! define_instruction {
 for_each_opcode!(define_instruction);
 
 impl Instruction {
+    /// Whether executing this instruction may change register `r`: never for a
+    /// store, only its destination for a load, and — conservatively — for any other
+    /// instruction, whether it names `r` at all (PVM instructions write only
+    /// registers they name).
+    pub fn may_write(&self, r: Reg) -> bool {
+        let Some(access) = self.opcode().and_then(crate::isa::Opcode::memory_access) else {
+            return self.named_regs().contains(&Some(r));
+        };
+        match access.kind {
+            crate::isa::AccessKind::Store => false,
+            _ => matches!(
+                self.memory_op(&[0; crate::isa::NUM_REGS]),
+                Some(crate::memop::MemoryOp { data: crate::memop::MemData::Load(d), .. }) if d == r
+            ),
+        }
+    }
+
     /// Whether executing this instruction ends a basic block.
     pub fn is_terminator(&self) -> bool {
         self.opcode().is_some_and(Opcode::is_terminator)
@@ -226,6 +283,26 @@ const _: () = assert!(std::mem::size_of::<Instruction>() == 16);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn may_write_names_destinations_and_never_store_operands() {
+        let p = crate::asm::assemble(
+            "load_ind_u64 r1, r2, 0\nstore_ind_u64 r3, r4, 0\nadd_64 r5, r6, r7\nload_imm r8, 1\ntrap",
+        )
+        .unwrap()
+        .program()
+        .unwrap();
+        let i = p.instructions();
+        let writes = |k: usize| -> Vec<usize> {
+            (0..13)
+                .filter(|&r| i[k].may_write(Reg::new(r).unwrap()))
+                .collect()
+        };
+        assert_eq!(writes(0), [1], "a load writes its destination only");
+        assert_eq!(writes(1), Vec::<usize>::new(), "a store writes nothing");
+        assert_eq!(writes(2), [5, 6, 7], "others: every register they name");
+        assert_eq!(writes(3), [8]);
+    }
 
     #[test]
     fn every_opcode_resolves_to_its_own_variant() {

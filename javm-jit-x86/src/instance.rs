@@ -181,7 +181,7 @@ impl JitInstance {
                         }
                         self.ctx_mut().gas = gas - cost;
                         let first = program.blocks()[b as usize].first;
-                        (module.ins_offsets[first as usize], STEP_BIAS)
+                        (module.resume_offsets[first as usize], STEP_BIAS)
                     } else {
                         let offset = module.block_offsets.get(b as usize).ok_or_else(|| {
                             EngineError::Internal(format!("resume at unknown block {b}"))
@@ -190,7 +190,7 @@ impl JitInstance {
                     }
                 }
                 Resume::At(i) => (
-                    module.ins_offsets[i as usize],
+                    module.resume_offsets[i as usize],
                     if step { STEP_BIAS } else { 0 },
                 ),
             };

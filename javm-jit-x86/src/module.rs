@@ -78,6 +78,8 @@ pub struct JitModule {
     pub(crate) code: ExecutableCode,
     pub(crate) block_offsets: Box<[u32]>,
     pub(crate) ins_offsets: Box<[u32]>,
+    /// Where a resume at each instruction enters (see `Compiled::resume_offsets`).
+    pub(crate) resume_offsets: Box<[u32]>,
     pub(crate) ins_ends: Box<[u32]>,
     pub(crate) side: Box<[SideEntry]>,
     /// Each jump-table entry's absolute native address (its block's entry), or 0.
@@ -122,6 +124,7 @@ impl JitModule {
             code,
             block_offsets: c.block_offsets.into(),
             ins_offsets: c.ins_offsets.into(),
+            resume_offsets: c.resume_offsets.into(),
             ins_ends: c.ins_ends.into(),
             side: c.side.into(),
             jump_table,

@@ -401,13 +401,18 @@ pub(crate) unsafe fn mark_writable(base: *mut u8, page: u32, below_rw: bool, abo
     unsafe {
         let shadow = base.offset(SHADOW_DISP as isize);
         let granules = shadow.add(n << 9);
-        std::ptr::write_bytes(granules, SHADOW_FULL, 511);
-        let last_full = above_rw && n + 1 < PAGES;
-        *granules.add(511) = if last_full {
-            SHADOW_FULL
+        if n + 1 == PAGES {
+            // The top page is never `SHADOW_FULL`: a store range that reaches it may
+            // wrap past 2^32 (see `codegen/stores.rs`).
+            std::ptr::write_bytes(granules, SHADOW_IN_PAGE, 512);
         } else {
-            SHADOW_IN_PAGE
-        };
+            std::ptr::write_bytes(granules, SHADOW_FULL, 511);
+            *granules.add(511) = if above_rw {
+                SHADOW_FULL
+            } else {
+                SHADOW_IN_PAGE
+            };
+        }
         if below_rw && n > 0 {
             *granules.sub(1) = SHADOW_FULL;
         }

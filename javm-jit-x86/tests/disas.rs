@@ -23,6 +23,10 @@ const CASES: &[(&str, &str)] = &[
         "load_ind_u64 r1, r2, 16\nstore_ind_u8 r5, r6, -1\nstore_imm_u64 0x20000, -2\nload_i16 r3, 0x20010\nstore_ind_u32 r5, r6, 8\nstore_u16 r1, 0x20ffd\ntrap",
     ),
     (
+        "store_group",
+        "store_ind_u64 r1, r2, 8\nload_ind_u64 r3, r2, 0\nstore_imm_ind_u32 r2, 0, 7\nstore_ind_u8 r4, r2, 24\ntrap",
+    ),
+    (
         "control",
         "fallthrough\nloop:\nadd_imm_64 r1, r1, -1\nbranch_ne_imm r1, 0, @loop\nbranch_eq r1, r2, @3\necalli 7\njump_ind r0, 0",
     ),

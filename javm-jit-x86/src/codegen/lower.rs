@@ -9,6 +9,7 @@ use javm_exec::Reg;
 use javm_exec::program::HALT_ADDRESS;
 
 use super::regs::host;
+use super::stores::StoreCheck;
 use super::{Cg, StoreAddr};
 use crate::ctx::{ExitKind, off};
 use crate::signal::SideEntry;
@@ -540,9 +541,24 @@ impl Cg<'_> {
         self.store(idx, v, width);
     }
 
-    /// A store to `base + x`: check the write shadow byte of its granule, then store.
+    /// A store to `base + x`: check the write shadow byte of its granule (or its
+    /// group's range, `stores.rs`), then store.
     fn store_ind(&mut self, idx: u32, base: Reg, x: i32, v: Val, width: u8) {
         let b = host(base);
+        match self.store_check(idx) {
+            StoreCheck::Own => {}
+            StoreCheck::Head { lo, hi, retry } => {
+                self.group_check(base, lo, hi, retry);
+                asm!(self; lea edx, [Rq(b) + x]);
+                self.store(idx, v, width);
+                return;
+            }
+            StoreCheck::Member => {
+                asm!(self; lea edx, [Rq(b) + x]);
+                self.store(idx, v, width);
+                return;
+            }
+        }
         let back = self.ops.new_dynamic_label();
         let slow = self.store_slow(idx, StoreAddr::Ind(b, x), width, back);
         asm!(self

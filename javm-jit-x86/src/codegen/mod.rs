@@ -19,6 +19,7 @@
 
 mod lower;
 pub(crate) mod regs;
+mod stores;
 
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
@@ -41,6 +42,9 @@ pub(crate) struct Compiled {
     pub(crate) ins_offsets: Vec<u32>,
     /// Offset just past each instruction's inline code (its cold stubs lie elsewhere).
     pub(crate) ins_ends: Vec<u32>,
+    /// Where execution resuming at each instruction enters: its inline code, or its
+    /// place in its block's checked copy (`stores.rs`).
+    pub(crate) resume_offsets: Vec<u32>,
     /// Guest memory accesses, sorted by native offset.
     pub(crate) side: Vec<SideEntry>,
     /// Offset of the entry trampoline.
@@ -96,6 +100,18 @@ pub(crate) struct Cg<'p> {
     pub(crate) side: Vec<SideEntry>,
     /// Whether the program runs under the `gp` profile (sbrk allowed).
     pub(crate) gp: bool,
+    /// How each store of the block being emitted is checked, from instruction
+    /// `checks_first` on (empty: every store checks itself).
+    store_checks: Vec<stores::StoreCheck>,
+    checks_first: u32,
+}
+
+/// A block's checked copy still to be emitted: from instruction `first` to the
+/// block's end, entered at `entries` by failed group checks.
+struct CheckedCopy {
+    block: u32,
+    first: u32,
+    entries: Vec<(u32, DynamicLabel)>,
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -141,7 +157,10 @@ pub(crate) fn compile(
         panic_label: None,
         side: Vec::with_capacity(n / 4),
         gp,
+        store_checks: Vec::new(),
+        checks_first: 0,
     };
+    let mut copies: Vec<CheckedCopy> = Vec::new();
 
     let entry = cg.ops.offset().0 as u32;
     cg.trampoline();
@@ -162,12 +181,48 @@ pub(crate) fn compile(
         if block.end <= block.first || block.end as usize > n {
             return Err(format!("block {b} has no instructions"));
         }
+        cg.plan_store_checks(
+            &instructions[block.first as usize..block.end as usize],
+            block.first,
+        );
+        let entries: Vec<(u32, DynamicLabel)> = cg
+            .store_checks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match *c {
+                stores::StoreCheck::Head { retry, .. } => Some((block.first + i as u32, retry)),
+                _ => None,
+            })
+            .collect();
+        if let Some(&(first, _)) = entries.first() {
+            copies.push(CheckedCopy {
+                block: b as u32,
+                first,
+                entries,
+            });
+        }
         for idx in block.first..block.end {
             ins_offsets[idx as usize] = cg.ops.offset().0 as u32;
             cg.panic_label = None;
             let ins = instructions[idx as usize];
             cg.lower(ins, idx, b as u32)?;
             ins_ends[idx as usize] = cg.ops.offset().0 as u32;
+        }
+    }
+    cg.store_checks.clear();
+    let mut resume_offsets = ins_offsets.clone();
+    for copy in copies {
+        let block = &blocks[copy.block as usize];
+        for idx in copy.first..block.end {
+            if let Some(&(_, label)) = copy.entries.iter().find(|e| e.0 == idx) {
+                dynasm!(cg.ops ; .arch x64 ; =>label);
+            }
+            resume_offsets[idx as usize] = cg.ops.offset().0 as u32;
+            cg.panic_label = None;
+            cg.lower(instructions[idx as usize], idx, copy.block)?;
+        }
+        if let Ok(next) = cg.block_label(copy.block + 1) {
+            dynasm!(cg.ops ; .arch x64 ; jmp =>next);
         }
     }
     cg.emit_stubs();
@@ -197,6 +252,7 @@ pub(crate) fn compile(
         block_offsets,
         ins_offsets,
         ins_ends,
+        resume_offsets,
         side,
         entry,
         exit,
@@ -204,6 +260,25 @@ pub(crate) fn compile(
 }
 
 impl Cg<'_> {
+    /// Plan the store checks of the block of `instructions` starting at instruction
+    /// `first` (see `stores.rs`).
+    fn plan_store_checks(&mut self, instructions: &[javm_exec::Instruction], first: u32) {
+        let planned = stores::plan(instructions);
+        self.checks_first = first;
+        self.store_checks.clear();
+        for p in planned {
+            self.store_checks.push(match p {
+                stores::Planned::Own => stores::StoreCheck::Own,
+                stores::Planned::Member => stores::StoreCheck::Member,
+                stores::Planned::Head { lo, hi } => stores::StoreCheck::Head {
+                    lo,
+                    hi,
+                    retry: self.ops.new_dynamic_label(),
+                },
+            });
+        }
+    }
+
     /// `entry(guest_base: rdi, target: rsi)`: save the host's callee-saved registers,
     /// remember the host stack, load the guest registers, jump to `target`. The shared
     /// `exit` path does the reverse.

@@ -1,0 +1,218 @@
+//! Store checks shared by a block's stores through one base register.
+//!
+//! Every compiled store checks the window's write shadow (`window.rs`) before it
+//! writes. Within a basic block, stores through the same base register that no
+//! instruction in between may change, at offsets less than a page apart, form a
+//! *group*: the group's first store checks the shadow granules of the lowest and of
+//! the highest offset once, and the group's stores then write without further checks.
+//!
+//! Why that is enough: the two granules being `SHADOW_FULL` means both pages are
+//! `PresentRw` (and the page after the highest granule too, if it is its page's last),
+//! and every byte a group store writes lies between the lowest offset and eight bytes
+//! past the highest, so in those pages. The top page of the address space is never
+//! `SHADOW_FULL`, so a group whose range would wrap past 2^32 fails its check.
+//!
+//! A failed check must not run the group's later stores unchecked, so a block with a
+//! group also gets a *checked copy* of its instructions from its first group store to
+//! its end, in which every store checks for itself; a failed group check continues
+//! there, at the same instruction. Execution that resumes inside such a block (after
+//! a fault, a store the run loop performed, or `sbrk`) resumes in the copy too, so
+//! no check made before an exit is trusted after it.
+
+use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, dynasm};
+use javm_exec::Instruction as I;
+use javm_exec::Reg;
+
+use super::Cg;
+use super::regs::host;
+use crate::window::{SHADOW_DISP, SHADOW_FULL};
+
+/// Fewest stores for which a group check pays (two granule checks against one per
+/// store).
+const MIN_GROUP: usize = 3;
+/// Largest distance between a group's lowest and highest offset: the range then
+/// spans at most two pages.
+const MAX_SPAN: i64 = 4096 - 8;
+
+/// How one store of a block is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StoreCheck {
+    /// On its own (also every store of a checked copy).
+    Own,
+    /// First store of a group: checks offsets `lo` and `hi` of its base register
+    /// for the whole group; on failure continues in the checked copy at `retry`.
+    Head {
+        lo: i32,
+        hi: i32,
+        retry: DynamicLabel,
+    },
+    /// A later store of a group: no check.
+    Member,
+}
+
+/// The base register and offset of a store through a register, `None` for anything
+/// else.
+pub(crate) fn indirect_store(ins: &I) -> Option<(Reg, i32)> {
+    match *ins {
+        I::StoreImmIndU8(o)
+        | I::StoreImmIndU16(o)
+        | I::StoreImmIndU32(o)
+        | I::StoreImmIndU64(o) => Some((o.a, o.x)),
+        I::StoreIndU8(o) | I::StoreIndU16(o) | I::StoreIndU32(o) | I::StoreIndU64(o) => {
+            Some((o.b, o.x))
+        }
+        _ => None,
+    }
+}
+
+/// An open group: its base register and its stores as `(index in block, offset)`.
+struct Open {
+    base: Reg,
+    stores: Vec<(usize, i32)>,
+}
+
+/// A store's part in a group, as planned (before labels exist).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Planned {
+    /// Not in a group (or not a store).
+    Own,
+    /// First store of a group whose offsets span `lo..=hi`.
+    Head { lo: i32, hi: i32 },
+    /// A later store of a group.
+    Member,
+}
+
+/// The part of each instruction of a block (in order) in a store group.
+pub(crate) fn plan(block: &[I]) -> Vec<Planned> {
+    let mut out = vec![Planned::Own; block.len()];
+    let mut open: Vec<Open> = Vec::new();
+    let close = |g: Open, out: &mut Vec<Planned>| {
+        if g.stores.len() < MIN_GROUP {
+            return;
+        }
+        let lo = g.stores.iter().map(|s| s.1).min().unwrap_or(0);
+        let hi = g.stores.iter().map(|s| s.1).max().unwrap_or(0);
+        for (k, &(pos, _)) in g.stores.iter().enumerate() {
+            out[pos] = if k == 0 {
+                Planned::Head { lo, hi }
+            } else {
+                Planned::Member
+            };
+        }
+    };
+    for (pos, ins) in block.iter().enumerate() {
+        if let Some((base, x)) = indirect_store(ins) {
+            match open.iter().position(|g| g.base == base) {
+                Some(i) => {
+                    let g = &open[i];
+                    let lo = g.stores.iter().map(|s| i64::from(s.1)).min().unwrap_or(0);
+                    let hi = g.stores.iter().map(|s| i64::from(s.1)).max().unwrap_or(0);
+                    let x = i64::from(x);
+                    if hi.max(x) - lo.min(x) > MAX_SPAN {
+                        let g = open.swap_remove(i);
+                        close(g, &mut out);
+                        open.push(Open {
+                            base,
+                            stores: vec![(pos, x as i32)],
+                        });
+                    } else {
+                        open[i].stores.push((pos, x as i32));
+                    }
+                }
+                None => open.push(Open {
+                    base,
+                    stores: vec![(pos, x)],
+                }),
+            }
+            continue;
+        }
+        let mut i = 0;
+        while i < open.len() {
+            if ins.may_write(open[i].base) {
+                let g = open.swap_remove(i);
+                close(g, &mut out);
+            } else {
+                i += 1;
+            }
+        }
+    }
+    for g in open {
+        close(g, &mut out);
+    }
+    out
+}
+
+impl Cg<'_> {
+    /// The check of the store at instruction `idx` of the block being emitted.
+    pub(crate) fn store_check(&self, idx: u32) -> StoreCheck {
+        self.store_checks
+            .get(idx.wrapping_sub(self.checks_first) as usize)
+            .copied()
+            .unwrap_or(StoreCheck::Own)
+    }
+
+    /// The group check of a head store through `base`: both granules `SHADOW_FULL`,
+    /// or continue at `retry`.
+    pub(crate) fn group_check(&mut self, base: Reg, lo: i32, hi: i32, retry: DynamicLabel) {
+        let b = host(base);
+        for x in if lo == hi { vec![lo] } else { vec![lo, hi] } {
+            dynasm!(self.ops ; .arch x64
+                ; lea edx, [Rq(b) + x]
+                ; shr edx, 3
+                ; cmp BYTE [r15 + rdx + SHADOW_DISP], SHADOW_FULL as i8
+                ; jne =>retry
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use javm_exec::asm::assemble;
+
+    fn block(src: &str) -> Vec<I> {
+        let p = assemble(src).unwrap().program().unwrap();
+        p.instructions().to_vec()
+    }
+
+    #[test]
+    fn groups_need_three_stores_through_an_unchanged_base() {
+        let b = block(
+            "store_ind_u64 r1, r2, 0\nstore_ind_u64 r3, r2, 16\nload_ind_u64 r4, r2, 8\n\
+             store_imm_ind_u8 r2, 40, 7\nstore_ind_u64 r1, r5, 0\ntrap",
+        );
+        let p = plan(&b);
+        assert_eq!(
+            p[0],
+            Planned::Head { lo: 0, hi: 40 },
+            "with the group's range"
+        );
+        assert_eq!(
+            (p[1], p[2], p[3]),
+            (Planned::Member, Planned::Own, Planned::Member)
+        );
+        assert_eq!(p[4], Planned::Own, "one store through r5 checks itself");
+    }
+
+    #[test]
+    fn a_write_to_the_base_or_a_wide_span_ends_a_group() {
+        let b = block(
+            "store_ind_u64 r1, r2, 0\nstore_ind_u64 r1, r2, 8\nadd_imm_64 r2, r2, 8\n\
+             store_ind_u64 r1, r2, 0\nstore_ind_u64 r1, r2, 8\nstore_ind_u64 r1, r2, 4089\ntrap",
+        );
+        assert!(
+            plan(&b).iter().all(|p| *p == Planned::Own),
+            "{:?}",
+            plan(&b)
+        );
+        let b = block(
+            "store_ind_u64 r1, r2, 0\nstore_ind_u64 r1, r2, 8\nload_ind_u64 r2, r3, 0\n\
+             store_ind_u64 r1, r2, 16\ntrap",
+        );
+        assert!(
+            plan(&b).iter().all(|p| *p == Planned::Own),
+            "a load into the base ends it"
+        );
+    }
+}
