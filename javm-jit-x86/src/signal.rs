@@ -11,8 +11,8 @@
 //!   (guest range plus guard).
 //! * For such a fault the handler applies the shared access rule
 //!   ([`PageMap::plan`]): an accepted access materializes the units of its pages
-//!   (each unit's pages copied from their page-aligned source slabs, or zeros, and
-//!   made accessible in one `mprotect`) and resumes the instruction; anything else is
+//!   (made accessible in one `mprotect`, its pages copied from their page-aligned
+//!   source slabs, or left zero) and resumes the instruction; anything else is
 //!   redirected to the exit path with a reason. Only loads fault this way: compiled
 //!   stores check the window's write shadow and leave for the run loop instead.
 //!
@@ -23,7 +23,7 @@ use std::cell::Cell;
 use std::sync::OnceLock;
 
 use javm_exec::memory::pagemap::Unit;
-use javm_exec::memory::{MemoryLayout, PAGE_SIZE, PageKind, PageMap, PageState};
+use javm_exec::memory::{MemoryLayout, PAGE_SIZE, PageMap, PageState};
 
 use crate::ctx::{ExitKind, JitContext};
 use crate::window::{GUARD_SIZE, GUEST_SIZE, protect};
@@ -315,11 +315,12 @@ fn access(r: &Running, addr: u32, width: u32, write: bool) -> Outcome {
     Outcome::Retry
 }
 
-/// Make `unit` accessible: fill its pages from their source slabs (zero pages need
-/// nothing: the window's pages are zero until materialized, and a unit is
-/// materialized once), then give it its protection — read-only for a pinned unit,
-/// read-write otherwise (stores are checked against the write shadow, not the page
-/// protection).
+/// Make `unit` accessible: make it readable and writable in one `mprotect`, then
+/// fill its pages from their source slabs (zero pages need nothing: the window's
+/// pages are zero until materialized, and a unit is materialized once). Every unit
+/// is read-write in hardware, pinned ones too: compiled stores are checked against
+/// the write shadow, which never allows a page that is not `PresentRw`, and a second
+/// `mprotect` per pinned unit would cost as much as the rest of its first touch.
 ///
 /// # Safety
 /// `base` is the guest base of a live window owned by the caller's instance, `unit`
@@ -329,11 +330,15 @@ pub(crate) unsafe fn materialize_unit(
     unit: &Unit,
     layout: &MemoryLayout,
 ) -> Result<(), i32> {
-    let rw = libc::PROT_READ | libc::PROT_WRITE;
     // SAFETY: the unit's pages are inside the window (caller's contract); they were
     // inaccessible, so nothing reads them concurrently.
     unsafe {
-        protect(base, unit.first, unit.pages, rw)?;
+        protect(
+            base,
+            unit.first,
+            unit.pages,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )?;
         for page in unit.page_addrs() {
             if let Some(src) = layout.source(page) {
                 std::ptr::copy_nonoverlapping(
@@ -342,9 +347,6 @@ pub(crate) unsafe fn materialize_unit(
                     PAGE_SIZE as usize,
                 );
             }
-        }
-        if unit.kind == PageKind::PinnedCapRo {
-            protect(base, unit.first, unit.pages, libc::PROT_READ)?;
         }
     }
     Ok(())
