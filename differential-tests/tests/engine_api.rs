@@ -255,6 +255,23 @@ fn bad_instance_parameters_are_errors<E: Engine>(e: &E) {
         e.instantiate(&tier2, init),
         Err(EngineError::ScheduleMismatch { .. })
     ));
+    // An entry inside a block would run the rest of it uncharged; an entry that is
+    // no instruction is accepted and panics when run.
+    let c = Case::asm("load_imm r1, 1\nload_imm r2, 2\ntrap");
+    let module = e.prepare(&c.program, c.schedule()).unwrap();
+    let at = |pc| InstanceInit {
+        layout: Arc::new(c.layout.clone()),
+        regs: [0; 13],
+        pc,
+        gas: 5,
+    };
+    assert!(matches!(
+        e.instantiate(&module, at(3)),
+        Err(EngineError::EntryNotBlockStart(3))
+    ));
+    let mut i = e.instantiate(&module, at(1)).unwrap();
+    assert_eq!(i.run(), Ok(Exit::Panic));
+    assert!(e.instantiate(&module, at(0)).is_ok());
 }
 
 fn modules_are_cached_by_program_and_schedule<E: Engine>(e: &E) {

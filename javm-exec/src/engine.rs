@@ -108,6 +108,10 @@ pub enum EngineError {
     /// The host could not provide memory for the instance.
     #[error("out of host memory: {0}")]
     OutOfMemory(String),
+    /// The entry PC of a new instance is an instruction inside a basic block, so
+    /// running from it would skip the charge for the rest of that block.
+    #[error("entry PC {0} is not the start of a basic block (gas is charged per block on entry)")]
+    EntryNotBlockStart(u32),
     /// The engine is not available on this host or build.
     #[error("{0}")]
     Unavailable(String),
@@ -142,7 +146,10 @@ pub struct InstanceInit {
     pub layout: Arc<MemoryLayout>,
     /// Initial registers.
     pub regs: [u64; NUM_REGS],
-    /// Entry PC.
+    /// Entry PC. An instruction there must start a basic block (its gas is charged
+    /// on entry): `instantiate` rejects one in the middle of a block with
+    /// [`EngineError::EntryNotBlockStart`]. A PC that is no instruction at all is
+    /// accepted and panics when run, as a jump there would.
     pub pc: u32,
     /// Initial gas, `0..=i64::MAX`.
     pub gas: i64,
@@ -218,7 +225,12 @@ pub trait Instance {
     fn pc(&self) -> u32;
     /// Where the next `run` continues, `None` after halt, panic or trap.
     fn next_pc(&self) -> Option<u32>;
-    /// Continue at `pc` on the next `run` (charging its block if `pc` starts one).
+    /// Continue at `pc` on the next `run`, charging its block if `pc` starts one.
+    /// A `pc` inside a block continues there *without* charging the rest of that
+    /// block: that is how a run resumes after a page fault or a host action, and it
+    /// is the host's responsibility — entry points that come from a program or an
+    /// image must be block starts (see [`InstanceInit::pc`]), and the `javm` driver
+    /// never uses `set_pc` to enter code.
     fn set_pc(&mut self, pc: u32);
 
     /// Remaining gas (0 after out of gas).
@@ -289,6 +301,15 @@ impl Resume {
             Resume::BadPc => Some(pc),
             Resume::Done(_) => None,
         }
+    }
+}
+
+/// Validate the entry PC of a new instance of `program` (see [`InstanceInit::pc`]).
+pub fn check_entry(program: &crate::Program, pc: u32) -> Result<(), EngineError> {
+    if program.pcs().binary_search(&pc).is_ok() && program.block_starting_at(pc).is_none() {
+        Err(EngineError::EntryNotBlockStart(pc))
+    } else {
+        Ok(())
     }
 }
 

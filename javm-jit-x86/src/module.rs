@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use javm_exec::engine::{
-    Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_gas, check_schedule,
+    Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_entry, check_gas,
+    check_schedule,
 };
 use javm_exec::gas::GasSchedule;
 use javm_exec::memory::PageMap;
@@ -197,6 +198,7 @@ impl Engine for Recompiler {
         init: InstanceInit,
     ) -> Result<JitInstance, EngineError> {
         let gas = check_gas(i128::from(init.gas))?;
+        check_entry(&module.program, init.pc)?;
         check_schedule(module.schedule, &init.layout)?;
         let map = PageMap::new(init.layout)
             .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;

@@ -54,6 +54,19 @@ fn run_hello_prints_its_output() {
 }
 
 #[test]
+fn run_rejects_an_entry_inside_a_block() {
+    let src = temp("entry.s");
+    std::fs::write(&src, ".code\nload_imm r1, 1\nload_imm r2, 2\ntrap\n").unwrap();
+    let src = src.to_str().unwrap();
+    for engine in ["interp", "jit"] {
+        let o = javm(&["run", src, "--entry", "3", "--engine", engine]);
+        assert_usage_error(&o, "entry PC 3 is not the start of a basic block");
+        let o = javm(&["run", src, "--entry", "0", "--engine", engine]);
+        assert_eq!(o.status.code(), Some(1), "a trap: {}", stderr(&o));
+    }
+}
+
+#[test]
 fn run_json_with_an_argument() {
     let o = javm(&["run", "examples/fib.pvm", "--arg", "0a000000", "--json"]);
     assert_eq!(o.status.code(), Some(0));

@@ -14,7 +14,8 @@ mod run;
 use std::sync::Arc;
 
 use crate::engine::{
-    Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_gas, check_schedule,
+    Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_entry, check_gas,
+    check_schedule,
 };
 use crate::gas::GasSchedule;
 use crate::memory::PageMap;
@@ -113,6 +114,7 @@ impl Engine for Interpreter {
         init: InstanceInit,
     ) -> Result<InterpInstance, EngineError> {
         let gas = check_gas(i128::from(init.gas))?;
+        check_entry(&module.program, init.pc)?;
         check_schedule(module.schedule, &init.layout)?;
         let map = PageMap::new(init.layout)
             .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;
