@@ -65,10 +65,24 @@ pub(crate) fn indirect_store(ins: &I) -> Option<(Reg, i32)> {
     }
 }
 
-/// An open group: its base register and its stores as `(index in block, offset)`.
+/// An open group: its base register, its stores as `(index in block, offset)`, and
+/// the lowest and highest offset.
 struct Open {
     base: Reg,
     stores: Vec<(usize, i32)>,
+    lo: i32,
+    hi: i32,
+}
+
+impl Open {
+    fn new(base: Reg, pos: usize, x: i32) -> Open {
+        Open {
+            base,
+            stores: vec![(pos, x)],
+            lo: x,
+            hi: x,
+        }
+    }
 }
 
 /// A store's part in a group, as planned (before labels exist).
@@ -90,8 +104,7 @@ pub(crate) fn plan(block: &[I]) -> Vec<Planned> {
         if g.stores.len() < MIN_GROUP {
             return;
         }
-        let lo = g.stores.iter().map(|s| s.1).min().unwrap_or(0);
-        let hi = g.stores.iter().map(|s| s.1).max().unwrap_or(0);
+        let (lo, hi) = (g.lo, g.hi);
         for (k, &(pos, _)) in g.stores.iter().enumerate() {
             out[pos] = if k == 0 {
                 Planned::Head { lo, hi }
@@ -104,25 +117,18 @@ pub(crate) fn plan(block: &[I]) -> Vec<Planned> {
         if let Some((base, x)) = indirect_store(ins) {
             match open.iter().position(|g| g.base == base) {
                 Some(i) => {
-                    let g = &open[i];
-                    let lo = g.stores.iter().map(|s| i64::from(s.1)).min().unwrap_or(0);
-                    let hi = g.stores.iter().map(|s| i64::from(s.1)).max().unwrap_or(0);
-                    let x = i64::from(x);
-                    if hi.max(x) - lo.min(x) > MAX_SPAN {
+                    let g = &mut open[i];
+                    let (lo, hi) = (g.lo.min(x), g.hi.max(x));
+                    if i64::from(hi) - i64::from(lo) > MAX_SPAN {
                         let g = open.swap_remove(i);
                         close(g, &mut out);
-                        open.push(Open {
-                            base,
-                            stores: vec![(pos, x as i32)],
-                        });
+                        open.push(Open::new(base, pos, x));
                     } else {
-                        open[i].stores.push((pos, x as i32));
+                        g.stores.push((pos, x));
+                        (g.lo, g.hi) = (lo, hi);
                     }
                 }
-                None => open.push(Open {
-                    base,
-                    stores: vec![(pos, x)],
-                }),
+                None => open.push(Open::new(base, pos, x)),
             }
             continue;
         }
