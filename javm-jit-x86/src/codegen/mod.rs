@@ -69,11 +69,12 @@ enum Stub {
     },
     /// A store whose granule's shadow byte is not [`crate::window::SHADOW_FULL`]: if it is
     /// [`SHADOW_IN_PAGE`] and the access stays in its page, go `back` and store;
-    /// otherwise leave through `emulate` for the run loop to apply the access rule.
+    /// otherwise leave with [`ExitKind::Emulate`] at `idx` for the run loop to apply
+    /// the access rule.
     StoreSlow {
         label: DynamicLabel,
         back: DynamicLabel,
-        emulate: DynamicLabel,
+        idx: u32,
         addr: StoreAddr,
         width: u8,
     },
@@ -138,7 +139,7 @@ pub(crate) fn compile(
     // costs address space only.
     let mut ops = VecAssembler::<X64Relocation>::new_with_capacity(
         0,
-        n * 24 + 4096,
+        n * 40 + 4096,
         0,
         4,
         blocks.len() + 64,
@@ -153,7 +154,7 @@ pub(crate) fn compile(
         ops,
         program,
         block_labels,
-        stubs: Vec::new(),
+        stubs: Vec::with_capacity(n / 4 + 16),
         panic_label: None,
         side: Vec::with_capacity(n / 4),
         gp,
@@ -435,59 +436,57 @@ impl Cg<'_> {
         back: DynamicLabel,
     ) -> DynamicLabel {
         let label = self.ops.new_dynamic_label();
-        let emulate = self.exit_stub(ExitKind::Emulate, idx);
         self.stubs.push(Stub::StoreSlow {
             label,
             back,
-            emulate,
+            idx,
             addr,
             width,
         });
         label
     }
 
-    /// Emit a [`Stub::StoreSlow`]. On entry from the check of a `StoreAddr::Ind`
-    /// store, RDX still holds the granule index.
+    /// Emit a [`Stub::StoreSlow`]; `emulate` is the shared tail that leaves with
+    /// [`ExitKind::Emulate`] at the instruction in EDX. On entry from the check of a
+    /// `StoreAddr::Ind` store, RDX still holds the granule index.
     fn emit_store_slow(
         &mut self,
         label: DynamicLabel,
         back: DynamicLabel,
+        (idx, addr, width): (u32, StoreAddr, u8),
         emulate: DynamicLabel,
-        addr: StoreAddr,
-        width: u8,
     ) {
         let w = i32::from(width);
+        let exit = self.ops.new_dynamic_label();
         dynasm!(self.ops ; .arch x64 ; =>label);
         match addr {
+            StoreAddr::Abs(a) if (a & 7) as i32 + w > 8 => {}
             StoreAddr::Abs(a) => {
-                if (a & 7) as i32 + w > 8 {
-                    dynasm!(self.ops ; .arch x64 ; jmp =>emulate);
-                    return;
-                }
                 let granule = i64::from(a >> 3);
                 let disp = i32::try_from(granule + i64::from(SHADOW_DISP)).unwrap_or(i32::MIN);
                 dynasm!(self.ops ; .arch x64
                     ; cmp BYTE [r15 + disp], SHADOW_IN_PAGE as i8
-                    ; jne =>emulate
+                    ; jne BYTE =>exit
                     ; jmp =>back
                 );
             }
             StoreAddr::Ind(b, x) => {
                 dynasm!(self.ops ; .arch x64
                     ; cmp BYTE [r15 + rdx + SHADOW_DISP], SHADOW_IN_PAGE as i8
-                    ; jne =>emulate
+                    ; jne BYTE =>exit
                 );
                 if w > 1 {
                     dynasm!(self.ops ; .arch x64
                         ; lea edx, [Rq(b) + x]
                         ; and edx, 7
                         ; cmp edx, 8 - w
-                        ; ja =>emulate
+                        ; ja BYTE =>exit
                     );
                 }
                 dynasm!(self.ops ; .arch x64 ; jmp =>back);
             }
         }
+        dynasm!(self.ops ; .arch x64 ; =>exit ; mov edx, idx as i32 ; jmp =>emulate);
     }
 
     /// Number of blocks.
@@ -522,11 +521,12 @@ impl Cg<'_> {
                 Stub::StoreSlow {
                     label,
                     back,
-                    emulate,
+                    idx,
                     addr,
                     width,
                 } => {
-                    self.emit_store_slow(label, back, emulate, addr, width);
+                    let emulate = tail(&mut self.ops, ExitKind::Emulate);
+                    self.emit_store_slow(label, back, (idx, addr, width), emulate);
                     continue;
                 }
             };
