@@ -264,9 +264,12 @@ impl Cg<'_> {
     /// Plan the store checks of the block of `instructions` starting at instruction
     /// `first` (see `stores.rs`).
     fn plan_store_checks(&mut self, instructions: &[javm_exec::Instruction], first: u32) {
-        let planned = stores::plan(instructions);
         self.checks_first = first;
         self.store_checks.clear();
+        if !stores::may_group(instructions) {
+            return;
+        }
+        let planned = stores::plan(instructions);
         for p in planned {
             self.store_checks.push(match p {
                 stores::Planned::Own => stores::StoreCheck::Own,

@@ -65,6 +65,16 @@ pub(crate) fn indirect_store(ins: &I) -> Option<(Reg, i32)> {
     }
 }
 
+/// Whether a block has enough stores through registers for a group (a cheap scan
+/// that spares most blocks the planning).
+pub(crate) fn may_group(block: &[I]) -> bool {
+    block
+        .iter()
+        .filter(|i| indirect_store(i).is_some())
+        .nth(MIN_GROUP - 1)
+        .is_some()
+}
+
 /// An open group: its base register, its stores as `(index in block, offset)`, and
 /// the lowest and highest offset.
 struct Open {
