@@ -3,7 +3,10 @@
 //! and executable at once, and every executable buffer is followed by a guard page.
 
 use std::io;
+use std::num::NonZeroUsize;
 use std::ptr::NonNull;
+
+use nix::sys::mman::{MapFlags, MmapAdvise, ProtFlags, madvise, mmap_anonymous, mprotect, munmap};
 
 const PAGE: usize = 4096;
 /// Code sizes from which the buffer is pre-faulted in one call (256 KiB).
@@ -37,31 +40,25 @@ impl WritableCode {
     pub(crate) fn new(bytes: &[u8]) -> io::Result<WritableCode> {
         let code_pages = bytes.len().max(1).div_ceil(PAGE) * PAGE;
         let map_len = code_pages + PAGE;
+        let len = NonZeroUsize::new(map_len).ok_or_else(|| io::Error::other("empty mapping"))?;
         // SAFETY: an anonymous private mapping at an address of the kernel's choice
         // cannot alias any existing Rust object.
         let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                // Populated: every page is written right away, and one pre-fault of
-                // the whole range is cheaper than a page fault per page.
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
+            mmap_anonymous(
+                None,
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_PRIVATE,
             )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        }?;
         if code_pages >= POPULATE_MIN {
             // Every code page is written right below; for a large program one
             // pre-fault of the whole range is cheaper than a page fault per page (for
             // a small one it is not). Only a hint: kernels before 5.14 reject it.
             // SAFETY: advises on the mapping just created, which nothing else uses.
-            let _ = unsafe { libc::madvise(p, code_pages, libc::MADV_POPULATE_WRITE) };
+            let _ = unsafe { madvise(p, code_pages, MmapAdvise::MADV_POPULATE_WRITE) };
         }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        let ptr = p.cast::<u8>();
         let w = WritableCode {
             ptr,
             len: bytes.len(),
@@ -85,31 +82,23 @@ impl WritableCode {
         };
         // SAFETY: both ranges lie inside the mapping `exec` owns; changing their
         // protection affects no other object.
-        let ok = unsafe {
-            libc::mprotect(
-                exec.ptr.as_ptr().cast(),
+        unsafe {
+            mprotect(
+                exec.ptr.cast(),
                 code_pages,
-                libc::PROT_READ | libc::PROT_EXEC,
-            ) == 0
-                && libc::mprotect(
-                    exec.ptr.as_ptr().add(code_pages).cast(),
-                    PAGE,
-                    libc::PROT_NONE,
-                ) == 0
-        };
-        if ok {
-            Ok(exec)
-        } else {
-            // `exec` unmaps on drop.
-            Err(io::Error::last_os_error())
+                ProtFlags::PROT_READ | ProtFlags::PROT_EXEC,
+            )?;
+            mprotect(exec.ptr.add(code_pages).cast(), PAGE, ProtFlags::PROT_NONE)?;
         }
+        // On an error above `exec` unmaps on drop.
+        Ok(exec)
     }
 }
 
 impl Drop for WritableCode {
     fn drop(&mut self) {
         // SAFETY: unmapping the mapping this value owns; no references into it remain.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.map_len) };
+        let _ = unsafe { munmap(self.ptr.cast(), self.map_len) };
     }
 }
 
@@ -136,7 +125,7 @@ impl Drop for ExecutableCode {
     fn drop(&mut self) {
         // SAFETY: unmapping the mapping this value owns; instances hold an `Arc` of
         // the module, so no code runs from it any more.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.map_len) };
+        let _ = unsafe { munmap(self.ptr.cast(), self.map_len) };
     }
 }
 

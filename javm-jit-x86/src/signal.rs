@@ -20,7 +20,12 @@
 //! `mprotect` and copies bytes.
 
 use std::cell::Cell;
+use std::num::NonZeroUsize;
+use std::ptr::NonNull;
 use std::sync::OnceLock;
+
+use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, mprotect, munmap};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
 use javm_exec::memory::pagemap::Unit;
 use javm_exec::memory::{MemoryLayout, PAGE_SIZE, PageMap, PageState};
@@ -66,31 +71,26 @@ thread_local! {
 }
 
 /// The previous handlers of SIGSEGV and SIGBUS.
-static PREVIOUS: OnceLock<Result<[libc::sigaction; 2], String>> = OnceLock::new();
+static PREVIOUS: OnceLock<Result<[SigAction; 2], String>> = OnceLock::new();
 
-const SIGNALS: [libc::c_int; 2] = [libc::SIGSEGV, libc::SIGBUS];
+const SIGNALS: [Signal; 2] = [Signal::SIGSEGV, Signal::SIGBUS];
 
 /// Install the handlers (once per process). Fails only if `sigaction` does.
 pub(crate) fn install() -> Result<(), String> {
     PREVIOUS
         .get_or_init(|| {
-            let mut prev = [empty_action(); 2];
+            let act = SigAction::new(
+                SigHandler::SigAction(handler),
+                SaFlags::SA_SIGINFO | SaFlags::SA_ONSTACK,
+                SigSet::empty(),
+            );
+            let mut prev = [default_action(); 2];
             for (i, &sig) in SIGNALS.iter().enumerate() {
-                let mut act = empty_action();
-                act.sa_sigaction = handler as *const () as usize;
-                act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-                // SAFETY: `act` is a fully initialized sigaction whose handler has the
-                // SA_SIGINFO signature; `prev[i]` receives the old action.
-                let r = unsafe {
-                    libc::sigemptyset(&mut act.sa_mask);
-                    libc::sigaction(sig, &act, &mut prev[i])
-                };
-                if r != 0 {
-                    return Err(format!(
-                        "cannot install the fault handler: {}",
-                        std::io::Error::last_os_error()
-                    ));
-                }
+                // SAFETY: `handler` has the SA_SIGINFO signature, is async-signal-safe
+                // (it allocates nothing and takes no locks) and passes every fault
+                // that is not ours to the previous handler kept here.
+                prev[i] = unsafe { sigaction(sig, &act) }
+                    .map_err(|e| format!("cannot install the fault handler: {e}"))?;
             }
             Ok(prev)
         })
@@ -99,15 +99,13 @@ pub(crate) fn install() -> Result<(), String> {
         .map_err(Clone::clone)
 }
 
-fn empty_action() -> libc::sigaction {
-    // SAFETY: sigaction is a plain C struct for which all-zero is a valid value
-    // (SIG_DFL, empty mask, no flags).
-    unsafe { std::mem::zeroed() }
+fn default_action() -> SigAction {
+    SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty())
 }
 
 /// An alternate signal stack this module allocated for the current thread.
 struct AltStack {
-    base: *mut libc::c_void,
+    base: NonNull<libc::c_void>,
     len: usize,
 }
 
@@ -116,11 +114,12 @@ const ALT_STACK_SIZE: usize = 128 << 10;
 impl Drop for AltStack {
     fn drop(&mut self) {
         // SAFETY: if the thread's alternate stack is still ours, disable it before
-        // unmapping it; `base`/`len` is the mapping this value owns.
+        // unmapping it (raw libc: nix has no wrapper for sigaltstack); `base`/`len`
+        // is the mapping this value owns.
         unsafe {
             let mut cur: libc::stack_t = std::mem::zeroed();
             if libc::sigaltstack(std::ptr::null(), &mut cur) == 0
-                && cur.ss_sp == self.base.add(4096)
+                && cur.ss_sp == self.base.byte_add(4096).as_ptr()
             {
                 let off = libc::stack_t {
                     ss_sp: std::ptr::null_mut(),
@@ -129,7 +128,7 @@ impl Drop for AltStack {
                 };
                 libc::sigaltstack(&off, std::ptr::null_mut());
             }
-            libc::munmap(self.base, self.len);
+            let _ = munmap(self.base, self.len);
         }
     }
 }
@@ -149,38 +148,33 @@ fn ensure_alt_stack() -> Result<(), String> {
         ALT_STACK.set(true);
         return Ok(());
     }
-    let len = ALT_STACK_SIZE + 4096;
+    const LEN: NonZeroUsize = NonZeroUsize::new(ALT_STACK_SIZE + 4096).expect("not empty");
     // SAFETY: a fresh anonymous mapping aliases nothing.
     let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
+        mmap_anonymous(
+            None,
+            LEN,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_PRIVATE,
         )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(format!(
-            "cannot map a signal stack: {}",
-            std::io::Error::last_os_error()
-        ));
     }
-    let stack = AltStack { base, len };
-    // SAFETY: the lowest page of our own mapping becomes a guard page; the stack is
-    // the rest of it, registered for this thread only.
-    let ok = unsafe {
-        libc::mprotect(base, 4096, libc::PROT_NONE) == 0 && {
-            let st = libc::stack_t {
-                ss_sp: base.cast::<u8>().add(4096).cast(),
-                ss_flags: 0,
-                ss_size: ALT_STACK_SIZE,
-            };
-            libc::sigaltstack(&st, std::ptr::null_mut()) == 0
-        }
+    .map_err(|e| format!("cannot map a signal stack: {e}"))?;
+    let stack = AltStack {
+        base,
+        len: LEN.get(),
     };
-    if !ok {
+    // SAFETY: the lowest page of our own mapping becomes a guard page.
+    unsafe { mprotect(base, 4096, ProtFlags::PROT_NONE) }
+        .map_err(|e| format!("cannot install a signal stack: {e}"))?;
+    let st = libc::stack_t {
+        // SAFETY: 4096 < LEN: the stack is the rest of the mapping.
+        ss_sp: unsafe { base.byte_add(4096).as_ptr() },
+        ss_flags: 0,
+        ss_size: ALT_STACK_SIZE,
+    };
+    // SAFETY: registers the stack, which `OWN_STACK` keeps mapped while it is
+    // registered, for this thread only (nix has no wrapper for sigaltstack).
+    if unsafe { libc::sigaltstack(&st, std::ptr::null_mut()) } != 0 {
         return Err(format!(
             "cannot install a signal stack: {}",
             std::io::Error::last_os_error()
@@ -337,7 +331,7 @@ pub(crate) unsafe fn materialize_unit(
             base,
             unit.first,
             unit.pages,
-            libc::PROT_READ | libc::PROT_WRITE,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
         )?;
         for page in unit.page_addrs() {
             if let Some(src) = layout.source(page) {
@@ -357,26 +351,18 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) 
     let idx = if sig == libc::SIGBUS { 1 } else { 0 };
     let prev = match PREVIOUS.get() {
         Some(Ok(p)) => p[idx],
-        _ => empty_action(),
+        _ => default_action(),
     };
-    let h = prev.sa_sigaction;
-    if h == libc::SIG_DFL || h == libc::SIG_IGN {
-        // Restore the default action and return: the fault repeats and the process
-        // dies loudly, as it would have without us.
-        let dfl = empty_action();
-        // SAFETY: installing SIG_DFL for a fault signal.
-        unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
-        return;
-    }
-    if prev.sa_flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: the previous handler was installed with SA_SIGINFO, so it has this
-        // signature.
-        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-            unsafe { std::mem::transmute(h) };
-        f(sig, info, uctx);
-    } else {
-        // SAFETY: a handler installed without SA_SIGINFO takes the signal number.
-        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(h) };
-        f(sig);
+    match prev.handler() {
+        SigHandler::SigDfl | SigHandler::SigIgn => {
+            // Restore the default action and return: the fault repeats and the
+            // process dies loudly, as it would have without us.
+            if let Ok(signal) = Signal::try_from(sig) {
+                // SAFETY: installing SIG_DFL for a fault signal.
+                let _ = unsafe { sigaction(signal, &default_action()) };
+            }
+        }
+        SigHandler::Handler(f) => f(sig),
+        SigHandler::SigAction(f) => f(sig, info, uctx),
     }
 }

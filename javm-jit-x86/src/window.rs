@@ -32,8 +32,11 @@
 //! fresh one, down to its mappings (see [`Window::prime`]).
 
 use std::io;
+use std::num::NonZeroUsize;
 use std::ptr::NonNull;
 use std::sync::Mutex;
+
+use nix::sys::mman::{MapFlags, MmapAdvise, ProtFlags, madvise, mmap_anonymous, mprotect, munmap};
 
 use crate::ctx::{CTX_PAGE, CTX_SIZE, JitContext};
 
@@ -136,29 +139,21 @@ impl Window {
     }
 
     fn reserve() -> io::Result<Window> {
+        const LEN: NonZeroUsize = NonZeroUsize::new(TOTAL).expect("the window is not empty");
         // SAFETY: a fresh anonymous reservation at an address of the kernel's choice
         // aliases nothing.
         let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                TOTAL,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
+            mmap_anonymous(
+                None,
+                LEN,
+                ProtFlags::PROT_NONE,
+                MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
             )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let start =
-            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
-        let mut w = Window { start };
-        // SAFETY: the record, the shadow and the context page are the first `HEADER` bytes of the
-        // reservation `w` owns.
-        if unsafe { libc::mprotect(p, HEADER, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        }?;
+        let mut w = Window { start: p.cast() };
+        // SAFETY: the record, the shadow and the context page are the first `HEADER`
+        // bytes of the reservation `w` owns.
+        unsafe { mprotect(p, HEADER, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE) }?;
         w.prime()?;
         Ok(w)
     }
@@ -171,22 +166,21 @@ impl Window {
     /// their own on first touch never merge, and a pooled window would collect
     /// mappings towards `vm.max_map_count`).
     fn prime(&mut self) -> io::Result<()> {
-        let base = self.guest_base_mut();
+        let base = self.guest_range();
         // SAFETY: the guest range of this reservation, used by no instance: it is
         // made writable as a whole (one mapping, so no split), one byte is written,
         // and the range is made inaccessible and discarded again.
-        let ok = unsafe {
-            libc::mprotect(base.cast(), GUEST_SIZE, libc::PROT_READ | libc::PROT_WRITE) == 0 && {
-                base.write_volatile(1);
-                libc::mprotect(base.cast(), GUEST_SIZE, libc::PROT_NONE) == 0
-                    && libc::madvise(base.cast(), 4096, libc::MADV_DONTNEED) == 0
-            }
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
+        unsafe {
+            mprotect(
+                base,
+                GUEST_SIZE,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            )?;
+            base.cast::<u8>().write_volatile(1);
+            mprotect(base, GUEST_SIZE, ProtFlags::PROT_NONE)?;
+            madvise(base, 4096, MmapAdvise::MADV_DONTNEED)?;
         }
+        Ok(())
     }
 
     fn record(&mut self) -> &mut Record {
@@ -236,27 +230,23 @@ impl Window {
         }
         match self.recorded_runs() {
             Some(runs) => {
-                let base = self.guest_base_mut();
+                let base = self.guest_range();
                 for (page, n) in runs {
                     // SAFETY: the run lies inside this window's guest range (pages
                     // < 2^20), which no instance uses any more: making it
                     // inaccessible and discarding its anonymous pages affects nothing
                     // else.
-                    let ok = unsafe {
-                        let p = base.add(page << 12).cast();
-                        libc::mprotect(p, n << 12, libc::PROT_NONE) == 0
-                            && libc::madvise(p, n << 12, libc::MADV_DONTNEED) == 0
-                    } && self.discard_shadow(page, n);
-                    if !ok {
-                        return Err(io::Error::last_os_error());
+                    unsafe {
+                        let p = base.byte_add(page << 12);
+                        mprotect(p, n << 12, ProtFlags::PROT_NONE)?;
+                        madvise(p, n << 12, MmapAdvise::MADV_DONTNEED)?;
                     }
+                    self.discard_shadow(page, n)?;
                 }
             }
             None => {
                 self.discard_guest_range()?;
-                if !self.discard_shadow(0, PAGES) {
-                    return Err(io::Error::last_os_error());
-                }
+                self.discard_shadow(0, PAGES)?;
             }
         }
         let rec = self.record();
@@ -279,45 +269,49 @@ impl Window {
 
     /// Zero the shadow bytes of guest pages `page..page + n` (rounded out to whole
     /// shadow pages: only recorded pages ever have non-zero shadow bytes, and the
-    /// whole window is being reset). False if `madvise` failed.
-    fn discard_shadow(&mut self, page: usize, n: usize) -> bool {
+    /// whole window is being reset).
+    fn discard_shadow(&mut self, page: usize, n: usize) -> io::Result<()> {
         let lo = (page << 9) & !4095;
         let hi = ((page + n) << 9).next_multiple_of(4096).min(SHADOW_SIZE);
         // SAFETY: `lo..hi` lies inside this window's shadow, read-write for the
         // window's lifetime and used by no instance now; discarding anonymous pages
         // makes them read as zero.
         unsafe {
-            libc::madvise(
-                self.shadow().add(lo).cast(),
+            madvise(
+                self.shadow().byte_add(lo),
                 hi.saturating_sub(lo),
-                libc::MADV_DONTNEED,
-            ) == 0
+                MmapAdvise::MADV_DONTNEED,
+            )?;
         }
+        Ok(())
     }
 
     /// The first byte of the write shadow.
-    fn shadow(&mut self) -> *mut u8 {
+    fn shadow(&mut self) -> NonNull<libc::c_void> {
         // SAFETY: the shadow starts right after the record, inside the reservation.
-        unsafe { self.start.as_ptr().add(RECORD_SIZE) }
+        unsafe { self.start.add(RECORD_SIZE).cast() }
+    }
+
+    /// The guest range's first byte, for protection changes of the whole window.
+    fn guest_range(&mut self) -> NonNull<libc::c_void> {
+        // SAFETY: HEADER < TOTAL: the result stays inside the reservation.
+        unsafe { self.start.add(HEADER).cast() }
     }
 
     /// Replace the guest range with a fresh inaccessible reservation.
     fn discard_guest_range(&mut self) -> io::Result<()> {
+        const LEN: NonZeroUsize = NonZeroUsize::new(GUEST_SIZE).expect("4 GiB");
+        let at = NonZeroUsize::new(self.guest_range().as_ptr() as usize);
         // SAFETY: replaces exactly the guest range of this reservation, which no
         // instance uses any more, with a fresh inaccessible anonymous mapping.
-        let p = unsafe {
-            libc::mmap(
-                self.guest_base_mut().cast(),
-                GUEST_SIZE,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
-                -1,
-                0,
+        unsafe {
+            mmap_anonymous(
+                at,
+                LEN,
+                ProtFlags::PROT_NONE,
+                MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE | MapFlags::MAP_FIXED,
             )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        }?;
         self.prime()
     }
 
@@ -345,7 +339,7 @@ impl Window {
 impl Drop for Window {
     fn drop(&mut self) {
         // SAFETY: unmapping the reservation this value owns.
-        unsafe { libc::munmap(self.start.as_ptr().cast(), TOTAL) };
+        let _ = unsafe { munmap(self.start.cast(), TOTAL) };
     }
 }
 
@@ -361,7 +355,7 @@ pub(crate) unsafe fn protect(
     base: *mut u8,
     first: u32,
     pages: u32,
-    prot: libc::c_int,
+    prot: ProtFlags,
 ) -> Result<(), i32> {
     let n = (first >> 12) as usize;
     for i in n..(n + pages as usize).min(PAGES) {
@@ -370,20 +364,11 @@ pub(crate) unsafe fn protect(
         // instance's thread touches it; `i < 2^20`, so both indices are in bounds.
         unsafe { (*base.sub(HEADER).cast::<Record>()).insert(i) };
     }
-    // SAFETY: the pages lie inside the window (caller's contract).
-    let r = unsafe {
-        libc::mprotect(
-            base.add(first as usize).cast(),
-            (pages as usize) << 12,
-            prot,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        // SAFETY: reading errno right after the failing call.
-        Err(unsafe { *libc::__errno_location() })
-    }
+    // SAFETY: the pages lie inside the window (caller's contract), so the address is
+    // not null.
+    let at = unsafe { NonNull::new_unchecked(base.add(first as usize).cast()) };
+    // SAFETY: as above.
+    unsafe { mprotect(at, (pages as usize) << 12, prot) }.map_err(|e| e as i32)
 }
 
 /// Set the shadow bytes of guest page `page` (a page address), which just became
@@ -454,7 +439,7 @@ mod tests {
                     base,
                     (p << 12) as u32,
                     1,
-                    libc::PROT_READ | libc::PROT_WRITE,
+                    ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
                 )
             }
             .unwrap();
@@ -478,7 +463,7 @@ mod tests {
         let base = w.guest_base_mut();
         for &p in pages {
             // SAFETY: as in `touch`.
-            unsafe { protect(base, (p << 12) as u32, 1, libc::PROT_READ) }.unwrap();
+            unsafe { protect(base, (p << 12) as u32, 1, ProtFlags::PROT_READ) }.unwrap();
             // SAFETY: the page is readable.
             assert_eq!(unsafe { *base.add((p << 12) + 5) }, 0, "page {p:#x} zero");
         }
