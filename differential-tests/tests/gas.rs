@@ -216,7 +216,47 @@ fn materialization_charges<E: Engine>(e: &E) {
     assert_eq!(o.inst.page_state(0x20000), PageState::PresentRw);
 }
 
+/// A block walk whose skip is capped at 24 lands on a byte that is no instruction
+/// start: it is priced as opcode 0 (`trap`) and ends the block, as in the Lean
+/// reference (ISA ambiguity settled in DESIGN-DECISIONS §60); executing it panics,
+/// and the instruction after it does not become a jump target.
+fn a_capped_skip_landing_is_priced_as_trap<E: Engine>(e: &E) {
+    // 0: add_imm_64 r1, r1, 1; the next start is 31, so skip(0) = 24 and the walk
+    // lands on 25; 31: trap.
+    let mut code = vec![0u8; 32];
+    code[0] = 149;
+    code[1] = 0x11;
+    code[2] = 1;
+    code[31] = 0;
+    let c = Case::code(&code, &[0, 31], &[]).gp();
+    let b = c.program.blocks();
+    assert_eq!(
+        (b[0].pc, b[0].end - b[0].first),
+        (0, 2),
+        "the block ends at 25"
+    );
+    let o = c.run(e);
+    assert_eq!((o.exit, o.pc, o.used), (Exit::Panic, 25, 2));
+    assert_eq!(o.regs[1], 1, "the add ran");
+    let o = Case::code(&code, &[0, 31], &[]).run(e);
+    assert_eq!(o.exit, Exit::Panic);
+    let priced = Case::code(&code, &[0, 31], &[]);
+    let cost = priced.program.block_costs(priced.schedule())[0].cost as i64;
+    assert_eq!(o.used, cost);
+
+    // 0: jump 31; 5: add_imm_64 with skip capped (landing on 30); 31: trap. The
+    // position after the landing starts a block, but it is not in ϖ: the jump panics.
+    let mut code = vec![0u8; 32];
+    code[0] = 40;
+    code[1] = 31;
+    code[5] = 149;
+    code[6] = 0x11;
+    let o = Case::code(&code, &[0, 5, 31], &[]).gp().run(e);
+    assert_eq!((o.exit, o.pc), (Exit::Panic, 0));
+}
+
 engine_tests!(
+    a_capped_skip_landing_is_priced_as_trap,
     e1_costs_58,
     e2_branch_to_trap_is_cheap,
     e3_load_loop_costs_23_and_98_at_tier_4,

@@ -3,8 +3,11 @@
 //!
 //! A block is walked from its start `pc`, following `pc + 1 + skip(pc)`, up to and
 //! including the first terminator. The position `len(code)` reads as `trap` (ζ), so a
-//! walk that runs off the end stops there. Positions that are not valid instruction
-//! starts count as invalid instructions (1 cycle, 1 slot, not a terminator).
+//! walk that runs off the end stops there. A position that is not an instruction
+//! start (reachable only when `skip` is capped at 24) is priced as opcode 0, `trap`,
+//! and ends the block, as in the Lean reference; an instruction start whose byte is
+//! no defined opcode counts as an invalid instruction (1 cycle, 1 slot, not a
+//! terminator).
 
 use crate::gas_const::{HOST_CALL_FLOOR, MGMT_OP_COST, store_reserve};
 use crate::isa::{CodeView, CostEntry, Cycles, Opcode, Reg, SRC_A, SRC_B, SRC_D, Slots};
@@ -34,8 +37,12 @@ impl Iterator for BlockWalk<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let pc = self.next?;
-        let op = self.view.opcode_at(pc);
-        self.next = if op.is_some_and(Opcode::is_terminator) {
+        let op = if self.view.bit(u64::from(pc)) {
+            self.view.opcode_at(pc)
+        } else {
+            Some(Opcode::Trap)
+        };
+        self.next = if self.view.ends_block(pc) {
             None
         } else {
             // pc < len here (position len is `trap`), so pc + 1 + skip ≤ len.

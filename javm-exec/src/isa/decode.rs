@@ -68,6 +68,15 @@ impl<'a> CodeView<'a> {
             .unwrap_or(MAX_SKIP)
     }
 
+    /// Whether the position `pc` ends a basic block: a terminator, or a position that
+    /// is not an instruction start (a block walk can land on one when `skip` is
+    /// capped at 24; it is priced as opcode 0, `trap`, as the Lean reference does,
+    /// and executing it panics). The position `len(code)` reads as `trap` (ζ).
+    #[inline]
+    pub fn ends_block(&self, pc: u32) -> bool {
+        !self.bit(u64::from(pc)) || self.opcode_at(pc).is_some_and(Opcode::is_terminator)
+    }
+
     /// The opcode executed at `pc`: `None` if `pc` is not an instruction start or its
     /// byte is not a defined opcode. (Past the end, ζ gives 0, i.e. `trap`.)
     #[inline]

@@ -85,8 +85,8 @@ pub(super) fn build(
     let decoded: Vec<_> = pcs.iter().map(|&pc| view.decode(pc)).collect();
     let mut blocks = Vec::new();
     let mut first = 0u32;
-    for (i, d) in decoded.iter().enumerate() {
-        if d.opcode.is_some_and(|op| op.is_terminator()) || i + 1 == decoded.len() {
+    for (i, &pc) in pcs.iter().enumerate() {
+        if view.ends_block(pc) || i + 1 == decoded.len() {
             let end = i as u32 + 1;
             blocks.push(Block {
                 pc: pcs[first as usize],
@@ -97,9 +97,16 @@ pub(super) fn build(
         }
     }
 
+    // A jump target must be a block start in the GP sense (ϖ): a valid instruction
+    // at 0 or right after a terminator — not after a position that only ends its
+    // block because it is no instruction start.
     let resolve = |target: i64| {
         resolve_target(target, len, &blocks, |i| {
             decoded[i as usize].opcode.is_some()
+                && (i == 0
+                    || decoded[i as usize - 1]
+                        .opcode
+                        .is_some_and(|op| op.is_terminator()))
         })
     };
     let instructions: Vec<Instruction> = decoded
