@@ -102,3 +102,37 @@ fn alternating_pages_stay_within_the_mapping_and_memory_bounds() {
         assert_eq!(a, b, "{pages} pages: the engines agree");
     }
 }
+
+/// Writes past the instance's memory limit stop the run with
+/// `EngineError::MemoryLimit` at the same access on both engines, whatever the gas
+/// profile (under `gp` writes are otherwise free), and host writes past it fail.
+#[test]
+fn writes_past_the_memory_limit_stop_at_the_same_access() {
+    use javm_exec::{EngineError, MemoryError, PageState};
+    fn check<E: Engine>(e: &E) -> (u32, i64) {
+        // Writes one byte to each of 8 pages; the limit allows 5.
+        let c = walker(4, "store_ind_u8 r3, r2, 0\nstore_ind_u8 r3, r2, 4096").gp();
+        let mut inst = c.instance(e);
+        assert_eq!(inst.run(), Err(EngineError::MemoryLimit(5 * PAGE)));
+        let written = (0..8)
+            .filter(|p| inst.page_state((HEAP + p * PAGE) as u32) == PageState::PresentRw)
+            .count();
+        assert_eq!(written, 5, "nothing past the limit was written");
+        assert_eq!(
+            inst.write_memory((HEAP + 7 * PAGE) as u32, &[1]),
+            Err(MemoryError::WriteLimit(5 * PAGE))
+        );
+        assert!(
+            inst.write_memory(HEAP as u32, &[1]).is_ok(),
+            "a written page stays writable"
+        );
+        (inst.pc(), inst.gas())
+    }
+    let a = check(&Interpreter::new().with_memory_limit(5 * PAGE + 100));
+    let b = check(
+        &javm_jit_x86::Recompiler::new()
+            .unwrap()
+            .with_memory_limit(5 * PAGE + 100),
+    );
+    assert_eq!(a, b, "the same access, the same gas");
+}

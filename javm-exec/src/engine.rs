@@ -112,6 +112,11 @@ pub enum EngineError {
     /// running from it would skip the charge for the rest of that block.
     #[error("entry PC {0} is not the start of a basic block (gas is charged per block on entry)")]
     EntryNotBlockStart(u32),
+    /// The guest's writes reached the instance's memory limit (bytes of pages that
+    /// became `PresentRw`); the access was not performed, and raising the limit does
+    /// not apply to a live instance.
+    #[error("the guest reached its memory limit of {0} bytes of written pages")]
+    MemoryLimit(u64),
     /// The engine is not available on this host or build.
     #[error("{0}")]
     Unavailable(String),
@@ -137,6 +142,10 @@ pub enum MemoryError {
         /// Length.
         len: usize,
     },
+    /// The write would make more pages `PresentRw` than the instance's memory limit
+    /// (bytes).
+    #[error("the write would pass the instance's memory limit of {0} bytes of written pages")]
+    WriteLimit(u64),
 }
 
 /// Everything an engine needs to build an instance.

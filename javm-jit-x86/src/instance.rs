@@ -318,6 +318,11 @@ impl JitInstance {
                 return Ok(Some(e));
             }
         };
+        if self.map.check_write_limit(&plan).is_err() {
+            self.pc = pc;
+            self.resume = Resume::At(idx);
+            return Err(EngineError::MemoryLimit(self.map.write_limit()));
+        }
         let charge = i64::try_from(plan.charge).unwrap_or(i64::MAX);
         if charge > self.ctx().gas {
             self.ctx_mut().gas = 0;

@@ -7,7 +7,7 @@ use javm_exec::engine::{
     check_schedule,
 };
 use javm_exec::gas::GasSchedule;
-use javm_exec::memory::PageMap;
+use javm_exec::memory::{DEFAULT_MEMORY_LIMIT, PageMap};
 use javm_exec::{GasProfile, Program};
 
 use crate::code::{ExecutableCode, WritableCode};
@@ -19,6 +19,7 @@ use crate::window::Window;
 /// The x86-64 recompiler engine. Holds a cache of compiled modules.
 pub struct Recompiler {
     cache: ModuleCache<JitModule>,
+    memory_limit: u64,
 }
 
 impl std::fmt::Debug for Recompiler {
@@ -52,7 +53,16 @@ impl Recompiler {
         signal::install().map_err(EngineError::Unavailable)?;
         Ok(Recompiler {
             cache: ModuleCache::new(),
+            memory_limit: DEFAULT_MEMORY_LIMIT,
         })
+    }
+
+    /// The same recompiler with instances limited to `bytes` of written pages
+    /// (default [`DEFAULT_MEMORY_LIMIT`]): a run whose writes would pass it fails with
+    /// [`EngineError::MemoryLimit`].
+    pub fn with_memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = bytes;
+        self
     }
 
     /// Whether [`Recompiler::new`] would succeed on this host.
@@ -200,8 +210,9 @@ impl Engine for Recompiler {
         let gas = check_gas(i128::from(init.gas))?;
         check_entry(&module.program, init.pc)?;
         check_schedule(module.schedule, &init.layout)?;
-        let map = PageMap::new(init.layout)
+        let mut map = PageMap::new(init.layout)
             .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;
+        map.set_write_limit(self.memory_limit);
         let window = Window::acquire().map_err(|e| {
             EngineError::OutOfMemory(format!("cannot reserve a 4 GiB guest window: {e}"))
         })?;

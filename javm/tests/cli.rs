@@ -67,6 +67,29 @@ fn run_rejects_an_entry_inside_a_block() {
 }
 
 #[test]
+fn run_stops_at_the_memory_limit() {
+    let src = temp("limit.s");
+    std::fs::write(
+        &src,
+        ".heap 16\n.rw\nheap:\n.code\nload_imm r2, heap\nload_imm r3, 16\nfallthrough\n\
+         loop: store_ind_u8 r3, r2, 0\nadd_imm_64 r2, r2, 4096\nadd_imm_64 r3, r3, -1\n\
+         branch_ne_imm r3, 0, loop\nload_imm r8, 0\njump_ind r0, 0\n",
+    )
+    .unwrap();
+    let src = src.to_str().unwrap();
+    for engine in ["interp", "jit"] {
+        let args = ["run", src, "--profile", "gp", "--engine", engine];
+        let o = javm(&[&args[..], &["--max-memory", "8K"]].concat());
+        assert_usage_error(&o, "memory limit of 8192 bytes");
+        let o = javm(&[&args[..], &["--max-memory", "1M"]].concat());
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let o = javm(&["run", src, "--max-memory", "12X"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is not a size"), "{}", stderr(&o));
+}
+
+#[test]
 fn run_json_with_an_argument() {
     let o = javm(&["run", "examples/fib.pvm", "--arg", "0a000000", "--json"]);
     assert_eq!(o.status.code(), Some(0));

@@ -37,6 +37,8 @@ pub(crate) enum MemFault {
     /// The copy-on-write charge exceeds the remaining gas. Only possible when the
     /// host lowered gas or moved the PC into a block, skipping its reserve.
     OutOfGas,
+    /// The write would pass the instance's memory limit (bytes).
+    Limit(u64),
 }
 
 const PRESENT_RW: u8 = PageState::PresentRw.as_u8();
@@ -179,6 +181,9 @@ impl FlatMemory {
             .map
             .plan(addr, width, is_write, self.schedule.cow_cost())
             .map_err(|bad| MemFault::Exit(bad_access_exit(self.schedule.profile(), bad.addr)))?;
+        self.map
+            .check_write_limit(&plan)
+            .map_err(|_| MemFault::Limit(self.map.write_limit()))?;
         let charge = i64::try_from(plan.charge).unwrap_or(i64::MAX);
         if charge > *gas {
             return Err(MemFault::OutOfGas);

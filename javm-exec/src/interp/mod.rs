@@ -18,21 +18,38 @@ use crate::engine::{
     check_schedule,
 };
 use crate::gas::GasSchedule;
-use crate::memory::PageMap;
+use crate::memory::{DEFAULT_MEMORY_LIMIT, PageMap};
 use crate::program::Program;
 
 pub use instance::InterpInstance;
 
 /// The interpreter engine. Cheap to create; holds a cache of prepared modules.
-#[derive(Default)]
 pub struct Interpreter {
     cache: ModuleCache<InterpModule>,
+    memory_limit: u64,
+}
+
+impl Default for Interpreter {
+    fn default() -> Self {
+        Interpreter {
+            cache: ModuleCache::new(),
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+        }
+    }
 }
 
 impl Interpreter {
-    /// A new interpreter with an empty module cache.
+    /// A new interpreter with an empty module cache and the default memory limit.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same interpreter with instances limited to `bytes` of written pages
+    /// (default [`DEFAULT_MEMORY_LIMIT`]): a run whose writes would pass it fails with
+    /// [`EngineError::MemoryLimit`].
+    pub fn with_memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = bytes;
+        self
     }
 }
 
@@ -116,8 +133,9 @@ impl Engine for Interpreter {
         let gas = check_gas(i128::from(init.gas))?;
         check_entry(&module.program, init.pc)?;
         check_schedule(module.schedule, &init.layout)?;
-        let map = PageMap::new(init.layout)
+        let mut map = PageMap::new(init.layout)
             .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;
+        map.set_write_limit(self.memory_limit);
         let mem = memory::FlatMemory::new(map, module.schedule)?;
         Ok(InterpInstance::new(
             Arc::clone(module),

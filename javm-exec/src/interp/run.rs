@@ -164,6 +164,12 @@ pub(super) fn run<const STEP: bool>(
                     gas = 0;
                     finish!(Exit::OutOfGas, Resume::At(idx!() as u32), pc_at(idx!()))
                 }
+                MemFault::Limit(bytes) => {
+                    inst.gas = gas;
+                    inst.pc = pc_at(idx!());
+                    inst.resume = Resume::At(idx!() as u32);
+                    return Err(EngineError::MemoryLimit(bytes));
+                }
             }
         };
     }

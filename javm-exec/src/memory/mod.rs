@@ -8,10 +8,14 @@ pub mod pagemap;
 
 pub use layout::{LayoutError, MemoryLayout, Region};
 pub use mat::{PageKind, PageState};
-pub use pagemap::{AccessPlan, BadAccess, HostSpan, PageMap};
+pub use pagemap::{AccessPlan, BadAccess, HostSpan, PageMap, WriteLimit};
 
 use crate::engine::Exit;
 use crate::gas::GasProfile;
+
+/// The default limit on the memory an instance's guest may write (pages that become
+/// `PresentRw`, 4 KiB each): 1 GiB. Engines take another with `with_memory_limit`.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 1 << 30;
 
 /// PVM page size in bytes.
 pub const PAGE_SIZE: u32 = 4096;

@@ -107,6 +107,17 @@ pub struct PageMap {
     /// the pages `sbrk` added. No byte of either array outside them is ever written.
     ranges: Vec<(u32, u32)>,
     heap_top: u64,
+    /// Pages that became `PresentRw`.
+    written: u32,
+    /// The most pages that may become `PresentRw` (see [`PageMap::set_write_limit`]).
+    write_limit: u32,
+}
+
+/// An access or host write would make more pages `PresentRw` than the map's limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteLimit {
+    /// The limit, in pages.
+    pub pages: u32,
 }
 
 impl PageMap {
@@ -130,7 +141,42 @@ impl PageMap {
             layout,
             arrays: Some(arrays),
             ranges,
+            written: 0,
+            write_limit: limit_pages(super::DEFAULT_MEMORY_LIMIT),
         })
+    }
+
+    /// Limit the pages that may become `PresentRw` to `bytes` worth (rounded down to
+    /// whole pages). A write that would pass it is refused before anything changes
+    /// ([`PageMap::check_write_limit`], and host writes), so both engines stop at the
+    /// same access. Without a limit a `gp` guest, which pays nothing for copy-on-write,
+    /// could make its host commit up to 4 GiB.
+    pub fn set_write_limit(&mut self, bytes: u64) {
+        self.write_limit = limit_pages(bytes);
+    }
+
+    /// The write limit in bytes.
+    pub fn write_limit(&self) -> u64 {
+        u64::from(self.write_limit) << PAGE_SHIFT
+    }
+
+    /// Refuse an accepted plan that would make more pages `PresentRw` than the limit.
+    #[inline]
+    pub fn check_write_limit(&self, plan: &AccessPlan) -> Result<(), WriteLimit> {
+        let new = plan
+            .pages()
+            .iter()
+            .filter(|(_, before, after)| {
+                *after == PageState::PresentRw && *before != PageState::PresentRw
+            })
+            .count() as u32;
+        if new > 0 && self.written.saturating_add(new) > self.write_limit {
+            Err(WriteLimit {
+                pages: self.write_limit,
+            })
+        } else {
+            Ok(())
+        }
     }
 
     /// Kind bytes of all pages.
@@ -297,6 +343,7 @@ impl PageMap {
             *s = after.as_u8();
             if after == PageState::PresentRw && before != PageState::PresentRw {
                 arrays.dirty.insert(n);
+                self.written = self.written.saturating_add(1);
             }
             if after == PageState::PresentRw && before != PageState::PresentRw {
                 arrays.filled.insert(n);
@@ -387,6 +434,7 @@ impl PageMap {
         mut store: impl FnMut(HostSpan<'_>) -> Result<(), MemoryError>,
     ) -> Result<(), MemoryError> {
         check_host_range(addr, data.len())?;
+        let mut new = 0u32;
         for (page, ..) in host_spans(addr, data.len()) {
             let first = page.max(addr);
             match self.kind(page) {
@@ -394,6 +442,12 @@ impl PageMap {
                 Some(k) if !k.is_writable() => return Err(MemoryError::ReadOnly(first)),
                 Some(_) => {}
             }
+            if self.state(page) != PageState::PresentRw {
+                new += 1;
+            }
+        }
+        if new > 0 && self.written.saturating_add(new) > self.write_limit {
+            return Err(MemoryError::WriteLimit(self.write_limit()));
         }
         for (page, offset, range) in host_spans(addr, data.len()) {
             if let Some(unit) = self.unit_to_materialize(page) {
@@ -473,6 +527,11 @@ impl PageMap {
         self.heap_top = new_top;
         old
     }
+}
+
+/// `bytes` as whole pages, saturating at 2^32 - 1.
+fn limit_pages(bytes: u64) -> u32 {
+    u32::try_from(bytes >> PAGE_SHIFT).unwrap_or(u32::MAX)
 }
 
 impl Drop for PageMap {

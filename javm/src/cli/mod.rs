@@ -217,6 +217,11 @@ struct RunArgs {
     /// Gas budget (0 ..= 2^63 - 1).
     #[arg(long, default_value_t = 1_000_000_000)]
     gas: u64,
+    /// The most memory the guest may write (pages that become writable copies): a
+    /// number of bytes with an optional K, M or G suffix. A run that would pass it
+    /// ends with an error. Program files only.
+    #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_size)]
+    max_memory: u64,
     /// Argument bytes, in hexadecimal: for a program, mapped read-only at 0xFEFF0000
     /// (r7 = address, r8 = length); for an image, a data cap in slot 0.
     #[arg(long, default_value = "")]
@@ -299,6 +304,22 @@ const JIT_UNAVAILABLE: &str = "the x86-64 recompiler is not available on this ho
 
 /// A recompiler, or the reason there is none.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+/// A byte count with an optional binary suffix: `4096`, `64K`, `512M`, `2G`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 30),
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (bytes, or a number with K, M or G)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
 fn recompiler() -> Result<javm_jit_x86::Recompiler, String> {
     javm_jit_x86::Recompiler::new().map_err(|e| e.to_string())
 }

@@ -37,9 +37,19 @@ pub(super) fn run(args: RunArgs) -> Result<ExitCode, String> {
         gas,
     };
     match kind {
-        EngineKind::Interp => execute(&Interpreter::new(), &sp.program, init, &args),
+        EngineKind::Interp => execute(
+            &Interpreter::new().with_memory_limit(args.max_memory),
+            &sp.program,
+            init,
+            &args,
+        ),
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-        EngineKind::Jit => execute(&super::recompiler()?, &sp.program, init, &args),
+        EngineKind::Jit => execute(
+            &super::recompiler()?.with_memory_limit(args.max_memory),
+            &sp.program,
+            init,
+            &args,
+        ),
         #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
         EngineKind::Jit => Err(super::JIT_UNAVAILABLE.into()),
     }
