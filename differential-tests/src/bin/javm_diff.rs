@@ -9,6 +9,9 @@
 //! saves it as a regression file under `--save` and exits 1. `--self-test` instead
 //! runs the deliberately wrong engines and shows that each is caught.
 //!
+//! `--jobs N` runs chunks of 10 000 on N threads (default: every core); a chunk's
+//! seed depends only on `--seed` and its index, so any `--jobs` tests the same cases.
+//!
 //! `--scenarios N` runs N driver-level scenarios instead (several instances calling
 //! each other through the `Vm` host ops, yields, resumes, out of gas, settling; see
 //! `differential_tests::scenario`), printing scenarios per second and what they
@@ -18,6 +21,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
@@ -50,6 +55,56 @@ struct Args {
     /// Run this many driver-level scenarios instead of programs.
     #[arg(long, value_name = "N")]
     scenarios: Option<u64>,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    jobs: usize,
+}
+
+/// The worker count for `--jobs`.
+fn jobs(requested: usize) -> usize {
+    if requested > 0 {
+        requested
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+/// Run `chunks` chunks with `run(index)` on `jobs` threads, in index order per thread,
+/// until all ran or one returns `Err`; `done(index, result)` sees every `Ok` result
+/// under a lock, as it arrives. Returns the failure with the lowest index.
+fn parallel<R: Send, F: Send>(
+    jobs: usize,
+    chunks: u64,
+    run: impl Fn(u64) -> Result<R, F> + Sync,
+    done: impl FnMut(u64, R) + Send,
+) -> Option<(u64, F)> {
+    let next = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let done = Mutex::new(done);
+    let failure: Mutex<Option<(u64, F)>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1) {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= chunks {
+                        break;
+                    }
+                    match run(i) {
+                        Ok(r) => (done.lock().unwrap_or_else(|e| e.into_inner()))(i, r),
+                        Err(f) => {
+                            stop.store(true, Ordering::Relaxed);
+                            let mut slot = failure.lock().unwrap_or_else(|e| e.into_inner());
+                            if slot.as_ref().is_none_or(|(j, _)| i < *j) {
+                                *slot = Some((i, f));
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    failure.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -67,8 +122,9 @@ fn main() -> ExitCode {
     if args.self_test {
         return self_test(&args);
     }
+    let jobs = jobs(args.jobs);
     if let Some(n) = args.scenarios {
-        return scenarios(n, args.seed);
+        return scenarios(n, args.seed, jobs);
     }
     let profiles = match args.profile {
         ProfileArg::Jar1 => vec![GasProfile::Jar1],
@@ -91,40 +147,49 @@ fn main() -> ExitCode {
         eprintln!("engines: interp vs interp (no recompiler on this host)");
         Interpreter::new()
     };
+    eprintln!("jobs: {jobs}");
     for profile in profiles {
         let mut coverage = Coverage::default();
         let start = Instant::now();
         let mut done = 0u64;
-        let mut chunk = 0u64;
-        while done < args.cases {
-            let n = CHUNK.min(args.cases - done);
-            let seed = args.seed.wrapping_mul(1_000_003).wrapping_add(chunk);
-            let cfg = CampaignConfig {
-                cases: n as u32,
-                seed,
-                profile: Some(profile),
-            };
-            let r = run_campaign(&Interpreter::new(), &b, &cfg);
-            coverage.merge(&r.coverage);
-            done += r.coverage.cases;
-            if let Some(f) = r.failure {
-                report_failure(&args, profile, &f);
-                return ExitCode::from(1);
-            }
-            chunk += 1;
-            let secs = start.elapsed().as_secs_f64();
-            println!(
-                "{profile}: {done} cases, {:.1} s, {:.0} cases/s, no divergence",
-                secs,
-                done as f64 / secs
-            );
+        let chunks = args.cases.div_ceil(CHUNK);
+        let failure = parallel(
+            jobs,
+            chunks,
+            |chunk| {
+                let n = CHUNK.min(args.cases - chunk * CHUNK);
+                let cfg = CampaignConfig {
+                    cases: n as u32,
+                    seed: args.seed.wrapping_mul(1_000_003).wrapping_add(chunk),
+                    profile: Some(profile),
+                };
+                let r = run_campaign(&Interpreter::new(), &b, &cfg);
+                match r.failure {
+                    Some(f) => Err(Box::new(f)),
+                    None => Ok(r.coverage),
+                }
+            },
+            |_, c: Coverage| {
+                coverage.merge(&c);
+                done += c.cases;
+                let secs = start.elapsed().as_secs_f64();
+                println!(
+                    "{profile}: {done} cases, {:.1} s, {:.0} cases/s, no divergence",
+                    secs,
+                    done as f64 / secs
+                );
+            },
+        );
+        if let Some((_, f)) = failure {
+            report_failure(&args, profile, &f);
+            return ExitCode::from(1);
         }
         println!("{profile}: {}", coverage.report());
     }
     ExitCode::SUCCESS
 }
 
-fn scenarios(total: u64, seed: u64) -> ExitCode {
+fn scenarios(total: u64, seed: u64, jobs: usize) -> ExitCode {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     let jit = || javm_jit_x86::Recompiler::new();
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
@@ -136,28 +201,37 @@ fn scenarios(total: u64, seed: u64) -> ExitCode {
     let b = move || jit().expect("the engine was available a moment ago");
     let start = Instant::now();
     let mut done = 0u64;
-    let mut chunk = 0u64;
     let mut stats = javm::VmStats::default();
     let mut results = differential_tests::scenario::Results::default();
-    while done < total {
-        let n = CHUNK.min(total - done);
-        let chunk_seed = seed.wrapping_mul(1_000_003).wrapping_add(chunk);
-        let r = run_scenarios(Interpreter::new, b, n as u32, chunk_seed);
-        done += r.scenarios;
-        stats.merge(&r.stats);
-        results.merge(&r.results);
-        if let Some((s, what)) = r.failure {
-            println!("DIVERGENCE (scenario chunk seed {chunk_seed}): {what}");
-            println!("minimal scenario:\n{}", s.describe());
-            println!("{s:?}");
-            return ExitCode::from(1);
-        }
-        chunk += 1;
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "scenarios: {done}, {secs:.1} s, {:.0} scenarios/s, no divergence",
-            done as f64 / secs
-        );
+    let failure = parallel(
+        jobs,
+        total.div_ceil(CHUNK),
+        |chunk| {
+            let n = CHUNK.min(total - chunk * CHUNK);
+            let chunk_seed = seed.wrapping_mul(1_000_003).wrapping_add(chunk);
+            let r = run_scenarios(Interpreter::new, b, n as u32, chunk_seed);
+            match r.failure {
+                Some((s, what)) => Err(Box::new((chunk_seed, s, what))),
+                None => Ok((r.scenarios, r.stats, r.results)),
+            }
+        },
+        |_, (n, s, r)| {
+            done += n;
+            stats.merge(&s);
+            results.merge(&r);
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "scenarios: {done}, {secs:.1} s, {:.0} scenarios/s, no divergence",
+                done as f64 / secs
+            );
+        },
+    );
+    if let Some((_, failed)) = failure {
+        let (chunk_seed, s, what) = *failed;
+        println!("DIVERGENCE (scenario chunk seed {chunk_seed}): {what}");
+        println!("minimal scenario:\n{}", s.describe());
+        println!("{s:?}");
+        return ExitCode::from(1);
     }
     let summary = ScenarioCampaign {
         scenarios: done,
@@ -236,5 +310,26 @@ fn self_test(args: &Args) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parallel;
+
+    #[test]
+    fn parallel_runs_every_chunk_once_and_reports_the_first_failure() {
+        let mut seen = Vec::new();
+        let f = parallel(3, 50, |i| Ok::<u64, ()>(i * 2), |i, r| seen.push((i, r)));
+        assert!(f.is_none());
+        seen.sort();
+        assert_eq!(seen, (0..50).map(|i| (i, i * 2)).collect::<Vec<_>>());
+        let f = parallel(
+            2,
+            50,
+            |i| if i == 7 || i == 30 { Err(i) } else { Ok(i) },
+            |_, _| {},
+        );
+        assert_eq!(f, Some((7, 7)), "the failure with the lowest index");
     }
 }
