@@ -17,11 +17,18 @@ pub const MAX_JUMP_TABLE_LEN: usize = 1 << 24;
 /// ϖ: a target is valid iff it is a block start inside the code whose first
 /// instruction (index given to `valid_at`) is a valid instruction. The one definition
 /// used for static targets, jump-table entries and [`Program::resolve_target`].
+/// Resolve a static or jump-table target to its block, or [`Target::INVALID`]. A
+/// target is in ϖ if it starts a block inside the code, holds a valid instruction
+/// (`valid_at(position index)`) and is position 0 or follows a terminator
+/// (`terminator_at(position index)`) — not a position that only ends its block because
+/// it is no instruction start (DESIGN-DECISIONS §60). The loader and
+/// [`super::Program::resolve_target`] both use this one rule.
 pub(super) fn resolve_target(
     target: i64,
     len: u32,
     blocks: &[Block],
     valid_at: impl Fn(u32) -> bool,
+    terminator_at: impl Fn(u32) -> bool,
 ) -> Target {
     let Ok(t) = u32::try_from(target) else {
         return Target::INVALID;
@@ -30,7 +37,12 @@ pub(super) fn resolve_target(
         return Target::INVALID;
     }
     match blocks.binary_search_by_key(&t, |b| b.pc) {
-        Ok(b) if valid_at(blocks[b].first) => Target(b as u32),
+        Ok(b)
+            if valid_at(blocks[b].first)
+                && (blocks[b].first == 0 || terminator_at(blocks[b].first - 1)) =>
+        {
+            Target(b as u32)
+        }
         _ => Target::INVALID,
     }
 }
@@ -97,17 +109,18 @@ pub(super) fn build(
         }
     }
 
-    // A jump target must be a block start in the GP sense (ϖ): a valid instruction
-    // at 0 or right after a terminator — not after a position that only ends its
-    // block because it is no instruction start.
     let resolve = |target: i64| {
-        resolve_target(target, len, &blocks, |i| {
-            decoded[i as usize].opcode.is_some()
-                && (i == 0
-                    || decoded[i as usize - 1]
-                        .opcode
-                        .is_some_and(|op| op.is_terminator()))
-        })
+        resolve_target(
+            target,
+            len,
+            &blocks,
+            |i| decoded[i as usize].opcode.is_some(),
+            |i| {
+                decoded[i as usize]
+                    .opcode
+                    .is_some_and(|op| op.is_terminator())
+            },
+        )
     };
     let instructions: Vec<Instruction> = decoded
         .iter()

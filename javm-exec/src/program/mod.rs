@@ -197,9 +197,13 @@ impl Program {
     /// Resolve a static target (an absolute position) to its block, or
     /// [`Target::INVALID`] if it is not in ϖ (see the module docs).
     pub fn resolve_target(&self, target: i64) -> Target {
-        build::resolve_target(target, self.code.len() as u32, &self.blocks, |i| {
-            self.instructions[i as usize] != Instruction::Invalid
-        })
+        build::resolve_target(
+            target,
+            self.code.len() as u32,
+            &self.blocks,
+            |i| self.instructions[i as usize] != Instruction::Invalid,
+            |i| self.instructions[i as usize].is_terminator(),
+        )
     }
 
     /// Every block's price under `schedule` (computed on first use, then cached).
