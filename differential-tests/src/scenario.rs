@@ -383,7 +383,7 @@ impl ImageGen {
             let pc = a.label(&format!("L{i}"));
             if let Some(pc) = pc
                 && pc != 0
-                && program.block_starting_at(pc).is_some()
+                && program.is_block_start(pc, GasProfile::Gp)
             {
                 endpoints.push((
                     1,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use thiserror::Error;
 
-use crate::gas::GasSchedule;
+use crate::gas::{GasProfile, GasSchedule};
 use crate::isa::{NUM_REGS, Reg};
 use crate::memory::{MemoryLayout, PageKind, PageState};
 use crate::program::{Program, ProgramHash};
@@ -155,8 +155,9 @@ pub struct InstanceInit {
     pub layout: Arc<MemoryLayout>,
     /// Initial registers.
     pub regs: [u64; NUM_REGS],
-    /// Entry PC. An instruction there must start a basic block (its gas is charged
-    /// on entry): `instantiate` rejects one in the middle of a block with
+    /// Entry PC. An instruction there must start a basic block under the module's
+    /// profile (its gas is charged on entry; see [`Program::starts_block`]):
+    /// `instantiate` rejects one in the middle of a block with
     /// [`EngineError::EntryNotBlockStart`]. A PC that is no instruction at all is
     /// accepted and panics when run, as a jump there would.
     pub pc: u32,
@@ -290,10 +291,14 @@ pub enum Resume {
 }
 
 impl Resume {
-    /// The resume point for [`Instance::set_pc`]`(pc)`: a block start is entered and
-    /// charged, any other position continues uncharged, anything else panics.
-    pub fn at_pc(program: &Program, pc: u32) -> Resume {
-        if let Some(b) = program.block_starting_at(pc) {
+    /// The resume point for [`Instance::set_pc`]`(pc)`: a block start (under
+    /// `profile`, [`Program::starts_block`]) is entered and charged, any other
+    /// position continues uncharged, anything else panics.
+    pub fn at_pc(program: &Program, profile: GasProfile, pc: u32) -> Resume {
+        if let Some(b) = program
+            .block_starting_at(pc)
+            .filter(|&b| program.starts_block(b, profile))
+        {
             Resume::Enter(b)
         } else if let Some(i) = program.index_of(pc) {
             Resume::At(i)
@@ -311,11 +316,27 @@ impl Resume {
             Resume::Done(_) => None,
         }
     }
+
+    /// Where a run continues after block `b` ended in a host exit (`ecalli`,
+    /// `ecall`): block `b + 1`, entered and charged — or, under `gp` after an
+    /// `ecalli`, continued uncharged, since that block was charged with `b`.
+    pub fn after_block(program: &Program, profile: GasProfile, b: u32) -> Resume {
+        let next = b + 1;
+        match program.blocks().get(next as usize) {
+            Some(blk) if !program.starts_block(next, profile) => Resume::At(blk.first),
+            _ => Resume::Enter(next),
+        }
+    }
 }
 
-/// Validate the entry PC of a new instance of `program` (see [`InstanceInit::pc`]).
-pub fn check_entry(program: &crate::Program, pc: u32) -> Result<(), EngineError> {
-    if program.pcs().binary_search(&pc).is_ok() && program.block_starting_at(pc).is_none() {
+/// Validate the entry PC of a new instance of `program` under `profile` (see
+/// [`InstanceInit::pc`]).
+pub fn check_entry(
+    program: &crate::Program,
+    profile: GasProfile,
+    pc: u32,
+) -> Result<(), EngineError> {
+    if program.pcs().binary_search(&pc).is_ok() && !program.is_block_start(pc, profile) {
         Err(EngineError::EntryNotBlockStart(pc))
     } else {
         Ok(())

@@ -213,10 +213,14 @@ impl JitInstance {
                 // compiled code passed the call's PC (and immediate) in `arg`.
                 ExitKind::HostCall => finish!(
                     Exit::HostCall(arg as u32),
-                    Resume::Enter(idx + 1),
+                    Resume::after_block(program, module.schedule.profile(), idx),
                     (arg >> 32) as u32
                 ),
-                ExitKind::Ecall => finish!(Exit::Ecall, Resume::Enter(idx + 1), arg as u32),
+                ExitKind::Ecall => finish!(
+                    Exit::Ecall,
+                    Resume::after_block(program, module.schedule.profile(), idx),
+                    arg as u32
+                ),
                 ExitKind::OutOfGas => {
                     let pc = program
                         .blocks()
@@ -411,7 +415,7 @@ impl Instance for JitInstance {
 
     fn set_pc(&mut self, pc: u32) {
         self.pc = pc;
-        self.resume = Resume::at_pc(&self.module.program, pc);
+        self.resume = Resume::at_pc(&self.module.program, self.module.schedule.profile(), pc);
     }
 
     fn gas(&self) -> i64 {

@@ -118,12 +118,16 @@ impl JitModule {
         let jump_table = program
             .jump_targets()
             .iter()
-            .map(
-                |t| match t.block().and_then(|b| c.block_offsets.get(b as usize)) {
+            .map(|t| {
+                match t
+                    .block()
+                    .filter(|&b| program.starts_block(b, schedule.profile()))
+                    .and_then(|b| c.block_offsets.get(b as usize))
+                {
                     Some(&o) => start + u64::from(o),
                     None => 0,
-                },
-            )
+                }
+            })
             .collect();
         let prices = costs
             .iter()
@@ -208,7 +212,7 @@ impl Engine for Recompiler {
         init: InstanceInit,
     ) -> Result<JitInstance, EngineError> {
         let gas = check_gas(i128::from(init.gas))?;
-        check_entry(&module.program, init.pc)?;
+        check_entry(&module.program, module.schedule.profile(), init.pc)?;
         check_schedule(module.schedule, &init.layout)?;
         let mut map = PageMap::new(init.layout)
             .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;

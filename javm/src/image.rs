@@ -13,7 +13,7 @@ use javm_exec::blob::StandardProgram;
 use javm_exec::blob::standard::{RO_BASE, STACK_TOP};
 use javm_exec::memory::page_align_up;
 use javm_exec::program::HALT_ADDRESS;
-use javm_exec::{Program, ProgramError};
+use javm_exec::{GasProfile, Program, ProgramError};
 
 /// The root-cnode slot of a standard program's read-only data (pinned).
 pub const STANDARD_RO_SLOT: SlotIdx = SlotIdx(1);
@@ -29,8 +29,10 @@ pub enum ImageError {
     /// The image's structure is invalid.
     #[error("{0}")]
     Cap(#[from] CapError),
-    /// An endpoint does not enter at a basic-block start.
-    #[error("endpoint {endpoint} enters at PC {pc}, which is not the start of a basic block")]
+    /// An endpoint does not enter at a basic-block start under every gas profile.
+    #[error(
+        "endpoint {endpoint} enters at PC {pc}, which is not the start of a basic block under every gas profile"
+    )]
     EntryNotBlockStart {
         /// Endpoint index.
         endpoint: usize,
@@ -197,11 +199,16 @@ pub fn build(spec: ImageSpec) -> Result<BuiltImage, ImageError> {
     })
 }
 
-/// Reject an image with an endpoint that does not enter at a basic-block start.
+/// Reject an image with an endpoint that does not enter at a basic-block start under
+/// every gas profile (an image does not depend on the profile it runs under): the
+/// start of a `jar1` block that does not directly follow an `ecalli`, which under
+/// `gp` continues the block before it ([`Program::starts_block`]).
 pub fn check_entries(image: &ImageCap, program: &Program) -> Result<(), ImageError> {
     for i in 0..javm_cap::cap::MAX_ENDPOINTS {
         if let Some(e) = image.endpoint(i)
-            && program.block_starting_at(e.entry_pc).is_none()
+            && !GasProfile::ALL
+                .iter()
+                .all(|&p| program.is_block_start(e.entry_pc, p))
         {
             return Err(ImageError::EntryNotBlockStart {
                 endpoint: i,

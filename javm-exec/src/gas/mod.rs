@@ -26,6 +26,9 @@ pub enum GasProfile {
 }
 
 impl GasProfile {
+    /// Every profile.
+    pub const ALL: [GasProfile; 2] = [GasProfile::Jar1, GasProfile::Gp];
+
     /// The profile's name on the command line.
     pub fn name(self) -> &'static str {
         match self {

@@ -82,7 +82,7 @@ impl Instance for InterpInstance {
 
     fn set_pc(&mut self, pc: u32) {
         self.pc = pc;
-        self.resume = Resume::at_pc(&self.module.program, pc);
+        self.resume = Resume::at_pc(&self.module.program, self.module.schedule.profile(), pc);
     }
 
     fn gas(&self) -> i64 {

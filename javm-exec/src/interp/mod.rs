@@ -64,9 +64,15 @@ struct BlockEntry {
     pc: u32,
     /// Gas deducted on entry.
     cost: i64,
-    /// Gas required on entry (cost + reserve).
-    need: i64,
+    /// Gas required on entry (cost + reserve), compared unsigned with the
+    /// (non-negative) gas; [`NOT_A_TARGET`] for a block that is no branch target.
+    need: u64,
 }
+
+/// [`BlockEntry::need`] of a block that does not start a block under the module's
+/// profile ([`Program::starts_block`]): no gas suffices, and the slow path of a
+/// branch there panics. Runs only reach such a block by resuming after a host call.
+pub(super) const NOT_A_TARGET: u64 = u64::MAX;
 
 /// A program prepared for the interpreter under one gas schedule.
 #[derive(Debug)]
@@ -105,16 +111,19 @@ impl Engine for Interpreter {
             .get_or_try_insert((program.hash(), schedule), || {
                 let costs = program.block_costs(schedule);
                 let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-                let blocks = program
-                    .blocks()
-                    .iter()
-                    .zip(costs)
-                    .map(|(b, c)| BlockEntry {
+                let profile = schedule.profile();
+                let blocks = (0u32..)
+                    .zip(program.blocks().iter().zip(costs))
+                    .map(|(i, (b, c))| BlockEntry {
                         first: b.first,
                         end: b.end,
                         pc: b.pc,
                         cost: to_i64(c.cost),
-                        need: to_i64(c.need()),
+                        need: if program.starts_block(i, profile) {
+                            to_i64(c.need()) as u64
+                        } else {
+                            NOT_A_TARGET
+                        },
                     })
                     .collect();
                 Ok(InterpModule {
@@ -131,7 +140,7 @@ impl Engine for Interpreter {
         init: InstanceInit,
     ) -> Result<InterpInstance, EngineError> {
         let gas = check_gas(i128::from(init.gas))?;
-        check_entry(&module.program, init.pc)?;
+        check_entry(&module.program, module.schedule.profile(), init.pc)?;
         check_schedule(module.schedule, &init.layout)?;
         let mut map = PageMap::new(init.layout)
             .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;

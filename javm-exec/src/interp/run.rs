@@ -11,6 +11,7 @@
 //! * a block id that is not in the block table ([`crate::Target::INVALID`]) marks a
 //!   branch target outside ϖ.
 
+use super::NOT_A_TARGET;
 use super::instance::{InterpInstance, Resume};
 use super::memory::MemFault;
 use crate::engine::{EngineError, Exit};
@@ -29,7 +30,8 @@ pub(super) fn run<const STEP: bool>(
     let code = program.instructions();
     let pcs = program.pcs();
     let blocks = &*module.blocks;
-    let gp = module.schedule.profile() == GasProfile::Gp;
+    let profile = module.schedule.profile();
+    let gp = profile == GasProfile::Gp;
     // The instance's 16-slot register file, indexed with `& 15`: provably in bounds,
     // so register accesses carry no bounds check (slots 13..16 are never named).
     let regs: &mut [u64; 16] = &mut inst.regs;
@@ -48,8 +50,9 @@ pub(super) fn run<const STEP: bool>(
         Resume::Enter(b) => {
             let e = blocks
                 .get(b as usize)
+                .filter(|e| e.need != NOT_A_TARGET)
                 .ok_or_else(|| EngineError::Internal(format!("resume at unknown block {b}")))?;
-            if gas < e.need {
+            if (gas as u64) < e.need {
                 inst.gas = 0;
                 inst.pc = e.pc;
                 return Ok(Some(Exit::OutOfGas));
@@ -84,13 +87,20 @@ pub(super) fn run<const STEP: bool>(
             let Some(e) = blocks.get(b as usize) else {
                 terminal!(Exit::Panic)
             };
+            if STEP && e.need == NOT_A_TARGET {
+                terminal!(Exit::Panic)
+            }
             if STEP {
                 inst.gas = gas;
                 inst.pc = e.pc;
                 inst.resume = Resume::Enter(b);
                 return Ok(None);
             }
-            if gas < e.need {
+            // Gas is never negative, so the unsigned compare is exact.
+            if (gas as u64) < e.need {
+                if e.need == NOT_A_TARGET {
+                    terminal!(Exit::Panic)
+                }
                 gas = 0;
                 finish!(Exit::OutOfGas, Resume::Enter(b), e.pc)
             }
@@ -230,11 +240,15 @@ pub(super) fn run<const STEP: bool>(
                 I::Trap(_) => terminal!(Exit::Trap),
                 I::Invalid => terminal!(Exit::Panic),
                 I::Fallthrough(_) | I::Unlikely(_) => enter!(block + 1),
-                I::Ecall(_) => finish!(Exit::Ecall, Resume::Enter(block + 1), pc_at(idx!())),
+                I::Ecall(_) => finish!(
+                    Exit::Ecall,
+                    Resume::after_block(program, profile, block),
+                    pc_at(idx!())
+                ),
                 I::Ecalli(o) => {
                     finish!(
                         Exit::HostCall(o.x as u32),
-                        Resume::Enter(block + 1),
+                        Resume::after_block(program, profile, block),
                         pc_at(idx!())
                     )
                 }

@@ -19,6 +19,12 @@
 //! * **ϖ** (valid branch targets) is the set of block starts that hold a valid
 //!   instruction inside the code. A static branch or jump-table entry that points
 //!   anywhere else resolves to [`Target::INVALID`] and panics when taken.
+//! * **Profiles.** The blocks above follow JAVM's terminator set `T_JAVM`, in which
+//!   `ecalli` ends a block. The Gray Paper's set `T` has no `ecalli`, so under the
+//!   `gp` profile a block that follows an `ecalli` *continues* its predecessor
+//!   ([`Program::starts_block`]): it is priced with it ([`Program::block_costs`])
+//!   and is no branch target (the engines panic on a branch to it). Execution
+//!   resumes there after the host call without a charge.
 
 mod build;
 
@@ -27,7 +33,7 @@ use std::sync::OnceLock;
 use javm_cap::Hasher;
 use thiserror::Error;
 
-use crate::gas::{BlockCost, GasSchedule, model};
+use crate::gas::{BlockCost, GasProfile, GasSchedule, model};
 use crate::instruction::{Instruction, Target};
 use crate::isa::CodeView;
 
@@ -207,14 +213,56 @@ impl Program {
     }
 
     /// Every block's price under `schedule` (computed on first use, then cached).
+    /// Under `gp` a block that does not [start a block](Program::starts_block) costs
+    /// nothing: its instructions are charged with the block it continues.
     pub fn block_costs(&self, schedule: GasSchedule) -> &[BlockCost] {
         self.costs[schedule.slot()].get_or_init(|| {
             let view = self.view();
-            self.blocks
+            let mut costs: Vec<BlockCost> = self
+                .blocks
                 .iter()
                 .map(|b| model::block_cost(view, b.pc, schedule))
-                .collect()
+                .collect();
+            // Backwards, so a chain of continuations folds into its first block.
+            for b in (1..costs.len()).rev() {
+                if !self.starts_block(b as u32, schedule.profile()) {
+                    let moved = std::mem::replace(
+                        &mut costs[b],
+                        BlockCost {
+                            cost: 0,
+                            reserve: 0,
+                        },
+                    );
+                    costs[b - 1].cost = costs[b - 1].cost.saturating_add(moved.cost);
+                    costs[b - 1].reserve = costs[b - 1].reserve.saturating_add(moved.reserve);
+                }
+            }
+            costs.into_boxed_slice()
         })
+    }
+
+    /// Whether block `b` starts a basic block under `profile`. Every block does under
+    /// `jar1`. Under `gp` a block right after an `ecalli` continues the block before
+    /// it, since the Gray Paper's terminator set `T` has no `ecalli`: it is charged
+    /// with that block, is not a branch target and is no entry point. `false` for a
+    /// `b` that is no block.
+    pub fn starts_block(&self, b: u32, profile: GasProfile) -> bool {
+        let Some(block) = self.blocks.get(b as usize) else {
+            return false;
+        };
+        profile == GasProfile::Jar1
+            || block.first == 0
+            || !matches!(
+                self.instructions[block.first as usize - 1],
+                Instruction::Ecalli(_)
+            )
+    }
+
+    /// Whether `pc` starts a basic block under `profile` (see
+    /// [`Program::starts_block`]): the rule for entry points.
+    pub fn is_block_start(&self, pc: u32, profile: GasProfile) -> bool {
+        self.block_starting_at(pc)
+            .is_some_and(|b| self.starts_block(b, profile))
     }
 }
 

@@ -24,7 +24,7 @@ mod stores;
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
 use javm_exec::Program;
-use javm_exec::gas::BlockCost;
+use javm_exec::gas::{BlockCost, GasProfile};
 
 use crate::ctx::{ExitKind, off};
 use crate::signal::SideEntry;
@@ -178,7 +178,13 @@ pub(crate) fn compile(
     for (b, (block, cost)) in blocks.iter().zip(costs).enumerate() {
         let label = cg.block_labels[b];
         dynasm!(cg.ops ; .arch x64 ; =>label);
-        cg.gas_check(b as u32, to_i64(cost.cost), to_i64(cost.need()))?;
+        if cg.starts_block(b as u32) {
+            cg.gas_check(b as u32, to_i64(cost.cost), to_i64(cost.need()))?;
+        } else if cost.need() != 0 {
+            return Err(format!(
+                "block {b} continues its predecessor but has a price"
+            ));
+        }
         if block.end <= block.first || block.end as usize > n {
             return Err(format!("block {b} has no instructions"));
         }
@@ -424,9 +430,20 @@ impl Cg<'_> {
         idx: u32,
     ) -> Result<DynamicLabel, String> {
         match target.block() {
-            Some(b) => self.block_label(b),
-            None => Ok(self.panic_stub(idx)),
+            Some(b) if self.starts_block(b) => self.block_label(b),
+            _ => Ok(self.panic_stub(idx)),
         }
+    }
+
+    /// Whether block `b` starts a block under the profile ([`Program::starts_block`]):
+    /// only those are charged on entry and are branch targets.
+    pub(crate) fn starts_block(&self, b: u32) -> bool {
+        let profile = if self.gp {
+            GasProfile::Gp
+        } else {
+            GasProfile::Jar1
+        };
+        self.program.starts_block(b, profile)
     }
 
     /// The label of the cold path of a store at instruction `idx` (see

@@ -83,8 +83,8 @@ pub(super) fn host_yield<I: Instance>(f: &mut Frame<I>) -> Step<I> {
 
 /// φ7 image slot: continue at the next instruction in that image, with the same
 /// registers, memory and cnode (the new image's pinned slots installed). The next PC
-/// must start a basic block of the new code; the new image's `call_frame_cost` is
-/// charged.
+/// must start a basic block of the new code under the run's profile (else the call
+/// traps); the new image's `call_frame_cost` is charged.
 pub(super) fn set_image<E: Engine>(
     d: &mut Driver<E>,
     cache: &CacheDirectory,
@@ -103,7 +103,7 @@ pub(super) fn set_image<E: Engine>(
         Ok(i) => i,
         Err(step) => return Ok(step),
     };
-    if info.program.block_starting_at(next).is_none()
+    if !info.program.is_block_start(next, profile)
         || info.image().pinned().iter().any(|p| p.slot.0 >= capacity)
     {
         return Ok(trap());
