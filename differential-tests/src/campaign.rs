@@ -5,10 +5,12 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use javm_exec::{Engine, Exit, GasProfile, Opcode, PageKind};
+use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
 use crate::generate::{Spec, spec};
 use crate::oracle::{Case, Divergence, Trace, compare};
+use crate::structured::structured_spec;
 
 /// Names of the exit kinds, in [`Coverage::exits`] order.
 pub const EXIT_KINDS: [&str; 7] = [
@@ -33,8 +35,19 @@ fn exit_index(e: &Exit) -> usize {
     }
 }
 
+/// Upper bounds (exclusive) of the executed-blocks buckets of [`Coverage::blocks`];
+/// the last bucket is everything from 1000 up.
+pub const BLOCK_BUCKETS: [u64; 5] = [1, 2, 10, 100, 1000];
+
+fn bucket(blocks: u64) -> usize {
+    BLOCK_BUCKETS
+        .iter()
+        .position(|&b| blocks < b)
+        .unwrap_or(BLOCK_BUCKETS.len())
+}
+
 /// How often each opcode ran, each exit kind was reached and each page kind was
-/// materialized, over a campaign.
+/// materialized, and how many blocks cases ran, over a campaign.
 #[derive(Clone, Debug)]
 pub struct Coverage {
     /// Cases run.
@@ -45,6 +58,10 @@ pub struct Coverage {
     pub exits: [u64; 7],
     /// Cases that materialized a page of each kind (pinned, copy-on-write, zero).
     pub page_kinds: [u64; 3],
+    /// Cases by executed blocks: 0, 1, 2–9, 10–99, 100–999, 1000+.
+    pub blocks: [u64; 6],
+    /// Cases that ran at least 100 blocks and ended in a halt.
+    pub long_halts: u64,
 }
 
 impl Default for Coverage {
@@ -54,6 +71,8 @@ impl Default for Coverage {
             opcodes: [0; 256],
             exits: [0; 7],
             page_kinds: [0; 3],
+            blocks: [0; 6],
+            long_halts: 0,
         }
     }
 }
@@ -67,6 +86,10 @@ impl Coverage {
         }
         for e in &t.exits {
             self.exits[exit_index(e)] += 1;
+        }
+        self.blocks[bucket(t.blocks)] += 1;
+        if t.blocks >= 100 && t.exits.last() == Some(&Exit::Halt) {
+            self.long_halts += 1;
         }
         for (i, k) in [
             PageKind::PinnedCapRo,
@@ -94,6 +117,27 @@ impl Coverage {
         for (a, b) in self.page_kinds.iter_mut().zip(o.page_kinds) {
             *a += b;
         }
+        for (a, b) in self.blocks.iter_mut().zip(o.blocks) {
+            *a += b;
+        }
+        self.long_halts += o.long_halts;
+    }
+
+    /// The executed-blocks distribution, one line: the share of cases per bucket and
+    /// of cases that ran 100+ blocks and halted.
+    pub fn blocks_report(&self) -> String {
+        let pct = |n: u64| 100.0 * n as f64 / self.cases.max(1) as f64;
+        let names = ["0", "1", "2-9", "10-99", "100-999", "1000+"];
+        let parts: Vec<String> = names
+            .iter()
+            .zip(self.blocks)
+            .map(|(k, n)| format!("{k}: {:.1}%", pct(n)))
+            .collect();
+        format!(
+            "blocks per case: {}; 100+ blocks and halted: {:.1}%",
+            parts.join(", "),
+            pct(self.long_halts)
+        )
     }
 
     /// Opcodes that never ran.
@@ -135,12 +179,13 @@ impl Coverage {
             .collect();
         format!(
             "{} cases; {ran}/141 opcodes executed (least: {least}); exits: {}; cases touching \
-             pinned / copy-on-write / zero pages: {} / {} / {}",
+             pinned / copy-on-write / zero pages: {} / {} / {}; {}",
             self.cases,
             exits.join(", "),
             self.page_kinds[0],
             self.page_kinds[1],
-            self.page_kinds[2]
+            self.page_kinds[2],
+            self.blocks_report()
         )
     }
 }
@@ -176,6 +221,19 @@ pub struct CampaignResult {
     pub elapsed: Duration,
 }
 
+/// The campaign's cases: one third of [`spec`]'s random programs (edge operands,
+/// early faults and panics), two thirds of [`structured_spec`]'s long-running ones.
+pub fn case_spec(profile: Option<GasProfile>) -> impl Strategy<Value = Spec> {
+    let profiles = match profile {
+        Some(p) => Just(p).boxed(),
+        None => prop_oneof![Just(GasProfile::Jar1), Just(GasProfile::Gp)].boxed(),
+    };
+    prop_oneof![
+        1 => spec(profile).boxed(),
+        2 => structured_spec(profiles).boxed(),
+    ]
+}
+
 /// Run `cfg.cases` generated cases on engines `a` and `b`.
 pub fn run_campaign<A: Engine, B: Engine>(a: &A, b: &B, cfg: &CampaignConfig) -> CampaignResult {
     let mut seed = [0u8; 32];
@@ -191,7 +249,7 @@ pub fn run_campaign<A: Engine, B: Engine>(a: &A, b: &B, cfg: &CampaignConfig) ->
     let coverage = RefCell::new(Coverage::default());
     let failed = RefCell::new(false);
     let start = Instant::now();
-    let result = runner.run(&spec(cfg.profile), |s| {
+    let result = runner.run(&case_spec(cfg.profile), |s| {
         let case = Case::from(&s);
         match compare(a, b, &case) {
             Ok(trace) => {

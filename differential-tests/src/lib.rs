@@ -11,7 +11,8 @@
 //! [`Case`] builds an instance from assembly text and an explicit memory layout;
 //! [`engine_tests!`] turns generic test functions into one named test per engine.
 //!
-//! The differential harness: [`generate`] generates programs, [`oracle`] runs one on two
+//! The differential harness: [`generate`] generates programs ([`structured`] long-running
+//! ones), [`oracle`] runs one on two
 //! engines and compares everything, [`campaign`] runs many with coverage and
 //! shrinking, [`regress`] keeps shrunk cases as regression files, [`adapters`] holds
 //! deliberately wrong engines for self-tests, and [`fuzz`] the oracles behind the
@@ -27,6 +28,7 @@ pub mod generate;
 pub mod oracle;
 pub mod regress;
 pub mod scenario;
+pub mod structured;
 
 use std::sync::Arc;
 

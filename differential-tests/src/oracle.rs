@@ -86,6 +86,8 @@ pub struct Trace {
     pub exits: Vec<Exit>,
     /// How many times each opcode was executed.
     pub executed: Vec<(Opcode, u64)>,
+    /// Blocks executed (entered and run, wholly or up to an exit).
+    pub blocks: u64,
     /// Kinds of the pages that were materialized (read or written) by the end.
     pub touched_kinds: Vec<PageKind>,
     /// Final PC, gas and registers.
@@ -315,12 +317,14 @@ pub fn compare<A: Engine, B: Engine>(a: &A, b: &B, case: &Case) -> Result<Trace,
                 Ok(None) => {
                     let end = program.blocks()[program.block_of(from as u32) as usize].end;
                     count(program, from, end as usize, &mut counts);
+                    trace.blocks += 1;
                 }
                 Ok(Some(exit)) => {
                     let to = program.index_of(ia.pc()).map_or(from, |i| i as usize + 1);
                     // Out of gas at a block's entry executed nothing.
                     if start.is_some() && to > from && exit != Exit::OutOfGas {
                         count(program, from, to, &mut counts);
+                        trace.blocks += 1;
                     }
                     break Ok(exit);
                 }
