@@ -300,28 +300,40 @@ pub fn compare(vector: &Vector, outcome: &Outcome) -> Vec<String> {
     diffs
 }
 
-/// Collect `*.json` files from files and directories (directories non-recursively,
-/// sorted by name).
+/// Collect `*.json` files from files and directories: directories are searched
+/// recursively, each directory's entries in name order; files named directly are
+/// taken whatever their extension.
 pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, VectorError> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let entries = std::fs::read_dir(p).map_err(|source| VectorError::Io {
-                path: p.clone(),
-                source,
-            })?;
-            let mut files: Vec<PathBuf> = entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|f| f.extension().is_some_and(|x| x == "json"))
-                .collect();
-            files.sort();
-            out.extend(files);
+            walk(p, &mut out)?;
         } else {
             out.push(p.clone());
         }
     }
     Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), VectorError> {
+    let io = |source| VectorError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
+    entries.sort();
+    for e in entries {
+        if e.is_dir() {
+            walk(&e, out)?;
+        } else if e.extension().is_some_and(|x| x == "json") {
+            out.push(e);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

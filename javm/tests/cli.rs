@@ -104,10 +104,99 @@ fn run_json_with_an_argument() {
         "interp"
     };
     assert_eq!(v["engine"], auto);
-    assert_eq!(v["regs"].as_array().unwrap().len(), 13);
-    assert_eq!(
-        v["gas_used"].as_i64().unwrap() + v["gas_left"].as_i64().unwrap(),
-        1_000_000_000
+    // 64-bit values are hex strings, which jq and JavaScript do not round.
+    let hex = |v: &serde_json::Value| {
+        let s = v.as_str().unwrap_or_else(|| panic!("{v} is not a string"));
+        u64::from_str_radix(s.strip_prefix("0x").expect("0x prefix"), 16).unwrap()
+    };
+    let regs = v["regs"].as_array().unwrap();
+    assert_eq!(regs.len(), 13);
+    assert_eq!(hex(&regs[0]), 0xFFFF_0000, "r0: the halt address");
+    assert_eq!(hex(&v["gas_used"]) + hex(&v["gas_left"]), 1_000_000_000);
+}
+
+/// `-` is standard input (and, for outputs, standard output); --arg-file; --output.
+#[test]
+fn stdio_arguments_and_raw_output() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let with_stdin = |args: &[&str], input: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_javm"))
+            .args(args)
+            .current_dir(root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let blob = std::fs::read(root().join("examples/hello.pvm")).unwrap();
+    let o = with_stdin(&["run", "-"], &blob);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("hello, world"));
+    // Assembly on stdin assembles to stdout; disassembly of stdin round-trips.
+    let src = std::fs::read(root().join("examples/hello.s")).unwrap();
+    let o = with_stdin(&["asm", "-"], &src);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.stdout, blob, "asm - writes the blob to stdout");
+    let o = with_stdin(&["disasm", "-"], &blob);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = with_stdin(&["run", "-"], &o.stdout);
+    assert!(
+        stdout(&o).contains("hello, world"),
+        "assembly on stdin runs"
+    );
+    let o = with_stdin(
+        &["test-vectors", "-"],
+        &std::fs::read(root().join("vectors/pvm-gp-0.4/inst_add_32.json")).unwrap(),
+    );
+    assert_eq!(stdout(&o).trim_end(), "1 passed, 0 failed");
+
+    // --arg-file, and the output bytes to a file or alone on stdout.
+    let arg = temp("fib-arg.bin");
+    std::fs::write(&arg, 10u32.to_le_bytes()).unwrap();
+    let out = temp("fib-out.bin");
+    let o = javm(&[
+        "run",
+        "examples/fib.pvm",
+        "--arg-file",
+        arg.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), 55u64.to_le_bytes(), "F(10)");
+    let o = with_stdin(&["run", "examples/hello.pvm", "-o", "-"], b"");
+    assert_eq!(o.stdout, b"hello, world\n");
+    assert!(
+        stderr(&o).contains("exit: halt"),
+        "the report goes to stderr"
+    );
+    let o = with_stdin(
+        &["run", "examples/fib.pvm", "--arg-file", "-", "--json"],
+        &3u32.to_le_bytes(),
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["output"], "0200000000000000", "F(3) = 2");
+}
+
+#[test]
+fn bad_gas_values_are_rejected_with_one_line() {
+    assert_usage_error(
+        &javm(&["run", "examples/hello.pvm", "--gas", "-5"]),
+        "--gas -5: gas cannot be negative",
+    );
+    assert_usage_error(
+        &javm(&["run", "examples/hello.pvm", "--gas", "lots"]),
+        "not a number",
+    );
+    let o = javm(&["run", "examples/hello.pvm", "--gas", "1_000_000"]);
+    assert!(
+        stdout(&o).contains("gas: used 19, left 999981"),
+        "{}",
+        stdout(&o)
     );
 }
 
@@ -217,17 +306,137 @@ fn test_vectors_reports_failures_and_malformed_files() {
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
     assert!(
-        out.contains("FAIL inst_add_32: gas: expected 1, got"),
+        out.contains(&format!(
+            "FAIL {} (inst_add_32): gas: expected 1, got",
+            failing.display()
+        )),
         "{out}"
     );
     assert_eq!(out.trim_end().lines().last(), Some("1 passed, 1 failed"));
 
-    let malformed = temp("malformed.json");
-    std::fs::write(&malformed, "{\"name\": \"x\", ").unwrap();
-    assert_usage_error(
-        &javm(&["test-vectors", malformed.to_str().unwrap()]),
-        "malformed.json",
+    // Malformed files — bad JSON, a bad page map, a bad program — are failures of
+    // their own: the run goes on, exit status 1, the summary last.
+    let bad_json = temp("malformed.json");
+    std::fs::write(&bad_json, "{\"name\": \"x\", ").unwrap();
+    let mut bad_map = json.clone();
+    bad_map["initial-page-map"] =
+        serde_json::json!([{"address": 1, "length": 3, "is-writable": true}]);
+    let bad_map_file = temp("bad-map.json");
+    std::fs::write(&bad_map_file, bad_map.to_string()).unwrap();
+    let mut bad_program = json.clone();
+    bad_program["program"] = serde_json::json!([255, 255, 255]);
+    let bad_program_file = temp("bad-program.json");
+    std::fs::write(&bad_program_file, bad_program.to_string()).unwrap();
+    let o = javm(&[
+        "test-vectors",
+        bad_json.to_str().unwrap(),
+        bad_map_file.to_str().unwrap(),
+        bad_program_file.to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("MALFORMED") && out.contains("malformed.json"),
+        "{out}"
     );
+    assert!(out.contains("bad-map.json"), "{out}");
+    assert!(out.contains("bad-program.json"), "{out}");
+    let last = out.trim_end().lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("1 passed, "), "{out}");
+    assert!(
+        last.contains("malformed") || last.contains("failed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn test_vectors_search_recursively_filter_and_report() {
+    let dir = temp("vectors-tree");
+    let sub = dir.join("a/b");
+    std::fs::create_dir_all(&sub).unwrap();
+    for name in ["inst_add_32", "inst_add_64", "inst_branch_eq_ok"] {
+        std::fs::copy(
+            root().join(format!("vectors/pvm-gp-0.4/{name}.json")),
+            sub.join(format!("{name}.json")),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("notes.txt"), "not a vector").unwrap();
+    let o = javm(&["test-vectors", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(stdout(&o).trim_end(), "3 passed, 0 failed");
+
+    let report = dir.join("report.json");
+    let junit = dir.join("report.xml");
+    let o = javm(&[
+        "test-vectors",
+        dir.to_str().unwrap(),
+        "--filter",
+        "add",
+        "--report",
+        report.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(stdout(&o).trim_end(), "2 passed, 0 failed");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["passed"], 2);
+    assert_eq!(r["vectors"][0]["name"], "inst_add_32");
+    assert_eq!(r["vectors"][0]["status"], "pass");
+    let x = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        x.contains("<testsuite ") && x.contains("tests=\"2\" failures=\"0\""),
+        "{x}"
+    );
+    assert!(x.contains("name=\"inst_add_64\""), "{x}");
+
+    assert_usage_error(
+        &javm(&["test-vectors", dir.to_str().unwrap(), "--filter", "zzz"]),
+        "--filter",
+    );
+}
+
+/// A closed pipe ends the command quietly; any other output error is one line and
+/// exit status 2.
+#[test]
+fn output_errors_end_cleanly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    // `javm disasm big.pvm | head -c 1`: the reader goes away after one byte, while
+    // the output (about 700 KB) is far larger than a pipe holds.
+    let src = temp("big.s");
+    std::fs::write(&src, "add_64 r1, r2, r3\n".repeat(40_000) + "trap\n").unwrap();
+    let blob = temp("big.pvm");
+    let o = javm(&["asm", src.to_str().unwrap(), "-o", blob.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_javm"))
+        .args(["disasm", blob.to_str().unwrap()])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut one = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut one).unwrap();
+    // The pipe's read end is dropped here.
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+
+    if Path::new("/dev/full").exists() {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_javm"))
+            .args(["run", "examples/hello.pvm"])
+            .current_dir(root())
+            .stdout(full)
+            .output()
+            .unwrap();
+        assert_usage_error(&o, "cannot write to standard output");
+    }
 }
 
 #[test]

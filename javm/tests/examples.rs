@@ -83,7 +83,7 @@ fn run_takes_an_image_manifest_with_its_argument_in_slot_0() {
             .unwrap();
         let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
         assert_eq!(v["result"], "halt");
-        assert_eq!(v["return_value"], 3);
+        assert_eq!(v["return_value"], "0x3", "64-bit values are hex strings");
         assert_eq!(v["engine"], engine);
         // Without an argument slot 0 is empty: READ_DATA_CAP traps; exit status 1.
         let o = Command::new(env!("CARGO_BIN_EXE_javm"))

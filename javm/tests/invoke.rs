@@ -83,7 +83,7 @@ fn invoke_in_two_processes_equals_two_invokes_in_one() {
         };
         let first = invoke(&caller);
         assert_eq!(first["result"], "halt");
-        assert_eq!(first["return_value"], 1161);
+        assert_eq!(first["return_value"], format!("{:#x}", 1161));
         let post = first["post_instance"].as_str().unwrap().to_owned();
         let second = invoke(&post);
         assert_eq!(second["result"], "halt");
@@ -111,7 +111,7 @@ fn invoke_in_two_processes_equals_two_invokes_in_one() {
         assert_eq!(javm_cap::hash::hex(&post_instance_hash), post);
         assert_eq!(
             (return_value, gas_used),
-            (1161, first["gas_used"].as_u64().unwrap())
+            (1161, hex_u64(&first["gas_used"]))
         );
         let b = vm
             .invoke_cached(&cache, &post_instance_hash, 0, [0; 4], 10_000_000)
@@ -128,7 +128,7 @@ fn invoke_in_two_processes_equals_two_invokes_in_one() {
             javm_cap::hash::hex(&p2),
             second["post_instance"].as_str().unwrap()
         );
-        assert_eq!(r2, second["return_value"].as_u64().unwrap());
+        assert_eq!(r2, hex_u64(&second["return_value"]));
     }
 }
 
@@ -173,4 +173,10 @@ fn bad_invokes_exit_2_with_one_line() {
     }
     std::fs::write(&file, &bytes).unwrap();
     usage_error(&javm(&store, &["store", "invoke", &g]), "corrupt");
+}
+
+/// A 64-bit value of the CLI's JSON output: a `0x…` hex string.
+fn hex_u64(v: &serde_json::Value) -> u64 {
+    let s = v.as_str().unwrap_or_else(|| panic!("{v} is not a string"));
+    u64::from_str_radix(s.strip_prefix("0x").expect("0x prefix"), 16).unwrap()
 }

@@ -6,8 +6,10 @@
 //!
 //! Runs `--cases` generated programs per gas profile, in chunks, printing cases per
 //! second and coverage; on a divergence prints the shrunk case and its localization,
-//! saves it as a regression file under `--save` and exits 1. `--self-test` instead
-//! runs the deliberately wrong engines and shows that each is caught.
+//! saves it as a regression file under `--save` (default: a new directory under the
+//! system's temporary directory, so a run never rewrites tracked files) and exits 1.
+//! `--self-test` instead runs the deliberately wrong engines and shows that each is
+//! caught.
 //!
 //! `--jobs N` runs chunks of 10 000 on N threads (default: every core); a chunk's
 //! seed depends only on `--seed` and its index, so any `--jobs` tests the same cases.
@@ -46,9 +48,11 @@ struct Args {
     /// Gas profile(s) to test.
     #[arg(long, value_enum, default_value_t = ProfileArg::Both)]
     profile: ProfileArg,
-    /// Where to save shrunk divergences as regression files.
-    #[arg(long, default_value = "differential-tests/regressions")]
-    save: PathBuf,
+    /// Where to save shrunk divergences as regression files [default: a fresh
+    /// directory under the system's temporary directory]. Pass
+    /// `differential-tests/regressions` to add them to the replayed suite.
+    #[arg(long, value_name = "DIR")]
+    save: Option<PathBuf>,
     /// Run the wrong-engine self-tests instead (and save their shrunk cases).
     #[arg(long)]
     self_test: bool,
@@ -260,12 +264,24 @@ fn save(args: &Args, name: &str, note: &str, f: &Failure) {
     // Record the correct (interpreter's) outcome of the case.
     let case = Case::from(&f.spec);
     match compare(&Interpreter::new(), &Interpreter::new(), &case) {
-        Ok(trace) => match Regression::new(name, note, &f.spec, &trace).save(&args.save) {
+        Ok(trace) => match save_dir(args)
+            .and_then(|dir| Regression::new(name, note, &f.spec, &trace).save(&dir))
+        {
             Ok(path) => println!("saved {}", path.display()),
             Err(e) => eprintln!("error: cannot save the regression file: {e}"),
         },
         Err(d) => eprintln!("error: the interpreter disagrees with itself: {d}"),
     }
+}
+
+/// The `--save` directory, or a fresh one under the temporary directory (created).
+fn save_dir(args: &Args) -> std::io::Result<PathBuf> {
+    let dir = match &args.save {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("javm-diff-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 fn self_test(args: &Args) -> ExitCode {

@@ -9,15 +9,16 @@ use javm_exec::disasm::{disassemble, disassemble_standard};
 use javm_exec::GasProfile;
 
 use super::FormatArg;
-use super::load::{Loaded, load, read};
+use super::load::{Loaded, display, is_stdio, load, read, write};
+use super::out::{CliError, out};
 
 pub(super) fn asm(
     input: &Path,
     output: Option<PathBuf>,
     code_blob: bool,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let bytes = read(input)?;
-    let name = input.display();
+    let name = display(input);
     let text = std::str::from_utf8(&bytes).map_err(|e| format!("{name}: not UTF-8: {e}"))?;
     let a = assemble(text).map_err(|e| format!("{name}: {e}"))?;
     a.program().map_err(|e| format!("{name}: {e}"))?;
@@ -25,17 +26,29 @@ pub(super) fn asm(
         if a.has_data() {
             return Err(format!(
                 "{name}: a code blob cannot hold .ro/.rw data, .heap or .stack; drop --code-blob"
-            ));
+            )
+            .into());
         }
         a.code_blob()
     } else {
         a.standard_blob().map_err(|e| format!("{name}: {e}"))?
     };
-    let out = output.unwrap_or_else(|| input.with_extension("pvm"));
-    std::fs::write(&out, &blob).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    // Standard input assembles to standard output unless -o says otherwise.
+    let out = output.unwrap_or_else(|| {
+        if is_stdio(input) {
+            PathBuf::from("-")
+        } else {
+            input.with_extension("pvm")
+        }
+    });
+    write(&out, &blob)?;
     eprintln!(
         "wrote {} ({} bytes, {} bytes of code)",
-        out.display(),
+        if is_stdio(&out) {
+            "<stdout>".to_owned()
+        } else {
+            out.display().to_string()
+        },
         blob.len(),
         a.code.len()
     );
@@ -47,7 +60,7 @@ pub(super) fn disasm(
     input: &Path,
     format: FormatArg,
     native: Option<GasProfile>,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     if let Some(profile) = native {
         return native_listing(input, format, profile);
     }
@@ -55,7 +68,7 @@ pub(super) fn disasm(
         Loaded::Standard(s) => disassemble_standard(&s),
         Loaded::Code(p) => disassemble(&p),
     };
-    print!("{text}");
+    out!("{text}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -65,7 +78,7 @@ fn native_listing(
     input: &Path,
     format: FormatArg,
     profile: GasProfile,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     use javm_exec::{Engine, GasSchedule};
 
     if !javm_jit_x86::is_available() {
@@ -78,11 +91,11 @@ fn native_listing(
     let module = super::recompiler()?
         .prepare(&sp.program, schedule)
         .map_err(|e| e.to_string())?;
-    print!("{}", javm_jit_x86::native::listing(&module));
+    out!("{}", javm_jit_x86::native::listing(&module));
     Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-fn native_listing(_: &Path, _: FormatArg, _: GasProfile) -> Result<ExitCode, String> {
+fn native_listing(_: &Path, _: FormatArg, _: GasProfile) -> Result<ExitCode, CliError> {
     Err(super::JIT_UNAVAILABLE.into())
 }

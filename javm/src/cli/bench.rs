@@ -9,6 +9,7 @@ use javm::bench::{Figures, HOSTCALL, WORKLOADS, large_program, measure, measure_
 use javm_exec::{EngineKind, Interpreter};
 
 use super::EngineArg;
+use super::out::{CliError, outln};
 
 /// Dirtied pages of the settle measurements.
 const SETTLE_DIRTY: [u32; 3] = [1, 64, 1024];
@@ -79,18 +80,25 @@ fn compile_large(
     }
 }
 
-pub(super) fn bench(choice: Option<EngineArg>, samples: usize) -> Result<ExitCode, String> {
+pub(super) fn bench(choice: Option<EngineArg>, samples: usize) -> Result<ExitCode, CliError> {
     if samples == 0 {
         return Err("--samples must be at least 1".into());
     }
     let kinds = engines(choice)?;
-    println!(
+    outln!(
         "medians of {samples} samples (compile: {}); results and gas checked",
         samples * 4
     );
-    println!(
+    outln!(
         "{:<10} {:<7} {:>11} {:>11} {:>11} {:>11} {:>12} {:>9}",
-        "workload", "engine", "compile", "create", "lifecycle", "execute", "gas", "vs interp"
+        "workload",
+        "engine",
+        "compile",
+        "create",
+        "lifecycle",
+        "execute",
+        "gas",
+        "vs interp"
     );
     for w in WORKLOADS {
         let mut base: Option<Figures> = None;
@@ -102,13 +110,14 @@ pub(super) fn bench(choice: Option<EngineArg>, samples: usize) -> Result<ExitCod
                         return Err(format!(
                             "{}: gas differs between engines ({} vs {})",
                             w.name, b.gas, f.gas
-                        ));
+                        )
+                        .into());
                     }
                     format!("{:.1}×", b.execute.as_secs_f64() / f.execute.as_secs_f64())
                 }
                 None => String::new(),
             };
-            println!(
+            outln!(
                 "{:<10} {:<7} {:>11} {:>11} {:>11} {:>11} {:>12} {:>9}",
                 w.name,
                 k.name(),
@@ -127,7 +136,7 @@ pub(super) fn bench(choice: Option<EngineArg>, samples: usize) -> Result<ExitCod
     for &k in &kinds {
         let f = figures(k, &HOSTCALL, samples)?;
         let per_call = f.execute / HOSTCALL.n;
-        println!(
+        outln!(
             "host call ({}): {} per exit and re-entry ({} calls in {})",
             k.name(),
             fmt(per_call),
@@ -139,7 +148,7 @@ pub(super) fn bench(choice: Option<EngineArg>, samples: usize) -> Result<ExitCod
     let mb = large.code().len() as f64 / 1e6;
     for &k in &kinds {
         let (priced, fresh) = compile_large(k, &large, samples)?;
-        println!(
+        outln!(
             "compile {:.2} MB of PVM code ({}): {} = {:.0} MB/s; with block pricing {} = {:.0} MB/s",
             mb,
             k.name(),
@@ -153,7 +162,7 @@ pub(super) fn bench(choice: Option<EngineArg>, samples: usize) -> Result<ExitCod
     // disturb the allocator-sensitive figures above.
     for &k in &kinds {
         let d = measure_driver(k, samples)?;
-        println!(
+        outln!(
             "vm ({}): invoke of a cached instance that halts at once {}; HOST_CALL round trip {}",
             k.name(),
             fmt(d.invoke),
@@ -167,7 +176,7 @@ pub(super) fn bench(choice: Option<EngineArg>, samples: usize) -> Result<ExitCod
             let large = measure_settle(k, dirty, SETTLE_LARGE, samples)?;
             row.push(format!("{dirty}: {} / {}", fmt(small), fmt(large)));
         }
-        println!(
+        outln!(
             "vm settle ({}), dirtied pages: time with 8 MiB / 1 GiB mapped: {}",
             k.name(),
             row.join(", ")

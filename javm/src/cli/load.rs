@@ -1,7 +1,8 @@
 //! Reading program files in any supported format.
 
+use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use javm_exec::Program;
 use javm_exec::asm::assemble;
@@ -33,13 +34,50 @@ impl Loaded {
     }
 }
 
+/// Whether `path` is `-`, standard input (or, for outputs, standard output).
+pub(crate) fn is_stdio(path: &Path) -> bool {
+    path == Path::new("-")
+}
+
+/// Read a file, or standard input for `-` (read once; later reads of `-` get the
+/// same bytes).
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, String> {
+    if is_stdio(path) {
+        static STDIN: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
+        return STDIN
+            .get_or_init(|| {
+                let mut buf = Vec::new();
+                std::io::stdin()
+                    .lock()
+                    .read_to_end(&mut buf)
+                    .map(|_| buf)
+                    .map_err(|e| format!("cannot read standard input: {e}"))
+            })
+            .clone();
+    }
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Write a file, or standard output for `-`.
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), super::CliError> {
+    if is_stdio(path) {
+        return super::out::write_bytes(bytes);
+    }
+    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()).into())
+}
+
+/// How a path is named in messages.
+pub(crate) fn display(path: &Path) -> String {
+    if is_stdio(path) {
+        "<stdin>".to_owned()
+    } else {
+        path.display().to_string()
+    }
 }
 
 pub(crate) fn load(path: &Path, format: FormatArg) -> Result<Loaded, String> {
     let bytes = read(path)?;
-    let name = path.display();
+    let name = display(path);
     let is_asm = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("s") || e.eq_ignore_ascii_case("asm"));
@@ -73,13 +111,23 @@ pub(crate) fn load(path: &Path, format: FormatArg) -> Result<Loaded, String> {
             if let Ok(s) = StandardProgram::parse_with_metadata(&bytes) {
                 return Ok(Loaded::Standard(s));
             }
-            match parse_code_blob(&bytes) {
-                Ok(p) => Ok(Loaded::Code(Arc::new(p))),
-                Err(code_err) => Err(format!(
-                    "{name}: neither a standard program blob ({std_err}) nor a code blob \
-                     ({code_err}); use --format to choose one"
-                )),
+            let code_err = match parse_code_blob(&bytes) {
+                Ok(p) => return Ok(Loaded::Code(Arc::new(p))),
+                Err(e) => e,
+            };
+            // Standard input has no file name to tell assembly by: try it last.
+            if is_stdio(path)
+                && let Ok(text) = std::str::from_utf8(&bytes)
+                && let Ok(a) = assemble(text)
+            {
+                return Ok(Loaded::Standard(
+                    a.standard().map_err(|e| format!("{name}: {e}"))?,
+                ));
             }
+            Err(format!(
+                "{name}: neither a standard program blob ({std_err}) nor a code blob \
+                 ({code_err}); use --format to choose one"
+            ))
         }
     }
 }

@@ -3,6 +3,7 @@
 mod asm;
 mod bench;
 mod load;
+pub(crate) mod out;
 mod run;
 mod run_image;
 mod store;
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use javm_exec::{EngineKind, GasProfile};
+pub(crate) use out::CliError;
 
 /// JAVM: a gas-metered virtual machine for PVM programs.
 #[derive(Parser, Debug)]
@@ -33,10 +35,14 @@ enum Command {
     /// `store invoke` does. Exit status: 0 on halt, 1 on any other exit, 2 on bad
     /// input.
     Run(RunArgs),
-    /// Run Gray Paper conformance vectors (w3f JSON files or directories of them).
+    /// Run Gray Paper conformance vectors (w3f JSON files, or directories searched
+    /// recursively for *.json).
     ///
-    /// Prints one line per failing vector, then "N passed, N failed". Exit status:
-    /// 0 if all pass, 1 if any fails, 2 if a file is malformed.
+    /// Prints a line per failing vector (`FAIL path (name): differences`) and per
+    /// malformed file (`MALFORMED path: why`), and last "N passed, N failed" (with ",
+    /// N malformed" if any). Exit status: 0 if all pass, 1 if any fails or is
+    /// malformed, 2 on bad usage (no files found, an unreadable directory, a report
+    /// that cannot be written).
     TestVectors {
         /// Vector files or directories.
         #[arg(required = true)]
@@ -44,6 +50,16 @@ enum Command {
         /// Engine to run them on.
         #[arg(long, value_enum, default_value_t = EngineArg::Auto)]
         engine: EngineArg,
+        /// Run only the files whose path contains this text.
+        #[arg(long, value_name = "TEXT")]
+        filter: Option<String>,
+        /// Write a JSON report (every file's path, name, status and differences) to
+        /// FILE (`-`: standard output).
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Write a JUnit XML report to FILE (`-`: standard output), for CI systems.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
     },
     /// Assemble a source file into a standard program blob (or a code blob).
     Asm {
@@ -172,9 +188,9 @@ enum StoreCommand {
         /// An argument, placed in r7, r8, r9, r10 in order; up to four.
         #[arg(long = "arg", value_name = "U64")]
         args: Vec<u64>,
-        /// The gas budget (at most 2^63 - 1).
-        #[arg(long, default_value_t = 10_000_000)]
-        gas: u64,
+        /// The gas budget: 0 to 2^63 - 1 (`_` separators allowed).
+        #[arg(long, default_value = "10000000", allow_hyphen_values = true)]
+        gas: String,
         /// Which engine runs it.
         #[arg(long, value_enum, default_value_t = EngineArg::Auto)]
         engine: EngineArg,
@@ -188,9 +204,9 @@ enum StoreCommand {
         /// Resume after a caught yield up to this many times.
         #[arg(long, default_value_t = 0)]
         resume: u32,
-        /// Gas added before resuming after an out-of-gas pause.
-        #[arg(long, default_value_t = 0)]
-        top_up: u64,
+        /// Gas added before resuming after an out-of-gas pause: 0 to 2^63 - 1.
+        #[arg(long, default_value = "0", allow_hyphen_values = true)]
+        top_up: String,
         /// A cap put in the resumed instance's slot 0 at each resume.
         #[arg(long, value_name = "HASH")]
         scratchpad: Option<String>,
@@ -214,9 +230,14 @@ struct RunArgs {
     /// Gas profile.
     #[arg(long, value_enum, default_value_t = ProfileArg::Jar1)]
     profile: ProfileArg,
-    /// Gas budget (0 ..= 2^63 - 1).
-    #[arg(long, default_value_t = 1_000_000_000)]
-    gas: u64,
+    /// Gas budget: 0 to 2^63 - 1 (`_` separators allowed).
+    #[arg(
+        long,
+        default_value = "1000000000",
+        allow_hyphen_values = true,
+        value_name = "GAS"
+    )]
+    gas: String,
     /// The most memory the guest may write (pages that become writable copies): a
     /// number of bytes with an optional K, M or G suffix. A run that would pass it
     /// ends with an error. Program files only.
@@ -224,8 +245,16 @@ struct RunArgs {
     max_memory: u64,
     /// Argument bytes, in hexadecimal: for a program, mapped read-only at 0xFEFF0000
     /// (r7 = address, r8 = length); for an image, a data cap in slot 0.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", conflicts_with = "arg_file")]
     arg: String,
+    /// Argument bytes from a file (`-`: standard input), as with --arg.
+    #[arg(long, value_name = "FILE")]
+    arg_file: Option<PathBuf>,
+    /// Write the output bytes of a halted program (mem[r7 .. r7 + r8]) to FILE;
+    /// with `-` standard output gets only those bytes and the report goes to
+    /// standard error. Program files only.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
     /// Entry PC (program files).
     #[arg(long, default_value_t = 0)]
     entry: u32,
@@ -302,8 +331,24 @@ fn engine(choice: EngineArg) -> Result<EngineKind, String> {
 const JIT_UNAVAILABLE: &str = "the x86-64 recompiler is not available on this host (it needs \
      x86-64 Linux and a CPU with BMI1, BMI2, LZCNT and POPCNT); use --engine=interp";
 
-/// A recompiler, or the reason there is none.
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+/// A gas amount: decimal digits (with optional `_` separators), 0 to 2^63 - 1.
+fn parse_gas(option: &str, s: &str) -> Result<u64, String> {
+    let digits: String = s.trim().chars().filter(|&c| c != '_').collect();
+    if digits.starts_with('-') {
+        return Err(format!("{option} {s}: gas cannot be negative"));
+    }
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{option} {s:?}: not a number (gas is a decimal count, 0 to 2^63 - 1)"
+        ));
+    }
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|&g| g <= i64::MAX as u64)
+        .ok_or_else(|| format!("{option} {s}: above the maximum gas 2^63 - 1"))
+}
+
 /// A byte count with an optional binary suffix: `4096`, `64K`, `512M`, `2G`.
 fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -320,14 +365,28 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// A recompiler, or the reason there is none.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 fn recompiler() -> Result<javm_jit_x86::Recompiler, String> {
     javm_jit_x86::Recompiler::new().map_err(|e| e.to_string())
 }
 
-pub(crate) fn dispatch(cli: Cli) -> Result<ExitCode, String> {
+pub(crate) fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Run(args) => run::run(args),
-        Command::TestVectors { paths, engine: e } => vectors::test_vectors(&paths, engine(e)?),
+        Command::TestVectors {
+            paths,
+            engine: e,
+            filter,
+            report,
+            junit,
+        } => vectors::test_vectors(vectors::VectorArgs {
+            paths,
+            kind: engine(e)?,
+            filter,
+            json_report: report,
+            junit_report: junit,
+        }),
         Command::Asm {
             input,
             output,
@@ -370,12 +429,12 @@ pub(crate) fn dispatch(cli: Cli) -> Result<ExitCode, String> {
                         hash,
                         endpoint,
                         args,
-                        gas,
+                        gas: parse_gas("--gas", &gas)?,
                         engine: engine(e)?,
                         json,
                         catch,
                         resume,
-                        top_up,
+                        top_up: parse_gas("--top-up", &top_up)?,
                         scratchpad,
                     },
                 ),

@@ -8,18 +8,27 @@ use javm_exec::{
 };
 
 use super::load::load;
+use super::out::{CliError, json_regs, json_u64, out};
 use super::{RunArgs, engine};
 
 /// Largest output printed (GP `Z_I`).
 const MAX_OUTPUT: u64 = 1 << 24;
 
-pub(super) fn run(args: RunArgs) -> Result<ExitCode, String> {
+pub(super) fn run(args: RunArgs) -> Result<ExitCode, CliError> {
     let kind = engine(args.engine)?;
-    let gas = i64::try_from(args.gas)
-        .map_err(|_| format!("gas budget {} is above the maximum 2^63 - 1", args.gas))?;
-    let input = decode_hex(&args.arg)?;
+    let gas = super::parse_gas("--gas", &args.gas)? as i64;
+    let input = match &args.arg_file {
+        Some(f) => super::load::read(f)?,
+        None => decode_hex(&args.arg)?,
+    };
     if super::run_image::is_image(&args.program) {
-        return super::run_image::run_image(&args, kind, &input);
+        if args.output.is_some() {
+            return Err(
+                "--output is for program files; an image's result is its return value and memory"
+                    .into(),
+            );
+        }
+        return super::run_image::run_image(&args, kind, &input, gas as u64);
     }
     if args.endpoint != 0 {
         return Err(
@@ -60,7 +69,7 @@ fn execute<E: Engine>(
     program: &Arc<javm_exec::Program>,
     init: InstanceInit,
     args: &RunArgs,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let schedule = GasSchedule::new(args.profile.into(), init.layout.accessible_pages());
     let module = engine
         .prepare(program, schedule)
@@ -77,49 +86,79 @@ fn execute<E: Engine>(
     let regs = inst.regs();
     let gas_left = inst.gas();
     let output = (exit == Exit::Halt).then(|| read_output(&inst, regs));
+    // With `--output -` standard output carries only the output bytes.
+    let raw_to_stdout = args.output.as_deref().is_some_and(super::load::is_stdio);
+    let mut report = String::new();
     if args.json {
         let json = serde_json::json!({
             "exit": exit_name(exit),
             "page_fault_address": match exit { Exit::PageFault(a) => Some(a), _ => None },
             "host_call": match exit { Exit::HostCall(id) => Some(id), _ => None },
             "pc": inst.pc(),
-            "gas_used": initial_gas - gas_left,
-            "gas_left": gas_left,
-            "regs": regs,
+            "gas_used": json_u64((initial_gas - gas_left) as u64),
+            "gas_left": json_u64(gas_left as u64),
+            "regs": json_regs(&regs),
             "output": output.as_ref().map(|o| o.as_ref().map(|b| hex(b)).ok()),
             "engine": engine.kind().name(),
             "profile": schedule.profile().name(),
         });
-        println!("{json}");
+        report = format!("{json}\n");
     } else {
-        println!("exit: {exit}");
+        let mut line = |l: String| {
+            report.push_str(&l);
+            report.push('\n');
+        };
+        line(format!("exit: {exit}"));
         if let Exit::HostCall(_) | Exit::Ecall = exit {
-            println!(
+            line(
                 "note: `javm run` provides no host functions; the program stopped at its host call"
+                    .into(),
             );
         }
-        println!("pc: {}", inst.pc());
-        println!("gas: used {}, left {}", initial_gas - gas_left, gas_left);
-        println!("registers:");
+        line(format!("pc: {}", inst.pc()));
+        line(format!(
+            "gas: used {}, left {}",
+            initial_gas - gas_left,
+            gas_left
+        ));
+        line("registers:".into());
         for row in (0..NUM_REGS).collect::<Vec<_>>().chunks(4) {
             let cells: Vec<String> = row
                 .iter()
                 .map(|&i| format!("{:<4}= {:#018x}", format!("r{i}"), regs[i]))
                 .collect();
-            println!("  {}", cells.join("  "));
+            line(format!("  {}", cells.join("  ")));
         }
-        match output {
-            Some(Ok(bytes)) => println!(
+        match &output {
+            Some(Ok(bytes)) => line(format!(
                 "output: {} bytes: {}{}",
                 bytes.len(),
-                hex(&bytes),
-                printable(&bytes)
+                hex(bytes),
+                printable(bytes)
                     .map(|s| format!(" ({s:?})"))
                     .unwrap_or_default()
-            ),
-            Some(Err(why)) => println!("output: none ({why})"),
+            )),
+            Some(Err(why)) => line(format!("output: none ({why})")),
             None => {}
         }
+    }
+    if let Some(path) = &args.output {
+        match &output {
+            Some(Ok(bytes)) => super::load::write(path, bytes)?,
+            Some(Err(why)) => {
+                eprint!("{report}");
+                return Err(
+                    format!("--output: the program halted but has no output: {why}").into(),
+                );
+            }
+            // Not halted: no output; the report and exit status say why.
+            None => {}
+        }
+    }
+    if raw_to_stdout {
+        eprint!("{report}");
+    } else {
+        out!("{report}");
     }
     Ok(if exit == Exit::Halt {
         ExitCode::SUCCESS

@@ -11,6 +11,7 @@ use javm_cap::{CacheDirectory, Cap, DataCap, SlotIdx};
 use javm_exec::EngineKind;
 use serde_json::json;
 
+use super::out::{CliError, outln};
 use super::store::{exit_code, load_image, print_result, result_json};
 use super::{FormatArg, RunArgs};
 
@@ -22,6 +23,9 @@ pub(super) fn is_image(path: &Path) -> bool {
     {
         return true;
     }
+    if super::load::is_stdio(path) {
+        return super::load::read(path).is_ok_and(|b| b.starts_with(BUNDLE_MAGIC));
+    }
     let mut magic = [0u8; BUNDLE_MAGIC.len()];
     std::fs::File::open(path)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
@@ -32,7 +36,8 @@ pub(super) fn run_image(
     args: &RunArgs,
     kind: EngineKind,
     input: &[u8],
-) -> Result<ExitCode, String> {
+    gas: u64,
+) -> Result<ExitCode, CliError> {
     if args.trace {
         return Err(
             "--trace is for program files; run the image's assembly source to trace it".into(),
@@ -62,15 +67,15 @@ pub(super) fn run_image(
     let mut vm =
         Vm::with_config(kind, InProcessKernel::new(), config).map_err(|e| e.to_string())?;
     let r = vm
-        .invoke_cached(&cache, &instance, args.endpoint, [0; 4], args.gas)
+        .invoke_cached(&cache, &instance, args.endpoint, [0; 4], gas)
         .map_err(|e| e.to_string())?;
     if args.json {
         let mut v = result_json(&r);
         v["engine"] = json!(kind.name());
         v["profile"] = json!(config.profile.name());
-        println!("{v}");
+        outln!("{v}");
     } else {
-        print_result(&r);
+        print_result(&r)?;
     }
     Ok(exit_code(&r))
 }

@@ -1,7 +1,6 @@
 //! `javm image build` and `javm store ...`: publishing images into the on-disk cap
 //! store and inspecting it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,6 +19,7 @@ use serde_json::{Value, json};
 
 use super::FormatArg;
 use super::load::{load, read};
+use super::out::{CliError, json_regs, json_u64, outln};
 
 /// Where the store lives: `--store`, else `$JAVM_STORE`, else `javm-store` in the
 /// user's data directory.
@@ -53,7 +53,7 @@ pub(crate) fn load_image(path: &Path) -> Result<BuiltImage, String> {
         return javm::manifest::load(path).map_err(|e| e.to_string());
     }
     let bytes = read(path)?;
-    let name = path.display();
+    let name = super::load::display(path);
     if bytes.starts_with(BUNDLE_MAGIC) {
         let caps = decode_bundle(&bytes).map_err(|e| format!("{name}: {e}"))?;
         return image_from_bundle(caps).map_err(|e| format!("{name}: {e}"));
@@ -106,20 +106,24 @@ fn image_from_bundle(caps: Vec<Cap>) -> Result<BuiltImage, String> {
 }
 
 /// `javm image build MANIFEST -o FILE`.
-pub(crate) fn image_build(input: &Path, output: &Path) -> Result<ExitCode, String> {
+pub(crate) fn image_build(input: &Path, output: &Path) -> Result<ExitCode, CliError> {
     let built = load_image(input)?;
     let mut caps = vec![Cap::Image(built.image.clone())];
     caps.extend(built.data.iter().map(|(_, _, d)| Cap::Data(d.clone())));
     let bytes = encode_bundle(&caps).map_err(|e| e.to_string())?;
-    std::fs::write(output, &bytes)
-        .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+    super::load::write(output, &bytes)?;
     let h = cap_hash(&caps[0]).map_err(|e| e.to_string())?;
-    println!(
-        "image {} ({} bytes) -> {}",
-        hex(&h),
-        bytes.len(),
-        output.display()
-    );
+    // With `-o -` standard output holds the bundle; the summary goes to stderr.
+    if super::load::is_stdio(output) {
+        eprintln!("image {} ({} bytes) -> <stdout>", hex(&h), bytes.len());
+    } else {
+        outln!(
+            "image {} ({} bytes) -> {}",
+            hex(&h),
+            bytes.len(),
+            output.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -142,18 +146,14 @@ pub(crate) fn put(
     file: &Path,
     slots: &[String],
     json: bool,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let built = load_image(file)?;
     let store = open(dir)?;
     let mut extra = Vec::new();
     for s in slots {
         let (slot, hash) = slot_arg(s)?;
         if store.get_cap(&hash).map_err(|e| e.to_string())?.is_none() {
-            return Err(format!(
-                "--slot {}: no cap {} in the store",
-                slot.0,
-                hex(&hash)
-            ));
+            return Err(format!("--slot {}: no cap {} in the store", slot.0, hex(&hash)).into());
         }
         extra.push((slot, hash));
     }
@@ -182,7 +182,7 @@ pub(crate) fn put(
             .zip(&hashes)
             .map(|((slot, pinned, _), h)| json!({"slot": slot.0, "pinned": pinned, "hash": hex(h)}))
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({"data": data, "image": hex(&image_hash), "cnode": hex(&cnode_hash),
                    "instance": hex(&instance_hash)})
@@ -190,11 +190,11 @@ pub(crate) fn put(
     } else {
         for ((slot, pinned, _), h) in built.data.iter().zip(&hashes) {
             let how = if *pinned { "pinned" } else { "initial" };
-            println!("data     {}  slot {} ({how})", hex(h), slot.0);
+            outln!("data     {}  slot {} ({how})", hex(h), slot.0);
         }
-        println!("image    {}", hex(&image_hash));
-        println!("cnode    {}", hex(&cnode_hash));
-        println!("instance {}", hex(&instance_hash));
+        outln!("image    {}", hex(&image_hash));
+        outln!("cnode    {}", hex(&cnode_hash));
+        outln!("instance {}", hex(&instance_hash));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -234,8 +234,9 @@ fn describe(hash: &CapHash, cap: &Cap) -> Value {
         Cap::Image(img) => {
             let endpoints: Vec<Value> = (0..javm_cap::cap::MAX_ENDPOINTS)
                 .filter_map(|i| {
-                    img.endpoint(i)
-                        .map(|e| json!({"index": i, "entry_pc": e.entry_pc, "regs": e.regs}))
+                    img.endpoint(i).map(
+                        |e| json!({"index": i, "entry_pc": e.entry_pc, "regs": json_regs(&e.regs)}),
+                    )
                 })
                 .collect();
             let mappings: Vec<Value> = img
@@ -253,7 +254,7 @@ fn describe(hash: &CapHash, cap: &Cap) -> Value {
             };
             json!({"code_len": img.code().len(), "jump_table_len": img.jump_table().len(),
                    "endpoints": endpoints, "mappings": mappings, "pinned": list(img.pinned()),
-                   "initial": list(img.initial()), "mem_size": img.mem_size(),
+                   "initial": list(img.initial()), "mem_size": json_u64(img.mem_size()),
                    "yield_marker_slot": img.yield_marker_slot().map(|s| s.0)})
         }
         Cap::Instance(i) => {
@@ -263,16 +264,17 @@ fn describe(hash: &CapHash, cap: &Cap) -> Value {
                 .map(|o| json!({"start": o.start(), "pages": pages_json(o.pages())}))
                 .collect();
             json!({"image": hex(i.image_hash()), "image_hash_chain": hex(i.image_hash_chain()),
-                   "root_cnode": target(i.root_cnode()), "mem_size": i.mem_size(),
-                   "regs": i.regs(), "pc": i.pc(), "gas_remaining": i.gas_remaining(),
+                   "root_cnode": target(i.root_cnode()), "mem_size": json_u64(i.mem_size()),
+                   "regs": json_regs(i.regs()), "pc": i.pc(),
+                   "gas_remaining": json_u64(i.gas_remaining()),
                    "rw_overlays": overlays})
         }
     };
     json!({"hash": hex(hash), "kind": cap.kind().name(), "cap": body})
 }
 
-fn print_human(v: &Value) {
-    println!(
+fn print_human(v: &Value) -> Result<(), CliError> {
+    outln!(
         "{} {}",
         v["kind"].as_str().unwrap_or("?"),
         v["hash"].as_str().unwrap_or("?")
@@ -283,13 +285,14 @@ fn print_human(v: &Value) {
                 Value::Array(a) if a.len() > 8 => format!("[{} entries]", a.len()),
                 other => other.to_string(),
             };
-            println!("  {k}: {s}");
+            outln!("  {k}: {s}");
         }
     }
+    Ok(())
 }
 
 /// `javm store get HASH [--json | --raw]`.
-pub(crate) fn get(dir: &Path, hash: &str, json: bool, raw: bool) -> Result<ExitCode, String> {
+pub(crate) fn get(dir: &Path, hash: &str, json: bool, raw: bool) -> Result<ExitCode, CliError> {
     let h = hash_arg(hash)?;
     let store = open(dir)?;
     let cap = store
@@ -298,35 +301,29 @@ pub(crate) fn get(dir: &Path, hash: &str, json: bool, raw: bool) -> Result<ExitC
         .ok_or_else(|| StoreError::NotFound(h).to_string())?;
     if raw {
         let Cap::Data(d) = &cap else {
-            return Err(format!(
-                "--raw needs a data cap; {hash} is a {}",
-                cap.kind()
-            ));
+            return Err(format!("--raw needs a data cap; {hash} is a {}", cap.kind()).into());
         };
         return write_raw(d);
     }
     let v = describe(&h, &cap);
     if json {
-        println!("{v}");
+        outln!("{v}");
     } else {
-        print_human(&v);
+        print_human(&v)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_raw(d: &DataCap) -> Result<ExitCode, String> {
+fn write_raw(d: &DataCap) -> Result<ExitCode, CliError> {
     let bytes = d
         .read(0, d.len() as usize)
         .ok_or("the data cap has pages the store does not hold")?;
-    std::io::stdout()
-        .lock()
-        .write_all(&bytes)
-        .map_err(|e| format!("cannot write to standard output: {e}"))?;
+    super::out::write_bytes(&bytes)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `javm store ls [--json]`.
-pub(crate) fn ls(dir: &Path, json: bool) -> Result<ExitCode, String> {
+pub(crate) fn ls(dir: &Path, json: bool) -> Result<ExitCode, CliError> {
     let store = open(dir)?;
     let entries = store.list().map_err(|e| e.to_string())?;
     for e in &entries {
@@ -335,12 +332,12 @@ pub(crate) fn ls(dir: &Path, json: bool) -> Result<ExitCode, String> {
             Err(_) => "corrupt".to_string(),
         };
         if json {
-            println!(
+            outln!(
                 "{}",
                 json!({"hash": hex(&e.hash), "kind": kind, "bytes": e.record_bytes})
             );
         } else {
-            println!("{}  {kind:<8} {:>8} B", hex(&e.hash), e.record_bytes);
+            outln!("{}  {kind:<8} {:>8} B", hex(&e.hash), e.record_bytes);
         }
     }
     if !json {
@@ -350,13 +347,13 @@ pub(crate) fn ls(dir: &Path, json: bool) -> Result<ExitCode, String> {
 }
 
 /// `javm store verify`: exit 0 if every record matches its hash, 1 otherwise.
-pub(crate) fn verify(dir: &Path) -> Result<ExitCode, String> {
+pub(crate) fn verify(dir: &Path) -> Result<ExitCode, CliError> {
     let store = open(dir)?;
     let r = store.verify().map_err(|e| e.to_string())?;
     for (table, h, why) in &r.corrupt {
-        println!("corrupt {table} {}: {why}", hex(h));
+        outln!("corrupt {table} {}: {why}", hex(h));
     }
-    println!(
+    outln!(
         "checked {} caps and {} pages: {} corrupt",
         r.caps,
         r.pages,
@@ -370,16 +367,19 @@ pub(crate) fn verify(dir: &Path) -> Result<ExitCode, String> {
 }
 
 /// `javm store gc --keep HASH...`.
-pub(crate) fn gc(dir: &Path, keep: &[String]) -> Result<ExitCode, String> {
+pub(crate) fn gc(dir: &Path, keep: &[String]) -> Result<ExitCode, CliError> {
     let roots = keep
         .iter()
         .map(|k| hash_arg(k))
         .collect::<Result<Vec<_>, _>>()?;
     let store = open(dir)?;
     let r = store.gc(&roots).map_err(|e| e.to_string())?;
-    println!(
+    outln!(
         "kept {} caps and {} pages; removed {} caps and {} pages",
-        r.kept_caps, r.kept_pages, r.removed_caps, r.removed_pages
+        r.kept_caps,
+        r.kept_pages,
+        r.removed_caps,
+        r.removed_pages
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -420,24 +420,25 @@ pub(crate) fn result_json(r: &CallResult) -> Value {
             reflected_slot0,
             gas_used,
         } => json!({
-            "result": "halt", "return_value": return_value, "post_instance": hex(post_instance_hash),
-            "reflected_slot0": h(reflected_slot0), "gas_used": gas_used}),
+            "result": "halt", "return_value": json_u64(*return_value),
+            "post_instance": hex(post_instance_hash),
+            "reflected_slot0": h(reflected_slot0), "gas_used": json_u64(*gas_used)}),
         CallResult::Faulted {
             reason,
             reflected_slot0,
             gas_used,
         } => json!({
             "result": "faulted", "reason": reason.to_string(),
-            "reflected_slot0": h(reflected_slot0), "gas_used": gas_used}),
+            "reflected_slot0": h(reflected_slot0), "gas_used": json_u64(*gas_used)}),
         CallResult::Paused {
             marker_payload,
             gas_used,
         } => json!({
-            "result": "paused", "marker": hex(marker_payload), "gas_used": gas_used}),
+            "result": "paused", "marker": hex(marker_payload), "gas_used": json_u64(*gas_used)}),
     }
 }
 
-pub(crate) fn print_result(r: &CallResult) {
+pub(crate) fn print_result(r: &CallResult) -> Result<(), CliError> {
     match r {
         CallResult::Halt {
             return_value,
@@ -445,20 +446,20 @@ pub(crate) fn print_result(r: &CallResult) {
             reflected_slot0,
             gas_used,
         } => {
-            println!("halt: return value {return_value} ({return_value:#x}), gas used {gas_used}");
+            outln!("halt: return value {return_value} ({return_value:#x}), gas used {gas_used}");
             if let Some(s) = reflected_slot0 {
-                println!("slot 0:        {}", hex(s));
+                outln!("slot 0:        {}", hex(s));
             }
-            println!("post-instance: {}", hex(post_instance_hash));
+            outln!("post-instance: {}", hex(post_instance_hash));
         }
         CallResult::Faulted {
             reason,
             reflected_slot0,
             gas_used,
         } => {
-            println!("faulted: {reason}, gas used {gas_used}");
+            outln!("faulted: {reason}, gas used {gas_used}");
             if let Some(s) = reflected_slot0 {
-                println!("slot 0:        {}", hex(s));
+                outln!("slot 0:        {}", hex(s));
             }
         }
         CallResult::Paused {
@@ -470,20 +471,21 @@ pub(crate) fn print_result(r: &CallResult) {
             } else {
                 ""
             };
-            println!(
+            outln!(
                 "paused: marker {}{what}, gas used {gas_used}",
                 hex(marker_payload)
             );
         }
     }
+    Ok(())
 }
 
 /// `javm store invoke`: run an instance by hash with the Vm driver; on a halt the
 /// post-instance is committed to the store.
-pub(crate) fn invoke(dir: &Path, a: InvokeArgs) -> Result<ExitCode, String> {
+pub(crate) fn invoke(dir: &Path, a: InvokeArgs) -> Result<ExitCode, CliError> {
     let hash = hash_arg(&a.hash)?;
     if a.args.len() > 4 {
-        return Err(format!("at most 4 --arg values, got {}", a.args.len()));
+        return Err(format!("at most 4 --arg values, got {}", a.args.len()).into());
     }
     let mut args = [0u64; 4];
     args[..a.args.len()].copy_from_slice(&a.args);
@@ -506,7 +508,7 @@ pub(crate) fn invoke(dir: &Path, a: InvokeArgs) -> Result<ExitCode, String> {
             break;
         }
         if !a.json {
-            print_result(&r);
+            print_result(&r)?;
         }
         if *marker_payload == javm::OUT_OF_GAS_MARKER {
             vm.top_up(a.top_up).map_err(|e| e.to_string())?;
@@ -524,9 +526,9 @@ pub(crate) fn invoke(dir: &Path, a: InvokeArgs) -> Result<ExitCode, String> {
     }
     if a.json {
         let v: Vec<Value> = results.iter().map(result_json).collect();
-        println!("{}", json!({"engine": a.engine.name(), "results": v}));
+        outln!("{}", json!({"engine": a.engine.name(), "results": v}));
     } else {
-        print_result(&r);
+        print_result(&r)?;
     }
     Ok(exit_code(&r))
 }
