@@ -157,6 +157,24 @@ fn instruction_line(
     }
 }
 
+/// Disassemble a GP code blob's program: [`disassemble`] under a `.code_blob`
+/// directive, so that the assembler writes a code blob again.
+pub fn disassemble_code_blob(program: &Program) -> String {
+    format!("; GP code blob\n.code_blob\n{}", disassemble(program))
+}
+
+/// Disassemble a standard program preceded by a metadata blob: the metadata as a
+/// `.metadata` section, then [`disassemble_standard`]. Reassembles to the same bytes.
+pub fn disassemble_with_metadata(metadata: &[u8], sp: &StandardProgram) -> String {
+    let mut out = format!("; metadata: {} bytes\n.metadata\n", metadata.len());
+    for chunk in metadata.chunks(16) {
+        let _ = writeln!(out, "    {}", bytes_directive("bytes", chunk));
+    }
+    out.push_str(".code\n");
+    out.push_str(&disassemble_standard(sp));
+    out
+}
+
 /// Disassemble a standard program: sizes, data sections and code.
 pub fn disassemble_standard(sp: &StandardProgram) -> String {
     let mut out = String::new();

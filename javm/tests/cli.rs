@@ -472,6 +472,51 @@ fn asm_disasm_round_trip_and_examples_are_up_to_date() {
     }
 }
 
+/// Disassembly of a code blob and of a standard program with a metadata prefix
+/// reassembles to the identical bytes (`.code_blob`, `.metadata`).
+#[test]
+fn disasm_round_trips_code_blobs_and_metadata() {
+    let src = temp("rt.s");
+    std::fs::write(
+        &src,
+        "load_imm r1, 2\nfallthrough\nL: add_imm_64 r1, r1, -1\nbranch_ne_imm r1, 0, L\ntrap\n",
+    )
+    .unwrap();
+    let code = temp("rt.code");
+    let o = javm(&[
+        "asm",
+        src.to_str().unwrap(),
+        "--code-blob",
+        "-o",
+        code.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let hello = root().join("examples/hello.pvm");
+    let mut meta = vec![5u8];
+    meta.extend(b"hello");
+    meta.extend(std::fs::read(&hello).unwrap());
+    let meta_blob = temp("meta.pvm");
+    std::fs::write(&meta_blob, &meta).unwrap();
+    for blob in [&code, &meta_blob] {
+        let o = javm(&["disasm", blob.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let text = temp("rt-out.s");
+        std::fs::write(&text, &o.stdout).unwrap();
+        let again = temp("rt-again.bin");
+        let o = javm(&["asm", text.to_str().unwrap(), "-o", again.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(
+            std::fs::read(&again).unwrap(),
+            std::fs::read(blob).unwrap(),
+            "{} does not round-trip:\n{}",
+            blob.display(),
+            std::fs::read_to_string(&text).unwrap()
+        );
+    }
+    let o = javm(&["run", meta_blob.to_str().unwrap()]);
+    assert!(stdout(&o).contains("hello, world"));
+}
+
 #[test]
 fn asm_code_blob_refuses_data() {
     let out = temp("hello.code");

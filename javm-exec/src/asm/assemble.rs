@@ -127,6 +127,8 @@ pub fn assemble(src: &str) -> Result<Assembly, AsmError> {
         rw_data: std::mem::take(&mut p.rw),
         heap_pages: p.heap_pages,
         stack_size: p.stack_size,
+        metadata: p.metadata.take(),
+        code_blob: p.code_blob,
         code_labels,
     })
 }

@@ -130,6 +130,12 @@ pub struct Assembly {
     pub heap_pages: u16,
     /// Stack bytes (`.stack`).
     pub stack_size: u32,
+    /// The metadata blob that prefixes the standard program (`.metadata` section),
+    /// if the source has one.
+    pub metadata: Option<Vec<u8>>,
+    /// The source asks for a GP code blob instead of a standard program
+    /// (`.code_blob`).
+    pub code_blob: bool,
     /// Code labels and their PCs.
     pub code_labels: Vec<(String, u32)>,
 }
@@ -169,13 +175,43 @@ impl Assembly {
         })
     }
 
-    /// Whether the source used data sections, heap or stack (and so needs the
-    /// standard program format).
+    /// Whether the source used data sections, heap, stack or metadata (and so needs
+    /// the standard program format).
     pub fn has_data(&self) -> bool {
         !self.ro_data.is_empty()
             || !self.rw_data.is_empty()
             || self.heap_pages > 0
             || self.stack_size > 0
+            || self.metadata.is_some()
+    }
+
+    /// The blob the source describes: a GP code blob if it says `.code_blob` (or
+    /// `code_blob` is forced), else a standard program blob, prefixed by the
+    /// metadata blob `E(|m|) ‖ m` if it has a `.metadata` section. A code blob
+    /// cannot hold data, heap, stack or metadata.
+    pub fn blob(&self, code_blob: bool) -> Result<Vec<u8>, AsmError> {
+        if code_blob || self.code_blob {
+            if self.has_data() {
+                return Err(AsmError {
+                    line: 0,
+                    kind: AsmErrorKind::Syntax(
+                        "a code blob cannot hold .ro/.rw data, .heap, .stack or .metadata; \
+                         drop --code-blob or .code_blob"
+                            .into(),
+                    ),
+                });
+            }
+            self.program().map_err(|e| AsmError {
+                line: 0,
+                kind: e.into(),
+            })?;
+            return Ok(self.code_blob());
+        }
+        let blob = self.standard_blob()?;
+        Ok(match &self.metadata {
+            Some(m) => StandardProgram::with_metadata(m, &blob),
+            None => blob,
+        })
     }
 
     /// The PC of a code label.

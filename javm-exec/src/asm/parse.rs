@@ -66,6 +66,7 @@ enum Section {
     Code,
     Ro,
     Rw,
+    Metadata,
 }
 
 impl Section {
@@ -74,6 +75,7 @@ impl Section {
             Section::Code => "code",
             Section::Ro => "read-only data",
             Section::Rw => "read-write data",
+            Section::Metadata => "metadata",
         }
     }
 }
@@ -87,6 +89,10 @@ pub(super) struct Parsed {
     pub(super) rw: Vec<u8>,
     pub(super) heap_pages: u16,
     pub(super) stack_size: u32,
+    /// The metadata blob's bytes, if a `.metadata` section appeared.
+    pub(super) metadata: Option<Vec<u8>>,
+    /// `.code_blob`: the output is a GP code blob.
+    pub(super) code_blob: bool,
     /// Jump-table entries as written (a label or `@N`), with their lines.
     pub(super) jump_table: Vec<(usize, Operand)>,
 }
@@ -109,6 +115,9 @@ pub(super) fn parse(src: &str) -> Result<Parsed, AsmError> {
                 Section::Code => LabelDef::Code(p.code.len()),
                 Section::Ro => LabelDef::Ro(p.ro.len() as u32),
                 Section::Rw => LabelDef::Rw(p.rw.len() as u32),
+                Section::Metadata => {
+                    return Err(err(K::WrongSection("a label", section.name())));
+                }
             };
             if p.labels.insert(name.to_owned(), (def, line)).is_some() {
                 return Err(err(K::DuplicateLabel(name.to_owned())));
@@ -162,13 +171,21 @@ fn directive_line(
         }
     };
     match name {
-        "code" | "ro" | "rw" => {
+        "code" | "ro" | "rw" | "metadata" => {
             count(0, "no operands")?;
             *section = match name {
                 "code" => Section::Code,
                 "ro" => Section::Ro,
-                _ => Section::Rw,
+                "rw" => Section::Rw,
+                _ => {
+                    p.metadata.get_or_insert_with(Vec::new);
+                    Section::Metadata
+                }
             };
+        }
+        "code_blob" => {
+            count(0, "no operands")?;
+            p.code_blob = true;
         }
         "stack" => {
             let n = number(count(1, "bytes")?[0])?;
@@ -258,6 +275,7 @@ fn data(s: Section, p: &mut Parsed) -> Option<&mut Vec<u8>> {
     match s {
         Section::Ro => Some(&mut p.ro),
         Section::Rw => Some(&mut p.rw),
+        Section::Metadata => p.metadata.as_mut(),
         Section::Code => None,
     }
 }

@@ -11,6 +11,28 @@ fn err(src: &str) -> AsmErrorKind {
     assemble(src).unwrap_err().kind
 }
 
+/// `.metadata` prefixes the standard blob with a metadata blob; `.code_blob` asks
+/// for a code blob, which cannot hold data or metadata; metadata has no labels.
+#[test]
+fn metadata_section_and_code_blob_directive() {
+    let a = assemble(".metadata\n.ascii \"svc\"\n.code\ntrap\n").unwrap();
+    assert_eq!(a.metadata.as_deref(), Some(&b"svc"[..]));
+    let blob = a.blob(false).unwrap();
+    assert_eq!(&blob[..4], b"\x03svc");
+    assert_eq!(&blob[4..], &a.standard_blob().unwrap()[..]);
+    let a = assemble(".code_blob\ntrap\n").unwrap();
+    assert_eq!(a.blob(false).unwrap(), a.code_blob());
+    let a = assemble(".code_blob\n.ro\n.u8 1\n.code\ntrap\n").unwrap();
+    assert!(
+        a.blob(false)
+            .unwrap_err()
+            .to_string()
+            .contains("code blob cannot hold")
+    );
+    let e = assemble(".metadata\nname: .u8 1\n").unwrap_err();
+    assert!(e.to_string().contains("metadata"), "{e}");
+}
+
 #[test]
 fn assembles_the_worked_example_e1_bytes() {
     let a = asm("load_imm r1, 10\nload_imm r2, 3\ndiv_u_64 r3, r1, r2\nadd_imm_64 r4, r3, 1\ntrap");

@@ -62,10 +62,15 @@ impl StandardProgram {
     /// Parse a standard program blob preceded by a metadata blob `E(|m|) ‖ m`
     /// (the form JAM service code takes); the metadata is skipped.
     pub fn parse_with_metadata(bytes: &[u8]) -> Result<StandardProgram, BlobError> {
+        Self::parse_keeping_metadata(bytes).map(|(_, sp)| sp)
+    }
+
+    /// [`StandardProgram::parse_with_metadata`], returning the metadata bytes too.
+    pub fn parse_keeping_metadata(bytes: &[u8]) -> Result<(Vec<u8>, StandardProgram), BlobError> {
         let mut r = Reader::new(bytes);
         let len = r.compact("metadata length")?;
-        r.take(len, "metadata")?;
-        Self::parse_from(r)
+        let metadata = r.take(len, "metadata")?.to_vec();
+        Ok((metadata, Self::parse_from(r)?))
     }
 
     fn parse_from(mut r: Reader<'_>) -> Result<StandardProgram, BlobError> {

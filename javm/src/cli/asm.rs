@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use javm_exec::asm::assemble;
-use javm_exec::disasm::{disassemble, disassemble_standard};
+use javm_exec::disasm::{disassemble_code_blob, disassemble_standard, disassemble_with_metadata};
 
 use javm_exec::GasProfile;
 
@@ -21,18 +21,7 @@ pub(super) fn asm(
     let name = display(input);
     let text = std::str::from_utf8(&bytes).map_err(|e| format!("{name}: not UTF-8: {e}"))?;
     let a = assemble(text).map_err(|e| format!("{name}: {e}"))?;
-    a.program().map_err(|e| format!("{name}: {e}"))?;
-    let blob = if code_blob {
-        if a.has_data() {
-            return Err(format!(
-                "{name}: a code blob cannot hold .ro/.rw data, .heap or .stack; drop --code-blob"
-            )
-            .into());
-        }
-        a.code_blob()
-    } else {
-        a.standard_blob().map_err(|e| format!("{name}: {e}"))?
-    };
+    let blob = a.blob(code_blob).map_err(|e| format!("{name}: {e}"))?;
     // Standard input assembles to standard output unless -o says otherwise.
     let out = output.unwrap_or_else(|| {
         if is_stdio(input) {
@@ -66,7 +55,8 @@ pub(super) fn disasm(
     }
     let text = match load(input, format)? {
         Loaded::Standard(s) => disassemble_standard(&s),
-        Loaded::Code(p) => disassemble(&p),
+        Loaded::WithMetadata(m, s) => disassemble_with_metadata(&m, &s),
+        Loaded::Code(p) => disassemble_code_blob(&p),
     };
     out!("{text}");
     Ok(ExitCode::SUCCESS)

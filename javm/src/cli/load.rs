@@ -14,6 +14,8 @@ use super::FormatArg;
 pub(crate) enum Loaded {
     /// A standard program (data, heap, stack and code).
     Standard(StandardProgram),
+    /// A standard program preceded by a metadata blob (its bytes).
+    WithMetadata(Vec<u8>, StandardProgram),
     /// A bare code blob.
     Code(Arc<Program>),
 }
@@ -22,7 +24,7 @@ impl Loaded {
     /// As a standard program (a code blob gets no data, heap or stack).
     pub(crate) fn into_standard(self) -> StandardProgram {
         match self {
-            Loaded::Standard(s) => s,
+            Loaded::Standard(s) | Loaded::WithMetadata(_, s) => s,
             Loaded::Code(program) => StandardProgram {
                 ro_data: vec![],
                 rw_data: vec![],
@@ -97,8 +99,8 @@ pub(crate) fn load(path: &Path, format: FormatArg) -> Result<Loaded, String> {
         FormatArg::Std => StandardProgram::parse(&bytes)
             .map(Loaded::Standard)
             .map_err(|e| format!("{name}: not a standard program blob: {e}")),
-        FormatArg::StdMeta => StandardProgram::parse_with_metadata(&bytes)
-            .map(Loaded::Standard)
+        FormatArg::StdMeta => StandardProgram::parse_keeping_metadata(&bytes)
+            .map(|(m, s)| Loaded::WithMetadata(m, s))
             .map_err(|e| format!("{name}: not a standard program blob with metadata: {e}")),
         FormatArg::Code => parse_code_blob(&bytes)
             .map(|p| Loaded::Code(Arc::new(p)))
@@ -108,8 +110,8 @@ pub(crate) fn load(path: &Path, format: FormatArg) -> Result<Loaded, String> {
                 Ok(s) => return Ok(Loaded::Standard(s)),
                 Err(e) => e,
             };
-            if let Ok(s) = StandardProgram::parse_with_metadata(&bytes) {
-                return Ok(Loaded::Standard(s));
+            if let Ok((m, s)) = StandardProgram::parse_keeping_metadata(&bytes) {
+                return Ok(Loaded::WithMetadata(m, s));
             }
             let code_err = match parse_code_blob(&bytes) {
                 Ok(p) => return Ok(Loaded::Code(Arc::new(p))),

@@ -69,11 +69,13 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Write a plain GP code blob instead of a standard program (no data,
-        /// heap or stack allowed).
+        /// heap, stack or metadata allowed), as the `.code_blob` directive does.
         #[arg(long)]
         code_blob: bool,
     },
-    /// Disassemble a program blob into assembly source that reassembles to it.
+    /// Disassemble a program blob into assembly source that reassembles to the same
+    /// bytes (a code blob under `.code_blob`, a metadata prefix as a `.metadata`
+    /// section).
     Disasm {
         /// The blob.
         input: PathBuf,
