@@ -145,6 +145,10 @@ impl<I: Instance> Instance for BuggyInstance<I> {
         self.inner.next_pc()
     }
 
+    fn panic_reason(&self) -> Option<javm_exec::PanicReason> {
+        self.inner.panic_reason()
+    }
+
     fn set_pc(&mut self, pc: u32) {
         self.inner.set_pc(pc);
     }

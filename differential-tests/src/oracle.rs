@@ -124,6 +124,7 @@ impl std::fmt::Display for Divergence {
 struct Snapshot {
     pc: u32,
     next_pc: Option<u32>,
+    panic_reason: Option<javm_exec::PanicReason>,
     gas: i64,
     regs: [u64; 13],
     pages: Vec<(u32, PageKind, PageState)>,
@@ -167,6 +168,7 @@ fn snapshot<I: Instance>(inst: &I, layout: &MemoryLayout) -> Snapshot {
     Snapshot {
         pc: inst.pc(),
         next_pc: inst.next_pc(),
+        panic_reason: inst.panic_reason(),
         gas: inst.gas(),
         regs: inst.regs(),
         pages,
@@ -182,6 +184,12 @@ fn diff(a: &Snapshot, b: &Snapshot) -> Option<String> {
     }
     if a.next_pc != b.next_pc {
         return Some(format!("next pc: {:?} vs {:?}", a.next_pc, b.next_pc));
+    }
+    if a.panic_reason != b.panic_reason {
+        return Some(format!(
+            "panic reason: {:?} vs {:?}",
+            a.panic_reason, b.panic_reason
+        ));
     }
     if a.gas != b.gas {
         return Some(format!("gas: {} vs {}", a.gas, b.gas));
@@ -338,6 +346,13 @@ pub fn compare<A: Engine, B: Engine>(a: &A, b: &B, case: &Case) -> Result<Trace,
         let sa = snapshot(&ia, &case.layout);
         if let Some(d) = diff(&sa, &snapshot(&ib, &case.layout)) {
             return Err(diverge(n, d));
+        }
+        // Every panic says why, and nothing else claims a panic reason.
+        if (exit_a == Ok(Exit::Panic)) != sa.panic_reason.is_some() {
+            return Err(diverge(
+                n,
+                format!("exit {exit_a:?} with panic reason {:?}", sa.panic_reason),
+            ));
         }
         let Ok(exit) = exit_a else { break };
         trace.exits.push(exit);

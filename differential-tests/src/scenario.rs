@@ -1151,7 +1151,7 @@ impl Results {
                     Ok(CallResult::Faulted { reason, .. }) => {
                         self.faults[match reason {
                             javm::Fault::Trap => 0,
-                            javm::Fault::Panic => 1,
+                            javm::Fault::Panic(_) => 1,
                             javm::Fault::PageFault(_) => 2,
                             javm::Fault::OutOfGas => 3,
                         }] += 1

@@ -22,8 +22,8 @@ use crate::program::{Program, ProgramHash};
 pub enum Exit {
     /// A dynamic jump to `0xFFFF0000`.
     Halt,
-    /// An invalid instruction, a bad jump target, GP `sbrk`-less `sbrk`, or (under
-    /// `gp`) a bad access below 0x10000.
+    /// An invalid instruction, a bad jump target, `sbrk` under `jar1`, or (under
+    /// `gp`) a bad access below 0x10000; [`Instance::panic_reason`] says which.
     Panic,
     /// `trap` (opcode 0), including the implicit trap past the end of the code.
     Trap,
@@ -235,6 +235,9 @@ pub trait Instance {
     fn pc(&self) -> u32;
     /// Where the next `run` continues, `None` after halt, panic or trap.
     fn next_pc(&self) -> Option<u32>;
+    /// Why the run panicked, after an [`Exit::Panic`] (`None` otherwise); the same
+    /// on both engines ([`crate::panic::panic_reason`]).
+    fn panic_reason(&self) -> Option<crate::PanicReason>;
     /// Continue at `pc` on the next `run`, charging its block if `pc` starts one.
     /// A `pc` inside a block continues there *without* charging the rest of that
     /// block: that is how a run resumes after a page fault or a host action, and it

@@ -64,6 +64,7 @@ pub mod isa;
 pub mod memop;
 pub mod memory;
 pub mod ops;
+pub mod panic;
 pub mod program;
 
 pub use engine::{
@@ -74,4 +75,5 @@ pub use instruction::{Instruction, Target};
 pub use interp::{InterpInstance, Interpreter};
 pub use isa::{NUM_REGS, Opcode, Reg};
 pub use memory::{MemoryLayout, PageKind, PageState};
+pub use panic::PanicReason;
 pub use program::{Program, ProgramError, ProgramHash};

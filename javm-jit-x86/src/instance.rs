@@ -413,6 +413,18 @@ impl Instance for JitInstance {
         self.resume.next_pc(&self.module.program, self.pc)
     }
 
+    fn panic_reason(&self) -> Option<javm_exec::PanicReason> {
+        (self.resume == Resume::Done(Exit::Panic))
+            .then(|| {
+                javm_exec::panic::panic_reason(
+                    &self.module.program,
+                    self.module.schedule.profile(),
+                    self.pc,
+                )
+            })
+            .flatten()
+    }
+
     fn set_pc(&mut self, pc: u32) {
         self.pc = pc;
         self.resume = Resume::at_pc(&self.module.program, self.module.schedule.profile(), pc);

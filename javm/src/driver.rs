@@ -204,7 +204,12 @@ impl<E: Engine> Driver<E> {
                     }),
                     Exit::Halt => Ok(hostops::HALT),
                     Exit::Trap => Err(Step::Fault(Fault::Trap)),
-                    Exit::Panic => Err(Step::Fault(Fault::Panic)),
+                    Exit::Panic => Err(Step::Fault(Fault::Panic(
+                        frame
+                            .inst
+                            .panic_reason()
+                            .ok_or_else(|| internal("a panic without a reason"))?,
+                    ))),
                     Exit::PageFault(a) => Err(Step::Fault(Fault::PageFault(a))),
                     Exit::OutOfGas => Err(Step::OutOfGas { retry: None }),
                 },
@@ -328,7 +333,7 @@ impl<E: Engine> Driver<E> {
         };
         let (status, detail) = match fault {
             Fault::Trap => (hostops::CALL_TRAP, 0),
-            Fault::Panic => (hostops::CALL_PANIC, 0),
+            Fault::Panic(_) => (hostops::CALL_PANIC, 0),
             Fault::PageFault(a) => (hostops::CALL_PAGE_FAULT, u64::from(a)),
             Fault::OutOfGas => return Err(internal("a nested out of gas is not a fault")),
         };

@@ -24,8 +24,8 @@ pub const MAX_CALL_DEPTH: usize = 256;
 pub enum Fault {
     /// `trap`, the implicit trap past the code, or a host-op error.
     Trap,
-    /// An invalid instruction or jump.
-    Panic,
+    /// An invalid instruction or jump, and why.
+    Panic(javm_exec::PanicReason),
     /// An access to an inaccessible page (the page's address).
     PageFault(u32),
     /// The gas pool ran out and no catcher took the out-of-gas marker.
@@ -36,7 +36,7 @@ impl std::fmt::Display for Fault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Fault::Trap => f.write_str("trap"),
-            Fault::Panic => f.write_str("panic"),
+            Fault::Panic(why) => write!(f, "panic ({why})"),
             Fault::PageFault(a) => write!(f, "page-fault {a:#x}"),
             Fault::OutOfGas => f.write_str("out-of-gas"),
         }

@@ -230,6 +230,29 @@ fn run_non_halting_exits_1() {
 }
 
 #[test]
+fn run_says_why_a_program_panicked() {
+    let src = temp("panic.s");
+    std::fs::write(&src, "load_imm r1, 3\njump_ind r1, 0\n").unwrap();
+    let src = src.to_str().unwrap();
+    let o = javm(&["run", src]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("exit: panic (dynamic jump to an address the jump table does not map)"),
+        "{}",
+        stdout(&o)
+    );
+    let o = javm(&["run", src, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["panic_reason"], "invalid-jump-address");
+    let o = javm(&["run", src, "--trace"]);
+    assert!(
+        stderr(&o).contains("[trace] panic at pc 3: dynamic jump"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn run_trace_prints_blocks() {
     let o = javm(&["run", "examples/fib.pvm", "--arg", "03000000", "--trace"]);
     assert_eq!(o.status.code(), Some(0));

@@ -80,6 +80,18 @@ impl Instance for InterpInstance {
         self.resume.next_pc(&self.module.program, self.pc)
     }
 
+    fn panic_reason(&self) -> Option<crate::PanicReason> {
+        (self.resume == Resume::Done(Exit::Panic))
+            .then(|| {
+                crate::panic::panic_reason(
+                    &self.module.program,
+                    self.module.schedule.profile(),
+                    self.pc,
+                )
+            })
+            .flatten()
+    }
+
     fn set_pc(&mut self, pc: u32) {
         self.pc = pc;
         self.resume = Resume::at_pc(&self.module.program, self.module.schedule.profile(), pc);

@@ -94,6 +94,7 @@ fn execute<E: Engine>(
             "exit": exit_name(exit),
             "page_fault_address": match exit { Exit::PageFault(a) => Some(a), _ => None },
             "host_call": match exit { Exit::HostCall(id) => Some(id), _ => None },
+            "panic_reason": inst.panic_reason().map(|r| r.name()),
             "pc": inst.pc(),
             "gas_used": json_u64((initial_gas - gas_left) as u64),
             "gas_left": json_u64(gas_left as u64),
@@ -108,7 +109,10 @@ fn execute<E: Engine>(
             report.push_str(&l);
             report.push('\n');
         };
-        line(format!("exit: {exit}"));
+        match inst.panic_reason() {
+            Some(why) => line(format!("exit: {exit} ({why})")),
+            None => line(format!("exit: {exit}")),
+        }
         if let Exit::HostCall(_) | Exit::Ecall = exit {
             line(
                 "note: `javm run` provides no host functions; the program stopped at its host call"
@@ -188,7 +192,10 @@ fn trace<I: Instance>(inst: &mut I) -> Result<Exit, String> {
             changed.join(" ")
         );
         if let Some(exit) = step {
-            eprintln!("[trace] {exit} at pc {}", inst.pc());
+            match inst.panic_reason() {
+                Some(why) => eprintln!("[trace] {exit} at pc {}: {why}", inst.pc()),
+                None => eprintln!("[trace] {exit} at pc {}", inst.pc()),
+            }
             return Ok(exit);
         }
     }
