@@ -99,9 +99,9 @@ pub fn diff(data: &[u8]) {
 
 /// The interpreter against the recompiler (against itself where there is none).
 fn compare_engines(case: &Case) -> Result<(), crate::oracle::Divergence> {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[cfg(jit)]
     let r = compare(&Interpreter::new(), crate::jit(), case);
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    #[cfg(not(jit))]
     let r = compare(&Interpreter::new(), &Interpreter::new(), case);
     r.map(|_| ())
 }

@@ -51,7 +51,7 @@ macro_rules! engine_tests {
                 }
             )*
         }
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        #[cfg(jit)]
         mod jit {
             $(
                 #[test]
@@ -65,7 +65,7 @@ macro_rules! engine_tests {
 
 /// The process-wide recompiler the tests share (so its module cache is shared too).
 /// Panics if the host cannot run it: the test suites require it on x86-64 Linux.
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cfg(jit)]
 pub fn jit() -> &'static javm_jit_x86::Recompiler {
     static JIT: std::sync::OnceLock<javm_jit_x86::Recompiler> = std::sync::OnceLock::new();
     JIT.get_or_init(|| javm_jit_x86::Recompiler::new().expect("the recompiler is available"))

@@ -58,9 +58,9 @@ fn assert_agree(r: &CampaignResult) {
 fn campaigns_agree_and_cover_every_opcode_and_exit() {
     let mut coverage = Coverage::default();
     for (profile, seed) in [(GasProfile::Jar1, 1), (GasProfile::Gp, 2)] {
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        #[cfg(jit)]
         let r = campaign(differential_tests::jit(), Some(profile), cases(), seed);
-        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        #[cfg(not(jit))]
         let r = campaign(&Interpreter::new(), Some(profile), cases(), seed);
         assert_agree(&r);
         println!(
@@ -97,9 +97,9 @@ fn campaigns_agree_and_cover_every_opcode_and_exit() {
 /// A wrong engine must be caught, with a difference naming `expected`.
 fn detects(bug: Bug, expected: &str) {
     // The wrong engine wraps the recompiler where it exists.
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[cfg(jit)]
     let wrong = Buggy::new(javm_jit_x86::Recompiler::new().expect("recompiler"), bug);
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    #[cfg(not(jit))]
     let wrong = Buggy::new(Interpreter::new(), bug);
     let r = campaign(&wrong, None, 5000, 7);
     let f = r
@@ -155,9 +155,9 @@ fn regression_corpus_replays() {
         let case = reg
             .case()
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        #[cfg(jit)]
         let trace = compare(&Interpreter::new(), differential_tests::jit(), &case);
-        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        #[cfg(not(jit))]
         let trace = compare(&Interpreter::new(), &Interpreter::new(), &case);
         let trace = trace.unwrap_or_else(|d| panic!("{}: {d}", path.display()));
         if bless {

@@ -7,6 +7,8 @@
 //! The default run walks 4 096 pages; `JAVM_FULL_RESOURCE_TEST=1` walks the
 //! original report's 32 767 pages and ten times that.
 
+#![cfg(jit)]
+
 use differential_tests::{Case, jit};
 use javm_exec::{Engine, Exit, Instance, Interpreter, PageKind};
 

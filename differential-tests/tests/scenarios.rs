@@ -21,14 +21,14 @@ fn cases() -> u32 {
 }
 
 fn campaign(cases: u32, seed: u64) -> ScenarioCampaign {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[cfg(jit)]
     let r = run_scenarios(
         Interpreter::new,
         || javm_jit_x86::Recompiler::new().expect("the recompiler is available"),
         cases,
         seed,
     );
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    #[cfg(not(jit))]
     let r = run_scenarios(Interpreter::new, Interpreter::new, cases, seed);
     r
 }

@@ -4,6 +4,8 @@
 //! the base changed between stores, faults and host actions mid-block. Every exit,
 //! register, gas value, page state and byte is compared by the differential oracle.
 
+#![cfg(jit)]
+
 use std::sync::Arc;
 
 use differential_tests::jit;

@@ -41,7 +41,7 @@ fn main() {
         trials.push(Trial::test(format!("interp::{name}"), move || {
             check(&javm_exec::Interpreter::new(), &f)
         }));
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        #[cfg(jit)]
         {
             let f = file.clone();
             trials.push(Trial::test(format!("jit::{name}"), move || {

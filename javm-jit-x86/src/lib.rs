@@ -13,7 +13,7 @@
 //! * `window` — guest windows with a guard region, pooled;
 //! * `signal` — the fault handler and per-thread signal stacks;
 //! * `instance` — the run loop, exits, host access to guest memory;
-//! * [`native`] — disassembly of the emitted code (iced-x86).
+//! * `native` — disassembly of the emitted code (iced-x86; cargo feature `disasm`).
 //!
 //! The crate builds on every platform, but the engine exists only on x86-64 Linux;
 //! elsewhere [`Recompiler::new`] is absent and [`is_available`] returns false.
@@ -51,7 +51,7 @@ mod ctx;
 mod instance;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod module;
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cfg(all(feature = "disasm", target_arch = "x86_64", target_os = "linux"))]
 pub mod native;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod signal;

@@ -134,11 +134,11 @@ fn compile<E: Engine>(c: &mut Criterion, make: &dyn Fn() -> E, program: &Arc<jav
 
 fn benches(c: &mut Criterion) {
     let interp = Interpreter::new();
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[cfg(jit)]
     let jit = javm_jit_x86::Recompiler::new().ok();
     for w in WORKLOADS {
         execute(c, &interp, w);
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        #[cfg(jit)]
         if let Some(jit) = &jit {
             execute(c, jit, w);
         }
@@ -148,7 +148,7 @@ fn benches(c: &mut Criterion) {
     hostcall(c, &interp);
     let large = Arc::new(large_program(1 << 20).unwrap());
     compile(c, &Interpreter::new, &large);
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[cfg(jit)]
     if let Some(jit) = &jit {
         create(c, jit);
         first_touch(c, jit);

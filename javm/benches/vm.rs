@@ -32,7 +32,7 @@ fn publish(
 
 fn kinds() -> Vec<EngineKind> {
     let mut kinds = vec![EngineKind::Interp];
-    if javm_jit_x86::is_available() {
+    if javm::jit_available() {
         kinds.push(EngineKind::Jit);
     }
     kinds

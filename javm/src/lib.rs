@@ -76,5 +76,5 @@ pub use kernel_assist::{
 };
 pub use vm::{
     CallResult, EngineVm, Fault, MAX_CALL_DEPTH, OUT_OF_GAS_MARKER, OpCount, Vm, VmConfig, VmError,
-    VmStats, auto_engine,
+    VmStats, auto_engine, jit_available,
 };

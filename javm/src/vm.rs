@@ -142,9 +142,22 @@ impl Default for VmConfig {
     }
 }
 
+/// Whether the recompiler is compiled in (cargo feature `jit`) and can run on this
+/// host (x86-64 Linux with BMI1, BMI2, LZCNT and POPCNT).
+pub fn jit_available() -> bool {
+    #[cfg(jit)]
+    {
+        javm_jit_x86::is_available()
+    }
+    #[cfg(not(jit))]
+    {
+        false
+    }
+}
+
 /// The engine `auto` picks: the recompiler where it runs, else the interpreter.
 pub fn auto_engine() -> EngineKind {
-    if javm_jit_x86::is_available() {
+    if jit_available() {
         EngineKind::Jit
     } else {
         EngineKind::Interp
@@ -247,7 +260,7 @@ impl<E: Engine, K: KernelAssist> EngineVm<E, K> {
 
 enum Core<K: KernelAssist> {
     Interp(EngineVm<Interpreter, K>),
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[cfg(jit)]
     Jit(EngineVm<javm_jit_x86::Recompiler, K>),
 }
 
@@ -255,7 +268,7 @@ macro_rules! with_core {
     ($core:expr, $d:ident => $body:expr) => {
         match $core {
             Core::Interp($d) => $body,
-            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            #[cfg(jit)]
             Core::Jit($d) => $body,
         }
     };
@@ -276,13 +289,13 @@ impl<K: KernelAssist> Vm<K> {
     pub fn with_config(kind: EngineKind, kernel: K, config: VmConfig) -> Result<Self, VmError> {
         let core = match kind {
             EngineKind::Interp => Core::Interp(EngineVm::new(Interpreter::new(), kernel, config)),
-            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            #[cfg(jit)]
             EngineKind::Jit => Core::Jit(EngineVm::new(
                 javm_jit_x86::Recompiler::new()?,
                 kernel,
                 config,
             )),
-            #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+            #[cfg(not(jit))]
             EngineKind::Jit => {
                 return Err(VmError::Engine(EngineError::Unavailable(
                     "the x86-64 recompiler is not available on this host; use the interpreter"
@@ -297,7 +310,7 @@ impl<K: KernelAssist> Vm<K> {
     pub fn engine(&self) -> EngineKind {
         match &self.core {
             Core::Interp(_) => EngineKind::Interp,
-            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            #[cfg(jit)]
             Core::Jit(_) => EngineKind::Jit,
         }
     }

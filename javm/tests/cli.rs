@@ -98,7 +98,7 @@ fn run_json_with_an_argument() {
     assert_eq!(v["output"], "3700000000000000", "F(10) = 55");
     assert_eq!(v["profile"], "jar1");
     // `auto` picks the recompiler where it can run.
-    let auto = if javm_jit_x86::is_available() {
+    let auto = if javm::jit_available() {
         "jit"
     } else {
         "interp"
@@ -288,7 +288,7 @@ fn bad_usage_and_input_exit_2_with_one_line() {
         &javm(&["run", asm.to_str().unwrap()]),
         "line 2: unknown mnemonic `bogus`",
     );
-    if !javm_jit_x86::is_available() {
+    if !javm::jit_available() {
         assert_usage_error(
             &javm(&["run", "--engine", "jit", "examples/hello.pvm"]),
             "--engine=interp",
@@ -580,7 +580,7 @@ fn help_lists_the_commands() {
 
 #[test]
 fn both_engines_print_the_same_result() {
-    if !javm_jit_x86::is_available() {
+    if !javm::jit_available() {
         return;
     }
     for prog in [
@@ -602,7 +602,7 @@ fn both_engines_print_the_same_result() {
 
 #[test]
 fn jit_passes_the_conformance_suite_and_disassembles() {
-    if !javm_jit_x86::is_available() {
+    if !javm::jit_available() {
         return;
     }
     let o = javm(&["test-vectors", "--engine", "jit", "vectors/pvm-gp-0.4"]);

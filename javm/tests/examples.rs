@@ -12,7 +12,7 @@ fn root() -> PathBuf {
 }
 
 fn engines() -> Vec<&'static str> {
-    if javm_jit_x86::is_available() {
+    if javm::jit_available() {
         vec!["interp", "jit"]
     } else {
         vec!["interp"]

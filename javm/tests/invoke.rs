@@ -51,7 +51,7 @@ fn put(store: &Path, args: &[&str]) -> serde_json::Value {
 }
 
 fn engines() -> Vec<&'static str> {
-    if javm_jit_x86::is_available() {
+    if javm::jit_available() {
         vec!["interp", "jit"]
     } else {
         vec!["interp"]

@@ -135,7 +135,7 @@ fn main() -> ExitCode {
         ProfileArg::Gp => vec![GasProfile::Gp],
         ProfileArg::Both => vec![GasProfile::Jar1, GasProfile::Gp],
     };
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[cfg(jit)]
     let b = match javm_jit_x86::Recompiler::new() {
         Ok(b) => {
             eprintln!("engines: interp vs jit");
@@ -146,7 +146,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    #[cfg(not(jit))]
     let b = {
         eprintln!("engines: interp vs interp (no recompiler on this host)");
         Interpreter::new()
@@ -194,9 +194,9 @@ fn main() -> ExitCode {
 }
 
 fn scenarios(total: u64, seed: u64, jobs: usize) -> ExitCode {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[cfg(jit)]
     let jit = || javm_jit_x86::Recompiler::new();
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    #[cfg(not(jit))]
     let jit = || Ok::<_, javm_exec::EngineError>(Interpreter::new());
     if let Err(e) = jit() {
         eprintln!("error: {e}");

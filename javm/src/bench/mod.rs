@@ -83,25 +83,25 @@ fn calls(n: u32) -> Vec<u8> {
 pub const WORKLOADS: &[Workload] = &[
     Workload {
         name: "fib",
-        source: include_str!("../../../examples/fib.s"),
+        source: include_str!("../../examples/fib.s"),
         n: 10_000_000,
         expected: fib,
     },
     Workload {
         name: "sieve",
-        source: include_str!("../../../examples/sieve.s"),
+        source: include_str!("../../examples/sieve.s"),
         n: 1_000_000,
         expected: sieve,
     },
     Workload {
         name: "sort",
-        source: include_str!("../../../examples/sort.s"),
+        source: include_str!("../../examples/sort.s"),
         n: 2_000,
         expected: sorted,
     },
     Workload {
         name: "hash",
-        source: include_str!("../../../examples/hash.s"),
+        source: include_str!("../../examples/hash.s"),
         n: 1_000_000,
         expected: fnv,
     },
@@ -110,7 +110,7 @@ pub const WORKLOADS: &[Workload] = &[
 /// The host-call workload: `n` `ecalli 0` exits, each answered by doing nothing.
 pub const HOSTCALL: Workload = Workload {
     name: "hostcall",
-    source: include_str!("../../../examples/hostcall.s"),
+    source: include_str!("../../examples/hostcall.s"),
     n: 100_000,
     expected: calls,
 };

@@ -123,13 +123,13 @@ pub fn settle_sampler(
     }
     match kind {
         EngineKind::Interp => settle_on(Interpreter::new(), dirty, mapped_pages),
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        #[cfg(jit)]
         EngineKind::Jit => settle_on(
             javm_jit_x86::Recompiler::new().map_err(|e| e.to_string())?,
             dirty,
             mapped_pages,
         ),
-        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        #[cfg(not(jit))]
         EngineKind::Jit => Err("the x86-64 recompiler is not available on this host".into()),
     }
 }

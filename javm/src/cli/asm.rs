@@ -63,7 +63,7 @@ pub(super) fn disasm(
 }
 
 /// `javm disasm --native`: each PVM instruction followed by its x86-64 code.
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cfg(jit)]
 fn native_listing(
     input: &Path,
     format: FormatArg,
@@ -71,7 +71,7 @@ fn native_listing(
 ) -> Result<ExitCode, CliError> {
     use javm_exec::{Engine, GasSchedule};
 
-    if !javm_jit_x86::is_available() {
+    if !javm::jit_available() {
         return Err(super::JIT_UNAVAILABLE.into());
     }
     let sp = load(input, format)?.into_standard();
@@ -85,7 +85,7 @@ fn native_listing(
     Ok(ExitCode::SUCCESS)
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[cfg(not(jit))]
 fn native_listing(_: &Path, _: FormatArg, _: GasProfile) -> Result<ExitCode, CliError> {
     Err(super::JIT_UNAVAILABLE.into())
 }

@@ -33,7 +33,7 @@ fn engines(choice: Option<EngineArg>) -> Result<Vec<EngineKind>, String> {
     Ok(match choice {
         None => {
             let mut v = vec![EngineKind::Interp];
-            if javm_jit_x86::is_available() {
+            if javm::jit_available() {
                 v.push(EngineKind::Jit);
             }
             v
@@ -45,7 +45,7 @@ fn engines(choice: Option<EngineArg>) -> Result<Vec<EngineKind>, String> {
 fn figures(kind: EngineKind, w: &javm::bench::Workload, samples: usize) -> Result<Figures, String> {
     match kind {
         EngineKind::Interp => measure(&Interpreter::new, w, samples),
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        #[cfg(jit)]
         EngineKind::Jit => {
             super::recompiler()?;
             measure(
@@ -54,7 +54,7 @@ fn figures(kind: EngineKind, w: &javm::bench::Workload, samples: usize) -> Resul
                 samples,
             )
         }
-        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        #[cfg(not(jit))]
         EngineKind::Jit => Err(super::JIT_UNAVAILABLE.into()),
     }
 }
@@ -66,7 +66,7 @@ fn compile_large(
 ) -> Result<(Duration, Duration), String> {
     match kind {
         EngineKind::Interp => measure_compile(&Interpreter::new, program, samples),
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        #[cfg(jit)]
         EngineKind::Jit => {
             super::recompiler()?;
             measure_compile(
@@ -75,7 +75,7 @@ fn compile_large(
                 samples,
             )
         }
-        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        #[cfg(not(jit))]
         EngineKind::Jit => Err(super::JIT_UNAVAILABLE.into()),
     }
 }

@@ -324,14 +324,19 @@ fn engine(choice: EngineArg) -> Result<EngineKind, String> {
     match choice {
         EngineArg::Interp => Ok(EngineKind::Interp),
         EngineArg::Auto => Ok(javm::auto_engine()),
-        EngineArg::Jit if javm_jit_x86::is_available() => Ok(EngineKind::Jit),
+        EngineArg::Jit if javm::jit_available() => Ok(EngineKind::Jit),
         EngineArg::Jit => Err(JIT_UNAVAILABLE.into()),
     }
 }
 
 /// Why `--engine=jit` cannot run here.
+#[cfg(jit)]
 const JIT_UNAVAILABLE: &str = "the x86-64 recompiler is not available on this host (it needs \
      x86-64 Linux and a CPU with BMI1, BMI2, LZCNT and POPCNT); use --engine=interp";
+/// Why `--engine=jit` cannot run here.
+#[cfg(not(jit))]
+const JIT_UNAVAILABLE: &str = "this javm is built without the x86-64 recompiler (cargo \
+     feature `jit`, which needs x86-64 Linux); use --engine=interp";
 
 /// A gas amount: decimal digits (with optional `_` separators), 0 to 2^63 - 1.
 fn parse_gas(option: &str, s: &str) -> Result<u64, String> {
@@ -368,7 +373,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// A recompiler, or the reason there is none.
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cfg(jit)]
 fn recompiler() -> Result<javm_jit_x86::Recompiler, String> {
     javm_jit_x86::Recompiler::new().map_err(|e| e.to_string())
 }

@@ -52,14 +52,14 @@ pub(super) fn run(args: RunArgs) -> Result<ExitCode, CliError> {
             init,
             &args,
         ),
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        #[cfg(jit)]
         EngineKind::Jit => execute(
             &super::recompiler()?.with_memory_limit(args.max_memory),
             &sp.program,
             init,
             &args,
         ),
-        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        #[cfg(not(jit))]
         EngineKind::Jit => Err(super::JIT_UNAVAILABLE.into()),
     }
 }

@@ -49,9 +49,9 @@ pub(super) fn test_vectors(a: VectorArgs) -> Result<ExitCode, CliError> {
     }
     let results = match a.kind {
         EngineKind::Interp => run_all(&Interpreter::new(), &files)?,
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        #[cfg(jit)]
         EngineKind::Jit => run_all(&super::recompiler()?, &files)?,
-        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        #[cfg(not(jit))]
         EngineKind::Jit => return Err(super::JIT_UNAVAILABLE.into()),
     };
     let count = |f: fn(&Verdict) -> bool| results.iter().filter(|r| f(&r.verdict)).count();

@@ -18,7 +18,7 @@ pub(crate) const GAS: u64 = 10_000_000;
 /// The engines to compare.
 pub(crate) fn engines() -> Vec<EngineKind> {
     let mut v = vec![EngineKind::Interp];
-    if javm_jit_x86::is_available() {
+    if javm::jit_available() {
         v.push(EngineKind::Jit);
     }
     v
