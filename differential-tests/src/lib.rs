@@ -3,7 +3,7 @@
 //!
 //! * `tests/vectors.rs` — the Gray Paper conformance vectors;
 //! * `tests/opcodes.rs` — a hand-checked case for each of the 141 opcodes;
-//! * `tests/semantics.rs` — the edge cases of ISA.md §7;
+//! * `tests/semantics.rs` — the edge cases of docs/ISA.md §7;
 //! * `tests/gas.rs` — the jar1 worked examples, reserves, floors, tiers and
 //!   materialization charges;
 //! * `tests/engine_api.rs` — resuming, stepping, host calls and host memory access.

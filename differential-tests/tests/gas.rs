@@ -1,4 +1,4 @@
-//! jar1 gas, end to end on every engine: the worked examples of ISA.md §5.4, the block
+//! jar1 gas, end to end on every engine: the worked examples of docs/ISA.md §5.4, the block
 //! reserve, the ecalli/ecall floors, the memory tiers, and materialization charges.
 
 use differential_tests::{Case, engine_tests};

@@ -1,7 +1,7 @@
-//! One test per failure mode of `JIT-LESSONS.md` (the ways the previous engines
-//! drifted apart), on every engine. Modes covered elsewhere are listed here too:
+//! One test per failure mode of the previous implementation's recompiler (the ways
+//! its engines drifted apart), on every engine. Modes covered elsewhere are listed here too:
 //!
-//! | Failure mode (JIT-LESSONS) | Test |
+//! | Failure mode | Test |
 //! |---|---|
 //! | SIGFPE on `MIN / −1`; division by zero; 32-bit divisors with a zero low half | `min_over_minus_one_never_traps_the_host`, `semantics::division_by_zero_both_widths` |
 //! | implicit-register clobber (RAX/RCX/RDX in div, mul, shifts, rotates) and 3-operand aliasing | `every_aliasing_of_implicit_register_ops` |

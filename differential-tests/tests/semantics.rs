@@ -1,4 +1,4 @@
-//! The edge cases of ISA.md §7 ("Semantics") and the list, on every engine:
+//! The edge cases of docs/ISA.md §7 ("Semantics") and the list, on every engine:
 //! division edge cases, 32-bit ops on non-canonical inputs, shift masking, dynamic
 //! jumps, static targets outside ϖ, invalid opcodes, running off the end, memory
 //! faults (straddling, wrapping, read-only, holes, the gp low zone), `sbrk`,

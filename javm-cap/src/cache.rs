@@ -1,6 +1,6 @@
 //! `CacheDirectory`: the caps a running VM sees.
 //!
-//! Two tiers (CAPS.md §3): **blobs**, immutable caps by hash (`put_cap` is idempotent
+//! Two tiers (docs/CAPS.md §4): **blobs**, immutable caps by hash (`put_cap` is idempotent
 //! and returns the hash; `get_blob`), and **working entries**, mutable caps by
 //! reference ([`CapRef`]), which the driver edits while instances run and publishes
 //! with [`CacheDirectory::settle`]. Every method takes `&self`; readers run

@@ -64,7 +64,7 @@ impl Hasher {
 }
 
 /// Plain SHA-256 of `data` (no domain tag). Used for page contents, whose hash is the
-/// hash of the 4 KiB page itself (DESIGN.md §6).
+/// hash of the 4 KiB page itself (docs/CAPS.md).
 pub fn sha256(data: &[u8]) -> CapHash {
     Sha256::digest(data).into()
 }

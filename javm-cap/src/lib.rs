@@ -1,6 +1,6 @@
 //! JAVM capabilities: the cap types, their canonical encoding and hashes, the rkyv
 //! wire form, the in-memory [`CacheDirectory`] and the persistent [`CapStore`]
-//! (DESIGN.md §6; the byte formats are specified in `docs/CAPS.md`).
+//! (the types and byte formats are specified in `docs/CAPS.md`).
 //!
 //! * [`cap`]: `Cap = Instance | Image | Data | CNode`, [`CapHashOrRef`], slots and
 //!   paths, all validated on construction;

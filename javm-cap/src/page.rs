@@ -23,7 +23,7 @@ pub struct AlignedPage(pub [u8; PAGE_SIZE]);
 /// A page's bytes plus its content hash (SHA-256 of the 4 KiB page).
 ///
 /// The all-zero page hashes to [`ZERO_HASH`] (the canonical `Empty` page of
-/// DESIGN.md §6), so a zero page built explicitly and an absent page hash alike.
+/// docs/CAPS.md), so a zero page built explicitly and an absent page hash alike.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PageBytes {
     hash: CapHash,

@@ -1,4 +1,4 @@
-//! The [`Engine`] trait both engines implement (DESIGN.md §4), the guest [`Exit`]s
+//! The [`Engine`] trait both engines implement, the guest [`Exit`]s
 //! they return as values, and the [`ModuleCache`] they share programs through.
 //!
 //! Guest outcomes (halt, panic, trap, out of gas, page fault, host call, ecall) are

@@ -1,4 +1,4 @@
-//! Gas constants (DESIGN.md §2.2), kept in one place.
+//! Gas constants (docs/ISA.md §5.3), kept in one place.
 //!
 //! These values are calibration placeholders; every rule that charges gas reads them
 //! from here and nowhere else.

@@ -30,8 +30,8 @@ pub const fn imm(x: i32) -> u64 {
     x as i64 as u64
 }
 
-/// Operand structs, one per [`crate::isa::Format`]; field names follow ISA.md §3.3.
-#[allow(missing_docs, reason = "field names follow ISA.md §3.3")]
+/// Operand structs, one per [`crate::isa::Format`]; field names follow docs/ISA.md §3.3.
+#[allow(missing_docs, reason = "field names follow docs/ISA.md §3.3")]
 pub mod operands {
     use super::{Reg, Target};
 

@@ -1,5 +1,5 @@
 //! The generic reading of a load or store: which address it touches, how many bytes,
-//! and what it writes or where the loaded value goes (ISA.md §5.4).
+//! and what it writes or where the loaded value goes (docs/ISA.md §4).
 //!
 //! The interpreter's dispatch loop and the recompiler's lowering specialise each memory
 //! opcode for speed; code that handles an access generically — the recompiler's

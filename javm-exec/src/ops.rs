@@ -1,4 +1,4 @@
-//! Instruction semantics that are pure functions of register values (ISA.md §4).
+//! Instruction semantics that are pure functions of register values (docs/ISA.md §4).
 //!
 //! Every arithmetic edge case is written once, here: division and remainder by zero,
 //! `MIN / -1` at both widths, shift-count masking, 32-bit sign extension of results.

@@ -1,4 +1,4 @@
-//! Building a running instance from caps (DESIGN.md §3, §7): the memory layout from
+//! Building a running instance from caps (docs/ISA.md §1.3, §7): the memory layout from
 //! the image's mappings, the instance's `mem_size` and overlays and the cnode's data
 //! caps — data-cap pages shared into the layout as `PageRef`s, never copied — and the
 //! entry registers.

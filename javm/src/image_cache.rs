@@ -19,7 +19,7 @@ pub(crate) struct ImageInfo {
     image: ImageCap,
     /// The code, validated and predecoded.
     pub(crate) program: Arc<Program>,
-    /// `call_frame_cost` of entering it (DESIGN.md §2.2).
+    /// `call_frame_cost` of entering it (docs/ISA.md §5.3).
     pub(crate) frame_cost: u64,
 }
 

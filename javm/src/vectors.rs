@@ -1,4 +1,4 @@
-//! The Gray Paper PVM conformance vectors (w3f JSON, ISA.md §2.4): reading them,
+//! The Gray Paper PVM conformance vectors (w3f JSON, docs/ISA.md §2.4): reading them,
 //! running one on any [`Engine`] under the `gp` profile, and comparing every field.
 //!
 //! Reading is strict: integers must be exact (64-bit values are parsed without going

@@ -1,4 +1,4 @@
-//! The [`Vm`] driver (DESIGN.md §7): invoking instances by hash on either engine,
+//! The [`Vm`] driver (docs/DESIGN-DECISIONS.md, the `Vm` driver): invoking instances by hash on either engine,
 //! calls between instances, yields routed to catchers and resumed, and settling the
 //! post-state into new instance caps.
 //!

@@ -319,7 +319,7 @@ impl ImageCap {
 
     /// The number of read-only units — one pinned mapping ∩ one `2^cluster_shift`-byte
     /// cluster — over the image's pinned mappings: the `ro_units` of
-    /// `call_frame_cost` (DESIGN.md §2.2).
+    /// `call_frame_cost` (docs/ISA.md §5.3).
     pub fn ro_units(&self, cluster_shift: u32) -> u64 {
         let mut units = 0u64;
         for m in &self.mappings {

@@ -1,4 +1,4 @@
-//! The capability types (DESIGN.md §6): `Cap = Instance | Image | Data | CNode`, their
+//! The capability types (docs/CAPS.md): `Cap = Instance | Image | Data | CNode`, their
 //! addresses ([`CapHash`], [`CapHashOrRef`], [`SlotIdx`], [`SlotPath`]) and the typed
 //! errors their constructors return. Every constructor validates eagerly, so a value of
 //! these types always satisfies the invariants its docs state.

@@ -1,4 +1,4 @@
-//! The GP code blob (ISA.md §2.1):
+//! The GP code blob (docs/ISA.md §2.1):
 //! `E(|j|) ‖ E1(z) ‖ E(|c|) ‖ E_z(j[0]) … E_z(j[|j|−1]) ‖ c ‖ k`.
 //!
 //! `z` is the jump-table entry width (0 is legal when the table is empty); `k` packs

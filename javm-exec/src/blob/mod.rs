@@ -1,4 +1,4 @@
-//! Program file formats (ISA.md §1.4, §2.1).
+//! Program file formats (docs/ISA.md §1.4, §2.1).
 //!
 //! * [`code`] — the GP code blob ("deblob"): jump table, code and bitmask;
 //! * [`standard`] — the GP standard program blob: read-only data, read-write data,

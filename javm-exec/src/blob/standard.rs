@@ -1,4 +1,4 @@
-//! The GP standard program blob and its initialization Y(p, a) (ISA.md §1.4):
+//! The GP standard program blob and its initialization Y(p, a) (docs/ISA.md §1.4):
 //! `E3(|o|) ‖ E3(|w|) ‖ E2(z) ‖ E3(s) ‖ o ‖ w ‖ E4(|c|) ‖ c`, optionally preceded by
 //! a metadata blob `E(|m|) ‖ m`.
 //!

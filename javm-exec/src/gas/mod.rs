@@ -1,4 +1,4 @@
-//! Gas profiles and block costs (DESIGN.md §2.1).
+//! Gas profiles and block costs (docs/ISA.md §5).
 //!
 //! Gas is charged once per basic block, on entry, by both engines. A [`GasSchedule`]
 //! picks how blocks are priced: the conformance profile `gp` (one per instruction) or

@@ -1,5 +1,5 @@
 //! The block pricing rules: `gp` instruction counts and the `jar1` single-pass
-//! pipeline model (ISA.md §5.2), both defined over one [`BlockWalk`].
+//! pipeline model (docs/ISA.md §5.2), both defined over one [`BlockWalk`].
 //!
 //! A block is walked from its start `pc`, following `pc + 1 + skip(pc)`, up to and
 //! including the first terminator. The position `len(code)` reads as `trap` (ζ), so a
@@ -72,7 +72,7 @@ pub fn block_cost(view: CodeView<'_>, pc: u32, schedule: GasSchedule) -> BlockCo
 }
 
 /// The jar1 cost of the block at `pc`: the single-pass model, then the `ecalli` /
-/// `ecall` floors of DESIGN.md §2.1.
+/// `ecall` floors of docs/ISA.md §5.
 pub fn jar1_cost(view: CodeView<'_>, pc: u32, tier: MemTier) -> u64 {
     let mut last = None;
     let cycles = single_pass(view, pc, tier.mem_cycles(), &mut last);
@@ -83,7 +83,7 @@ pub fn jar1_cost(view: CodeView<'_>, pc: u32, tier: MemTier) -> u64 {
     }
 }
 
-/// The single-pass pipeline model of ISA.md §5.2 for the block at `start`; `last`
+/// The single-pass pipeline model of docs/ISA.md §5.2 for the block at `start`; `last`
 /// receives the last opcode costed. Returns `max(max_done - 3, 1)`.
 fn single_pass(view: CodeView<'_>, start: u32, mem_cycles: u32, last: &mut Option<Opcode>) -> u64 {
     let mut ready = [0u64; 13];

@@ -11,7 +11,7 @@ use super::Reg;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[allow(
     missing_docs,
-    reason = "field names follow ISA.md §3.3: a, b, d registers; x, y immediates"
+    reason = "field names follow docs/ISA.md §3.3: a, b, d registers; x, y immediates"
 )]
 pub enum Args {
     NoArgs,

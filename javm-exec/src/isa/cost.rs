@@ -1,10 +1,10 @@
-//! The per-opcode entry of the JAVM single-pass gas model (ISA.md §5.2).
+//! The per-opcode entry of the JAVM single-pass gas model (docs/ISA.md §5.2).
 //!
 //! Each opcode's row in the ISA table carries one [`CostEntry`]: its latency in
 //! cycles, how many decode slots it takes (possibly depending on operand overlap), and
 //! which operand *fields* the model reads and writes. The model is a function of the
 //! encoding, not a data-flow model: for three-register ops it treats field A as the
-//! destination and B, D as sources (ISA.md §5.2), and the gas pass in
+//! destination and B, D as sources (docs/ISA.md §5.2), and the gas pass in
 //! [`crate::gas::model`] replicates that exactly.
 
 /// Latency of an instruction in the pipeline model.
@@ -31,7 +31,7 @@ pub enum Slots {
     /// `(x, y)`: `x` slots if A ∈ {B, D}, else `y`.
     Ov2(u8, u8),
     /// `(x, y)`: `x` slots if the *raw* nibbles of A and B are equal, else `y`
-    /// (shifts and rotates; the Rust v2 rule, RECOMMENDED in ISA.md §7.14).
+    /// (shifts and rotates; the Rust v2 rule, RECOMMENDED in docs/ISA.md §4, the slots column).
     OvS(u8, u8),
 }
 
@@ -67,6 +67,6 @@ impl CostEntry {
     }
 
     /// The entry for a position that is not a valid instruction: 1 cycle, 1 slot,
-    /// no registers, does not end the block (ISA.md §7.7).
+    /// no registers, does not end the block (docs/ISA.md §3.1).
     pub const INVALID: CostEntry = CostEntry::new(Cycles::Fixed(1), Slots::Fixed(1), 0, false);
 }

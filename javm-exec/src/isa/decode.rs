@@ -1,4 +1,4 @@
-//! Decoding one instruction at a position (ISA.md §3.1, §3.3).
+//! Decoding one instruction at a position (docs/ISA.md §3.1, §3.3).
 //!
 //! Reading follows ζ semantics: every byte past the end of the code reads as 0, and
 //! every bitmask bit at or past the end of the code reads as 1. Decoding is total: any
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn worked_example_e1_decodes() {
-        // ISA.md §5.4 E1: 33 01 0a | 33 02 03 | cb 21 03 | 95 34 01 | 00
+        // docs/ISA.md §5.4 E1: 33 01 0a | 33 02 03 | cb 21 03 | 95 34 01 | 00
         let code = [
             0x33, 0x01, 0x0a, 0x33, 0x02, 0x03, 0xcb, 0x21, 0x03, 0x95, 0x34, 0x01, 0x00,
         ];
@@ -292,7 +292,7 @@ mod tests {
 
     #[test]
     fn three_register_rd_uses_the_whole_byte() {
-        // rD = min(12, byte2): 0x10 names r12, not r0 (ISA.md §3.3).
+        // rD = min(12, byte2): 0x10 names r12, not r0 (docs/ISA.md §3.3).
         let code = [200, 0x21, 0x10];
         let v = CodeView::new(&code, &[1]);
         assert_eq!(

@@ -1,4 +1,4 @@
-//! Operand formats (ISA.md §3.3), shared by the decoder, the encoder and the
+//! Operand formats (docs/ISA.md §3.3), shared by the decoder, the encoder and the
 //! disassembler.
 
 /// How an instruction's operand bytes are laid out. Names follow the operands:

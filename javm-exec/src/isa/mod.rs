@@ -2,7 +2,7 @@
 //!
 //! `for_each_opcode!` is the single table of all 141 JAVM opcodes: number, enum
 //! variant, mnemonic, operand [`Format`], terminator flag (the RECOMMENDED set
-//! `T_JAVM` of ISA.md §3.2) and [`CostEntry`] for the single-pass gas model (ISA.md
+//! `T_JAVM` of docs/ISA.md §3.2) and [`CostEntry`] for the single-pass gas model (ISA.md
 //! §5.2). Everything else is derived from it: [`Opcode`] and its lookups here, the
 //! engine-facing [`crate::Instruction`] enum, the decoder, encoder, assembler,
 //! disassembler and gas pass. Adding or changing an opcode means editing one row.
@@ -13,6 +13,7 @@ mod decode;
 mod encode;
 mod format;
 mod reg;
+mod semantics;
 
 pub use args::Args;
 pub use cost::{CostEntry, Cycles, SRC_A, SRC_B, SRC_D, Slots};
@@ -203,7 +204,7 @@ macro_rules! define_opcode {
         /// A defined PVM opcode (JAVM: the 139 of GP 0.7.1 plus `unlikely` and `ecall`).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[repr(u8)]
-        #[allow(missing_docs, reason = "each variant is documented by its mnemonic and ISA.md §4")]
+        #[allow(missing_docs, reason = "each variant is documented by its mnemonic and docs/ISA.md §4")]
         pub enum Opcode {
             $($name = $num,)*
         }
@@ -236,7 +237,7 @@ macro_rules! define_opcode {
                 }
             }
 
-            /// Whether the instruction ends a basic block (`T_JAVM`, ISA.md §3.2).
+            /// Whether the instruction ends a basic block (`T_JAVM`, docs/ISA.md §3.2).
             #[inline]
             pub const fn is_terminator(self) -> bool {
                 match self {
@@ -289,7 +290,7 @@ impl Opcode {
         Some(MemAccess { width, kind })
     }
 
-    /// Whether this is a store (it counts towards the block reserve, DESIGN.md §2.1).
+    /// Whether this is a store (it counts towards the block reserve, docs/ISA.md §5).
     pub const fn is_store(self) -> bool {
         matches!(
             self.memory_access(),
@@ -350,7 +351,7 @@ mod tests {
 
     #[test]
     fn gp_numbering() {
-        // ISA.md §3.1: sbrk = 101, count_set_bits_64 … reverse_bytes = 102 … 111.
+        // docs/ISA.md §3.1: sbrk = 101, count_set_bits_64 … reverse_bytes = 102 … 111.
         assert_eq!(Opcode::Sbrk.byte(), 101);
         assert_eq!(Opcode::CountSetBits64.byte(), 102);
         assert_eq!(Opcode::ReverseBytes.byte(), 111);

@@ -46,7 +46,7 @@ impl Reg {
         Reg::R12,
     ];
 
-    /// The register a raw operand field names: `min(12, v)` (ISA.md §3.3).
+    /// The register a raw operand field names: `min(12, v)` (docs/ISA.md §3.3).
     #[inline]
     pub const fn from_field(v: u8) -> Reg {
         let i = if v > 12 { 12 } else { v };

@@ -1,4 +1,4 @@
-//! The engine-independent description of an address space (DESIGN.md §3).
+//! The engine-independent description of an address space (docs/ISA.md §1.3).
 //!
 //! A [`MemoryLayout`] is a sorted list of page-aligned, non-overlapping [`Region`]s,
 //! each with a [`PageKind`] and its initial contents as shared page slabs

@@ -31,7 +31,7 @@ pub const fn unit_base(addr: u32, cap_start: u32) -> u32 {
     }
 }
 
-/// Static kind of a mapped page (DESIGN.md §3).
+/// Static kind of a mapped page (docs/ISA.md §1.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PageKind {
     /// Read-only forever (a pinned data cap). A store page-faults and charges nothing.

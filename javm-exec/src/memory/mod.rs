@@ -1,5 +1,5 @@
 //! Memory: the engine-independent layout, the materialization state machine, and the
-//! per-page bookkeeping both engines share (DESIGN.md §3).
+//! per-page bookkeeping both engines share (docs/ISA.md §1.3).
 
 mod arrays;
 pub mod layout;

@@ -31,7 +31,7 @@ use super::mat::{CLUSTER_SHIFT, HardFault, PageKind, PageState, access_pages, ch
 use super::{MemoryLayout, PAGE_SHIFT, PAGE_SIZE, check_host_range, host_spans};
 use crate::engine::MemoryError;
 
-/// The first inaccessible byte of a rejected access (GP rule, ISA.md §1.2).
+/// The first inaccessible byte of a rejected access (GP rule, docs/ISA.md §1.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BadAccess {
     /// Address of the first byte, in access order, that is not readable (loads) or
@@ -481,7 +481,7 @@ impl PageMap {
             .max(new_top.div_ceil(u64::from(PAGE_SIZE)) as usize)
     }
 
-    /// GP `sbrk` (the simplified allocator of ISA.md §6.1): returns the old heap top
+    /// GP `sbrk` (the simplified allocator of docs/ISA.md §6): returns the old heap top
     /// and maps every inaccessible page overlapping `[heap_top, heap_top + size)` as
     /// [`PageKind::EphemeralZero`]. `size > 2^32`, or a heap that would pass 2^32,
     /// returns 0 and changes nothing; `size == 0` queries the heap top.

@@ -1,4 +1,4 @@
-//! The host-op table (DESIGN.md §7): one definition of what each `ecalli imm` (or
+//! The host-op table (docs/DESIGN-DECISIONS.md, the `Vm` driver): one definition of what each `ecalli imm` (or
 //! `ecall` with φ11 = op) does, used whichever engine runs the guest.
 //!
 //! Slot operands are the low byte of their register. Any op error traps the running
