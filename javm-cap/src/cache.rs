@@ -21,6 +21,7 @@ use crate::store::{CapStore, CapStoreExt, StoreError};
 
 /// Why a directory operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CacheError {
     /// The reference names no working entry of this directory.
     #[error("no working entry {0}")]

@@ -24,6 +24,7 @@ use crate::page::{PAGE_SIZE, PageBytes};
 
 /// Why bytes could not be decoded as a cap (or a cap could not be encoded).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WireError {
     /// The bytes are not a valid archive (truncated, corrupt, or another format).
     #[error("malformed cap encoding: {0}")]

@@ -19,6 +19,7 @@ use crate::program::{Program, ProgramHash};
 
 /// Why [`Instance::run`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Exit {
     /// A dynamic jump to `0xFFFF0000`.
     Halt,
@@ -36,6 +37,22 @@ pub enum Exit {
     HostCall(u32),
     /// `ecall` (opcode 3). Resuming continues after it.
     Ecall,
+}
+
+impl Exit {
+    /// The exit's kind as a short name: `halt`, `panic`, `trap`, `out-of-gas`,
+    /// `page-fault`, `host-call` or `ecall`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Exit::Halt => "halt",
+            Exit::Panic => "panic",
+            Exit::Trap => "trap",
+            Exit::OutOfGas => "out-of-gas",
+            Exit::PageFault(_) => "page-fault",
+            Exit::HostCall(_) => "host-call",
+            Exit::Ecall => "ecall",
+        }
+    }
 }
 
 impl fmt::Display for Exit {
@@ -90,12 +107,13 @@ impl FromStr for EngineKind {
 
 /// A failure of the host or the engine (never a guest outcome).
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum EngineError {
     /// Gas must be in `0..=i64::MAX`.
     #[error("gas {0} is out of range: it must be between 0 and 2^63 - 1")]
     InvalidGas(i128),
     /// The module was prepared for another schedule than the layout needs.
-    #[error("module priced for {module:?} but the layout needs {layout:?}")]
+    #[error("module priced for {module} but the layout needs {layout}")]
     ScheduleMismatch {
         /// The module's schedule.
         module: GasSchedule,
@@ -127,6 +145,7 @@ pub enum EngineError {
 
 /// A host access to guest memory that the guest could not make either.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum MemoryError {
     /// The page at this address is inaccessible.
     #[error("address {0:#x} is not accessible")]

@@ -6,27 +6,10 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use javm_exec::isa::{Cycles, Format, Opcode, Slots};
+use javm_exec::isa::{Cycles, Opcode, Slots};
 
 const BEGIN: &str = "<!-- BEGIN GENERATED (javm-exec/tests/isa_reference.rs) -->";
 const END: &str = "<!-- END GENERATED -->";
-
-fn operands(f: Format) -> &'static str {
-    match f {
-        Format::NoArgs => "",
-        Format::Imm => "X",
-        Format::RegImm64 | Format::RegImm => "rA, X",
-        Format::ImmImm => "X, Y",
-        Format::Offset => "target",
-        Format::RegImmImm => "rA, X, Y",
-        Format::RegImmOffset => "rA, X, target",
-        Format::RegReg => "rD, rA",
-        Format::RegRegImm => "rA, rB, X",
-        Format::RegRegOffset => "rA, rB, target",
-        Format::RegRegImmImm => "rA, rB, X, Y",
-        Format::RegRegReg => "rD, rA, rB",
-    }
-}
 
 fn cycles(c: Cycles) -> String {
     match c {
@@ -65,7 +48,7 @@ fn table() -> String {
             "| {} | `{}` | {} | {} | {} | {} | {} |",
             op.byte(),
             op.mnemonic(),
-            operands(op.format()),
+            op.format().operands(),
             op.semantics().replace('|', "\\|"),
             ends,
             cycles(c.cycles),

@@ -305,7 +305,10 @@ impl JitInstance {
         let mut regs = [0u64; NUM_REGS];
         regs.copy_from_slice(&self.ctx().regs[..NUM_REGS]);
         let op = ins.memory_op(&regs).ok_or_else(|| {
-            EngineError::Internal(format!("emulate a non-memory instruction {ins:?}"))
+            EngineError::Internal(format!(
+                "emulate a non-memory instruction ({})",
+                ins.opcode().map_or("invalid", |o| o.mnemonic())
+            ))
         })?;
         let (width, write) = (op.access.width, matches!(op.data, MemData::Store(_)));
         let schedule = module.schedule;

@@ -31,6 +31,7 @@ use crate::image_cache::{ImageCache, ImageInfo};
 
 /// Why an instance could not be built from its caps.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// A cap the instance needs is in neither the cache nor its store.
     #[error("cap {} not found", javm_cap::hash::hex(.0))]

@@ -212,6 +212,9 @@ impl<E: Engine> Driver<E> {
                     ))),
                     Exit::PageFault(a) => Err(Step::Fault(Fault::PageFault(a))),
                     Exit::OutOfGas => Err(Step::OutOfGas { retry: None }),
+                    other => {
+                        return Err(internal(&format!("the driver cannot handle exit {other}")));
+                    }
                 },
             };
             let step = match op {

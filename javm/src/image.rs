@@ -22,6 +22,7 @@ pub const STANDARD_RW_SLOT: SlotIdx = SlotIdx(2);
 
 /// Why an image could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ImageError {
     /// The code does not load.
     #[error("the code does not load: {0}")]
@@ -221,6 +222,7 @@ pub fn check_entries(image: &ImageCap, program: &Program) -> Result<(), ImageErr
 
 /// Why a memory layout could not be built from an image's caps.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LayoutBuildError {
     /// A mapping's source slot holds no data cap.
     #[error("mapping at {start:#x}: slot {slot} holds no data cap")]

@@ -93,6 +93,7 @@ pub struct HostError(pub String);
 
 /// Why a storage-quota debit was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum QuotaError {
     /// No quota with this id.
     #[error("no storage quota {0}")]
@@ -285,6 +286,7 @@ impl KernelAssist for InProcessKernel {
 
 /// One call the driver made into a [`Recording`] kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KernelCall {
     /// [`KernelAssist::catches`] and its answer.
     Catches {

@@ -43,6 +43,7 @@ const MAX_DATA_BYTES: u64 = (MAX_DATA_PAGES * PAGE_SIZE) as u64;
 
 /// Why a manifest could not be turned into an image.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ManifestError {
     /// A file could not be read.
     #[error("cannot read {path}: {error}")]

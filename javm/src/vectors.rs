@@ -79,6 +79,7 @@ pub struct Vector {
 
 /// A vector file that cannot be used.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum VectorError {
     /// The file could not be read.
     #[error("{path}: cannot read: {source}")]
@@ -211,6 +212,7 @@ pub fn run<E: Engine>(engine: &E, vector: &Vector) -> Result<Outcome, String> {
                 "unexpected exit {exit}: vectors have no host calls"
             ));
         }
+        other => return Err(format!("unexpected exit {other}")),
     };
     let mut memory = BTreeMap::new();
     let mut page = vec![0u8; 4096];

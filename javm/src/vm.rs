@@ -21,6 +21,7 @@ pub const MAX_CALL_DEPTH: usize = 256;
 
 /// How a guest fault ended an invocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Fault {
     /// `trap`, the implicit trap past the code, or a host-op error.
     Trap,
@@ -94,6 +95,7 @@ pub const OUT_OF_GAS_MARKER: CapHash = crate::hostops::OUT_OF_GAS_MARKER;
 
 /// A failure of the host or of the caller's input (never of the guest).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum VmError {
     /// The instance could not be built from its caps.
     #[error("{0}")]

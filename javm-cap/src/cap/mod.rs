@@ -222,6 +222,7 @@ impl SlotPath {
 
 /// Why a cap could not be built (or decoded): every constructor check has a variant.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CapError {
     /// A slot path must have 1 to 8 steps.
     #[error("slot path has {0} steps (allowed: 1 to 8)")]
@@ -328,6 +329,6 @@ pub enum CapError {
     #[error("data length {0} is not a multiple of 4096")]
     DataLength(usize),
     /// A cap still holds a working reference, so it has no hash and no encoding.
-    #[error("the cap holds an unsettled reference ({0:?}); settle it first")]
+    #[error("the cap holds an unsettled working reference (ref {}); settle it first", .0.id())]
     UnsettledRef(CapRef),
 }

@@ -58,6 +58,7 @@ impl Batch {
 
 /// A failure of the store or of the data in it.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The database itself failed (I/O, locking, its own integrity checks).
     #[error("store backend: {0}")]

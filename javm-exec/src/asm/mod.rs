@@ -44,6 +44,7 @@ pub struct AsmError {
 
 /// What is wrong with a line of assembly.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum AsmErrorKind {
     /// Not a known mnemonic.
     #[error("unknown mnemonic `{0}`")]

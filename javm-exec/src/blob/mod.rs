@@ -23,6 +23,7 @@ pub use standard::StandardProgram;
 
 /// Why a blob could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum BlobError {
     /// The blob ends before a field.
     #[error("truncated: {what} at byte {offset} needs {needed} more bytes, {available} left")]

@@ -211,6 +211,7 @@ impl StandardProgram {
 
 /// Why a standard program could not be initialized.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StandardInitError {
     /// More than `Z_I` = 2^24 bytes of arguments.
     #[error("arguments are {0} bytes; at most 16 MiB are allowed")]

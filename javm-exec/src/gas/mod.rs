@@ -105,6 +105,15 @@ pub enum GasSchedule {
     Jar1(MemTier),
 }
 
+impl fmt::Display for GasSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GasSchedule::Gp => f.write_str("gp"),
+            GasSchedule::Jar1(t) => write!(f, "jar1 at memory tier {}", t.index()),
+        }
+    }
+}
+
 impl GasSchedule {
     /// The schedule for `profile` in an address space of `accessible_pages` pages.
     pub const fn new(profile: GasProfile, accessible_pages: u64) -> GasSchedule {

@@ -11,9 +11,10 @@ use super::{Args, Format, Opcode};
 
 /// Why an instruction cannot be encoded.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// The operands do not have the opcode's format.
-    #[error("`{mnemonic}` takes {expected:?} operands, got {got:?}")]
+    #[error("`{mnemonic}` takes operands `{}`, got `{}`", .expected.operands(), .got.operands())]
     WrongFormat {
         /// The opcode's mnemonic.
         mnemonic: &'static str,

@@ -33,3 +33,24 @@ pub enum Format {
     /// F12 `[op][rA | rB<<4][rD]`.
     RegRegReg,
 }
+
+impl Format {
+    /// The operands in assembler order (`docs/ASSEMBLY.md`), e.g. `rA, rB, X`; empty
+    /// for [`Format::NoArgs`].
+    pub const fn operands(self) -> &'static str {
+        match self {
+            Format::NoArgs => "",
+            Format::Imm => "X",
+            Format::RegImm64 | Format::RegImm => "rA, X",
+            Format::ImmImm => "X, Y",
+            Format::Offset => "target",
+            Format::RegImmImm => "rA, X, Y",
+            Format::RegImmOffset => "rA, X, target",
+            Format::RegReg => "rD, rA",
+            Format::RegRegImm => "rA, rB, X",
+            Format::RegRegOffset => "rA, rB, target",
+            Format::RegRegImmImm => "rA, rB, X, Y",
+            Format::RegRegReg => "rD, rA, rB",
+        }
+    }
+}

@@ -64,6 +64,7 @@ impl Region {
 /// Why a region cannot be added to a layout. Adding is all-or-nothing: on error the
 /// layout is unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum LayoutError {
     /// Start or length is not a multiple of the page size.
     #[error("region {start:#x}+{len:#x} is not page-aligned")]

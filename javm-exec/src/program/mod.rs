@@ -51,6 +51,7 @@ impl std::fmt::Display for ProgramHash {
 
 /// Why code, bitmask and jump table do not form a program.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ProgramError {
     /// The code is longer than [`MAX_CODE_LEN`].
     #[error("code is {len} bytes; the limit is {MAX_CODE_LEN}")]

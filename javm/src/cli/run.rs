@@ -91,7 +91,7 @@ fn execute<E: Engine>(
     let mut report = String::new();
     if args.json {
         let json = serde_json::json!({
-            "exit": exit_name(exit),
+            "exit": exit.name(),
             "page_fault_address": match exit { Exit::PageFault(a) => Some(a), _ => None },
             "host_call": match exit { Exit::HostCall(id) => Some(id), _ => None },
             "panic_reason": inst.panic_reason().map(|r| r.name()),
@@ -212,18 +212,6 @@ fn read_output<I: Instance>(inst: &I, regs: [u64; NUM_REGS]) -> Result<Vec<u8>, 
     inst.read_memory(addr, &mut buf)
         .map_err(|e| format!("mem[r7 .. r7 + r8] is not readable: {e}"))?;
     Ok(buf)
-}
-
-fn exit_name(exit: Exit) -> &'static str {
-    match exit {
-        Exit::Halt => "halt",
-        Exit::Panic => "panic",
-        Exit::Trap => "trap",
-        Exit::OutOfGas => "out-of-gas",
-        Exit::PageFault(_) => "page-fault",
-        Exit::HostCall(_) => "host-call",
-        Exit::Ecall => "ecall",
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {
