@@ -133,6 +133,10 @@ impl<I: Instance> Instance for BuggyInstance<I> {
         self.inner.regs()
     }
 
+    fn reset(&mut self, regs: [u64; 13], pc: u32, gas: i64) -> Result<(), EngineError> {
+        self.inner.reset(regs, pc, gas)
+    }
+
     fn set_reg(&mut self, r: Reg, value: u64) {
         self.inner.set_reg(r, value);
     }

@@ -378,7 +378,72 @@ fn stores_at_the_end_of_a_page<E: Engine>(e: &E) {
     assert_eq!(o.inst.page_state(0x21000), PageState::NotPresent);
 }
 
+/// Everything observable after running `inst` to its end (host calls answered).
+fn run_to_end<I: Instance>(
+    inst: &mut I,
+    pages: &[u32],
+) -> (Vec<Exit>, i64, [u64; 13], Vec<PageState>, Vec<u8>) {
+    let mut exits = Vec::new();
+    loop {
+        let e = inst.run().expect("run");
+        exits.push(e);
+        if !matches!(e, Exit::HostCall(_)) {
+            break;
+        }
+        inst.set_reg(Reg::R7, 7);
+    }
+    let states = pages.iter().map(|&p| inst.page_state(p)).collect();
+    let mut mem = vec![0u8; pages.len() * 4096];
+    for (i, &p) in pages.iter().enumerate() {
+        inst.read_memory(p, &mut mem[i * 4096..(i + 1) * 4096])
+            .expect("mapped");
+    }
+    (exits, inst.gas(), inst.regs(), states, mem)
+}
+
+/// `reset` gives a run identical to a fresh instance's, after memory was written,
+/// read and materialized; a rejected reset changes nothing.
+fn reset_starts_a_fresh_run<E: Engine>(e: &E) {
+    let src = "load_imm r2, 0x20000\nload_ind_u64 r3, r2, 8\nstore_imm_ind_u64 r2, 16, 77\n\
+               store_ind_u64 r3, r2, 4096\necalli 9\nadd_64 r4, r3, r7\ntrap";
+    let c = Case::asm(src)
+        .region(0x20000, 0x2000, PageKind::UnpinnedCapCow, &[5; 64])
+        .gas(100_000);
+    let pages = [0x20000, 0x21000];
+    let fresh = run_to_end(&mut c.instance(e), &pages);
+    assert_eq!(fresh.0, [Exit::HostCall(9), Exit::Trap]);
+    let mut inst = c.instance(e);
+    let first = run_to_end(&mut inst, &pages);
+    assert_eq!(first, fresh);
+    inst.reset(c.regs, 0, 100_000).expect("reset");
+    assert_eq!(inst.page_state(0x20000), PageState::NotPresent);
+    assert_eq!(inst.dirty_pages(), Vec::<u32>::new());
+    assert_eq!(
+        run_to_end(&mut inst, &pages),
+        fresh,
+        "a reset run equals a fresh one"
+    );
+    // A bad entry or gas is refused and leaves the finished instance as it was.
+    let pc = inst.pc();
+    let inside = c.program.pcs()[1];
+    assert_eq!(
+        inst.reset(c.regs, inside, 100),
+        Err(EngineError::EntryNotBlockStart(inside))
+    );
+    assert_eq!(inst.reset(c.regs, 0, -1), Err(EngineError::InvalidGas(-1)));
+    assert_eq!(
+        (inst.pc(), inst.page_state(0x20000)),
+        (pc, PageState::PresentRw)
+    );
+    // Many resets of one instance, as a pooled runner would do.
+    for _ in 0..50 {
+        inst.reset(c.regs, 0, 100_000).expect("reset");
+        assert_eq!(run_to_end(&mut inst, &pages), fresh);
+    }
+}
+
 engine_tests!(
+    reset_starts_a_fresh_run,
     stores_at_the_end_of_a_page,
     host_call_resumes_at_the_next_instruction,
     ecall_resumes_at_the_next_instruction,

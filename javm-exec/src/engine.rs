@@ -278,6 +278,15 @@ pub trait Instance {
     fn page_state(&self, addr: u32) -> PageState;
     /// Every accessible page as `(page address, kind)`, in ascending order of region.
     fn accessible_pages(&self) -> Vec<(u32, PageKind)>;
+    /// Start a fresh run in this instance's memory reservation: every page back to
+    /// its initial contents and `NotPresent`, the registers, PC and gas as given
+    /// (checked as [`Engine::instantiate`] checks an [`InstanceInit`]), the same
+    /// module, layout and memory limit. It costs what restoring the touched pages
+    /// costs, and keeps the reservation (the recompiler's 4 GiB window, the
+    /// interpreter's buffer) that dropping and instantiating would release and take
+    /// again. On an error nothing changes.
+    fn reset(&mut self, regs: [u64; NUM_REGS], pc: u32, gas: i64) -> Result<(), EngineError>;
+
     /// Every page in [`PageState::PresentRw`] (written by the guest or the host), as
     /// page addresses in ascending order, in time proportional to their number: the
     /// pages whose contents may differ from the layout's.

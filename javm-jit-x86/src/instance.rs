@@ -4,7 +4,7 @@
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
-use javm_exec::engine::{EngineError, Exit, Instance, MemoryError, Resume, check_gas};
+use javm_exec::engine::{EngineError, Exit, Instance, MemoryError, Resume, check_entry, check_gas};
 use javm_exec::instruction::Instruction as I;
 use javm_exec::memop::MemData;
 use javm_exec::memory::{PAGE_SIZE, PageKind, PageMap, PageState, bad_access_exit};
@@ -426,6 +426,27 @@ impl Instance for JitInstance {
                 )
             })
             .flatten()
+    }
+
+    fn reset(&mut self, regs: [u64; NUM_REGS], pc: u32, gas: i64) -> Result<(), EngineError> {
+        let gas = check_gas(i128::from(gas))?;
+        check_entry(&self.module.program, self.module.schedule.profile(), pc)?;
+        let fresh = self
+            .map
+            .fresh()
+            .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;
+        self.window
+            .reset()
+            .map_err(|e| EngineError::OutOfMemory(format!("cannot restore guest memory: {e}")))?;
+        *self.map = fresh;
+        self.broken = None;
+        let jt = self.module.jump_table.as_ptr() as u64;
+        let ctx = self.ctx_mut();
+        ctx.regs[..NUM_REGS].copy_from_slice(&regs);
+        ctx.gas = gas;
+        ctx.jt_ptr = jt;
+        self.set_pc(pc);
+        Ok(())
     }
 
     fn set_pc(&mut self, pc: u32) {

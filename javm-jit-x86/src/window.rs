@@ -221,7 +221,7 @@ impl Window {
 
     /// Make every recorded page inaccessible and zero again, clear the record and the
     /// context.
-    fn reset(&mut self) -> io::Result<()> {
+    pub(crate) fn reset(&mut self) -> io::Result<()> {
         if self.record().span().is_empty() {
             // SAFETY: the context lies in the context page, mapped read-write and
             // owned by this window.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::InterpModule;
 use super::memory::FlatMemory;
 pub(super) use crate::engine::Resume;
-use crate::engine::{EngineError, Exit, Instance, MemoryError, check_gas};
+use crate::engine::{EngineError, Exit, Instance, MemoryError, check_entry, check_gas};
 use crate::isa::{NUM_REGS, Reg};
 use crate::memory::{PageKind, PageState};
 
@@ -90,6 +90,17 @@ impl Instance for InterpInstance {
                 )
             })
             .flatten()
+    }
+
+    fn reset(&mut self, regs: [u64; NUM_REGS], pc: u32, gas: i64) -> Result<(), EngineError> {
+        let gas = check_gas(i128::from(gas))?;
+        check_entry(&self.module.program, self.module.schedule.profile(), pc)?;
+        self.mem.reset()?;
+        self.regs.fill(0);
+        self.regs[..NUM_REGS].copy_from_slice(&regs);
+        self.gas = gas;
+        self.set_pc(pc);
+        Ok(())
     }
 
     fn set_pc(&mut self, pc: u32) {

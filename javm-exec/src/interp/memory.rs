@@ -101,6 +101,26 @@ impl FlatMemory {
         })
     }
 
+    /// Back to the initial state: the pages any path wrote zeroed again and a fresh
+    /// page map of the same layout and limit. Nothing changes if the map cannot be
+    /// built.
+    pub(crate) fn reset(&mut self) -> Result<(), EngineError> {
+        let fresh = self
+            .map
+            .fresh()
+            .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;
+        let buffer = self.bytes.as_deref_mut().unwrap_or_default();
+        self.map.for_each_filled_run(|page, pages| {
+            let start = page as usize;
+            let end = start + ((pages as usize) << PAGE_SHIFT);
+            if let Some(b) = buffer.get_mut(start..end) {
+                b.fill(0);
+            }
+        });
+        self.map = fresh;
+        Ok(())
+    }
+
     /// The buffer's bytes.
     #[inline(always)]
     fn buf(&self) -> &[u8] {

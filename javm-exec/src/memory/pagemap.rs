@@ -146,6 +146,14 @@ impl PageMap {
         })
     }
 
+    /// A fresh map of the same layout with the same write limit (for an instance
+    /// reset).
+    pub fn fresh(&self) -> std::io::Result<PageMap> {
+        let mut m = PageMap::new(Arc::clone(&self.layout))?;
+        m.write_limit = self.write_limit;
+        Ok(m)
+    }
+
     /// Limit the pages that may become `PresentRw` to `bytes` worth (rounded down to
     /// whole pages). A write that would pass it is refused before anything changes
     /// ([`PageMap::check_write_limit`], and host writes), so both engines stop at the
