@@ -133,6 +133,10 @@ impl<I: Instance> Instance for BuggyInstance<I> {
         self.inner.regs()
     }
 
+    fn interrupt_handle(&self) -> javm_exec::InterruptHandle {
+        self.inner.interrupt_handle()
+    }
+
     fn reset(&mut self, regs: [u64; 13], pc: u32, gas: i64) -> Result<(), EngineError> {
         self.inner.reset(regs, pc, gas)
     }

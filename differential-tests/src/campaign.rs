@@ -14,7 +14,7 @@ use crate::structured::structured_spec;
 
 /// Names of the exit kinds, in [`Coverage::exits`] order (`other`: an exit this
 /// harness does not know yet).
-pub const EXIT_KINDS: [&str; 8] = [
+pub const EXIT_KINDS: [&str; 9] = [
     "halt",
     "panic",
     "trap",
@@ -22,6 +22,7 @@ pub const EXIT_KINDS: [&str; 8] = [
     "page-fault",
     "host-call",
     "ecall",
+    "interrupted",
     "other",
 ];
 
@@ -34,7 +35,8 @@ fn exit_index(e: &Exit) -> usize {
         Exit::PageFault(_) => 4,
         Exit::HostCall(_) => 5,
         Exit::Ecall => 6,
-        _ => 7,
+        Exit::Interrupted => 7,
+        _ => 8,
     }
 }
 
@@ -58,7 +60,7 @@ pub struct Coverage {
     /// Executions per opcode byte.
     pub opcodes: [u64; 256],
     /// Exits per kind, in [`EXIT_KINDS`] order.
-    pub exits: [u64; 8],
+    pub exits: [u64; 9],
     /// Cases that materialized a page of each kind (pinned, copy-on-write, zero).
     pub page_kinds: [u64; 3],
     /// Cases by executed blocks: 0, 1, 2–9, 10–99, 100–999, 1000+.
@@ -72,7 +74,7 @@ impl Default for Coverage {
         Coverage {
             cases: 0,
             opcodes: [0; 256],
-            exits: [0; 8],
+            exits: [0; 9],
             page_kinds: [0; 3],
             blocks: [0; 6],
             long_halts: 0,

@@ -280,6 +280,15 @@ fn host_action<I: Instance>(inst: &mut I, seed: u64, n: usize) -> Result<(), Eng
         1 => inst.set_gas(inst.gas() / 2)?,
         _ => {}
     }
+    // Sometimes an interrupt request, pending when the run resumes: both engines
+    // must stop at the same loop head (a stream of its own, so that the actions
+    // above stay what they were).
+    if SplitMix(seed ^ (n as u64) ^ 0x1A7E_5EED_0000_0000)
+        .next()
+        .is_multiple_of(8)
+    {
+        inst.interrupt_handle().interrupt();
+    }
     Ok(())
 }
 
@@ -356,8 +365,13 @@ pub fn compare<A: Engine, B: Engine>(a: &A, b: &B, case: &Case) -> Result<Trace,
         }
         let Ok(exit) = exit_a else { break };
         trace.exits.push(exit);
-        if !matches!(exit, Exit::HostCall(_) | Exit::Ecall) || n + 1 == MAX_EXITS {
+        if !matches!(exit, Exit::HostCall(_) | Exit::Ecall | Exit::Interrupted)
+            || n + 1 == MAX_EXITS
+        {
             break;
+        }
+        if exit == Exit::Interrupted {
+            continue;
         }
         let (ra, rb) = (
             host_action(&mut ia, case.host_seed, n),

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use thiserror::Error;
@@ -37,6 +38,9 @@ pub enum Exit {
     HostCall(u32),
     /// `ecall` (opcode 3). Resuming continues after it.
     Ecall,
+    /// An [`InterruptHandle`] stopped the run at the start of a block (not yet
+    /// charged). Resuming continues there.
+    Interrupted,
 }
 
 impl Exit {
@@ -51,6 +55,7 @@ impl Exit {
             Exit::PageFault(_) => "page-fault",
             Exit::HostCall(_) => "host-call",
             Exit::Ecall => "ecall",
+            Exit::Interrupted => "interrupted",
         }
     }
 }
@@ -58,14 +63,51 @@ impl Exit {
 impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Exit::Halt => f.write_str("halt"),
-            Exit::Panic => f.write_str("panic"),
-            Exit::Trap => f.write_str("trap"),
-            Exit::OutOfGas => f.write_str("out-of-gas"),
             Exit::PageFault(a) => write!(f, "page-fault {a:#x}"),
             Exit::HostCall(id) => write!(f, "host-call {id}"),
-            Exit::Ecall => f.write_str("ecall"),
+            other => f.write_str(other.name()),
         }
+    }
+}
+
+/// Stops a running instance from another thread ([`Instance::interrupt_handle`]).
+///
+/// [`InterruptHandle::interrupt`] asks the instance to stop; it stops at the next
+/// point where it checks — the interpreter at every block entry, the recompiler at
+/// the entry of every block that a backward branch or the jump table can reach, so
+/// within a bounded run of straight-line code — with [`Exit::Interrupted`], before
+/// that block is charged. The request stays pending until a run takes it, so an
+/// interrupt made between runs stops the next run at its first check. Checking
+/// costs no gas: a run that is never interrupted has the same gas, state and exits
+/// as without a handle.
+#[derive(Clone, Debug, Default)]
+pub struct InterruptHandle(Arc<AtomicBool>);
+
+impl InterruptHandle {
+    /// A handle with no request pending.
+    pub fn new() -> InterruptHandle {
+        InterruptHandle::default()
+    }
+
+    /// Ask the instance to stop at its next check. Callable from any thread, any
+    /// number of times (one pending request at most).
+    pub fn interrupt(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a request is pending.
+    pub fn is_pending(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Take the pending request, if any (engines call this when they stop).
+    pub fn take(&self) -> bool {
+        self.0.swap(false, Ordering::Relaxed)
+    }
+
+    /// The flag itself, which engines poll (non-zero byte: a request is pending).
+    pub fn flag(&self) -> &AtomicBool {
+        &self.0
     }
 }
 
@@ -278,6 +320,10 @@ pub trait Instance {
     fn page_state(&self, addr: u32) -> PageState;
     /// Every accessible page as `(page address, kind)`, in ascending order of region.
     fn accessible_pages(&self) -> Vec<(u32, PageKind)>;
+    /// A handle that stops this instance's runs from another thread (see
+    /// [`InterruptHandle`]); every call returns a handle to the same request flag.
+    fn interrupt_handle(&self) -> InterruptHandle;
+
     /// Start a fresh run in this instance's memory reservation: every page back to
     /// its initial contents and `NotPresent`, the registers, PC and gas as given
     /// (checked as [`Engine::instantiate`] checks an [`InstanceInit`]), the same

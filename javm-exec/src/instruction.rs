@@ -154,6 +154,39 @@ impl_named_regs! {
     RegRegReg: |o| [Some(o.d), Some(o.a), Some(o.b)];
 }
 
+/// The static branch target of an operand struct, if its format has one.
+trait StaticTarget {
+    fn static_target(&self) -> Option<Target> {
+        None
+    }
+}
+
+impl StaticTarget for operands::NoArgs {}
+impl StaticTarget for operands::Imm {}
+impl StaticTarget for operands::RegImm64 {}
+impl StaticTarget for operands::ImmImm {}
+impl StaticTarget for operands::RegImm {}
+impl StaticTarget for operands::RegImmImm {}
+impl StaticTarget for operands::RegReg {}
+impl StaticTarget for operands::RegRegImm {}
+impl StaticTarget for operands::RegRegImmImm {}
+impl StaticTarget for operands::RegRegReg {}
+impl StaticTarget for operands::Offset {
+    fn static_target(&self) -> Option<Target> {
+        Some(self.target)
+    }
+}
+impl StaticTarget for operands::RegImmOffset {
+    fn static_target(&self) -> Option<Target> {
+        Some(self.target)
+    }
+}
+impl StaticTarget for operands::RegRegOffset {
+    fn static_target(&self) -> Option<Target> {
+        Some(self.target)
+    }
+}
+
 /// Immediates decoded from ≤ 4 bytes always fit; saturate defensively otherwise.
 fn i32_of(x: i64) -> i32 {
     i32::try_from(x).unwrap_or(if x < 0 { i32::MIN } else { i32::MAX })
@@ -219,6 +252,15 @@ macro_rules! define_instruction {
             pub const fn opcode(&self) -> Option<Opcode> {
                 match self {
                     $(Instruction::$name(_) => Some(Opcode::$name),)*
+                    Instruction::Invalid => None,
+                }
+            }
+
+            /// The resolved static target of a jump or branch (possibly
+            /// [`Target::INVALID`]), `None` for every other instruction.
+            pub fn target(&self) -> Option<Target> {
+                match self {
+                    $(Instruction::$name(o) => o.static_target(),)*
                     Instruction::Invalid => None,
                 }
             }

@@ -38,8 +38,9 @@ pub(crate) struct JitContext {
     pub(crate) save_rax: u64,
     /// RCX while a lowering borrows it.
     pub(crate) save_rcx: u64,
-    /// Padding to a multiple of 16 bytes.
-    _pad: u64,
+    /// The address of the instance's interrupt flag (an `AtomicBool` the instance
+    /// keeps alive), read at loop heads.
+    pub(crate) interrupt: u64,
     /// Why compiled code returned (an [`ExitKind`] as `u32`).
     pub(crate) exit_kind: u32,
     /// The instruction index of the exit; a block index for [`ExitKind::OutOfGas`],
@@ -74,6 +75,7 @@ pub(crate) mod off {
     pub(crate) const T1: i32 = disp(offset_of!(JitContext, t1));
     pub(crate) const SAVE_RAX: i32 = disp(offset_of!(JitContext, save_rax));
     pub(crate) const SAVE_RCX: i32 = disp(offset_of!(JitContext, save_rcx));
+    pub(crate) const INTERRUPT: i32 = disp(offset_of!(JitContext, interrupt));
 
     /// Displacement of guest register `i`'s save slot.
     pub(crate) const fn reg(i: usize) -> i32 {
@@ -110,6 +112,8 @@ pub(crate) enum ExitKind {
     HostError = 11,
     /// The fault handler met a fault the page states say cannot happen.
     Inconsistent = 12,
+    /// An interrupt request was seen on entry to block `exit_idx` (not charged).
+    Interrupt = 13,
 }
 
 impl ExitKind {
@@ -128,6 +132,7 @@ impl ExitKind {
             10 => Sbrk,
             11 => HostError,
             12 => Inconsistent,
+            13 => Interrupt,
             _ => return None,
         })
     }

@@ -4,7 +4,9 @@
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
-use javm_exec::engine::{EngineError, Exit, Instance, MemoryError, Resume, check_entry, check_gas};
+use javm_exec::engine::{
+    EngineError, Exit, Instance, InterruptHandle, MemoryError, Resume, check_entry, check_gas,
+};
 use javm_exec::instruction::Instruction as I;
 use javm_exec::memop::MemData;
 use javm_exec::memory::{PAGE_SIZE, PageKind, PageMap, PageState, bad_access_exit};
@@ -38,6 +40,8 @@ pub struct JitInstance {
     resume: Resume,
     /// Set when the host failed mid-access; the instance cannot continue.
     broken: Option<EngineError>,
+    /// The interrupt request flag; compiled code reads it through the context.
+    interrupt: InterruptHandle,
     /// What the fault handler needs while this instance runs, built once; the page
     /// map pointer and the gas bias are refreshed at each entry.
     running: Running,
@@ -83,13 +87,16 @@ impl JitInstance {
             pc,
             resume: Resume::BadPc,
             broken: None,
+            interrupt: InterruptHandle::new(),
             running,
         };
         let jt = inst.module.jump_table.as_ptr() as u64;
+        let flag = inst.interrupt.flag().as_ptr() as u64;
         let ctx = inst.ctx_mut();
         ctx.regs[..NUM_REGS].copy_from_slice(&regs);
         ctx.gas = gas;
         ctx.jt_ptr = jt;
+        ctx.interrupt = flag;
         inst.set_pc(pc);
         inst
     }
@@ -171,6 +178,11 @@ impl JitInstance {
                         let (cost, need) = *module.prices.get(b as usize).ok_or_else(|| {
                             EngineError::Internal(format!("resume at unknown block {b}"))
                         })?;
+                        // The check compiled code makes at the block's entry.
+                        if module.polls.get(b as usize) == Some(&true) && self.interrupt.take() {
+                            self.pc = program.blocks()[b as usize].pc;
+                            return Ok(Some(Exit::Interrupted));
+                        }
                         // Charge the first block here; compiled code then runs it
                         // with the bias and stops before the next block.
                         let gas = self.ctx().gas;
@@ -221,6 +233,17 @@ impl JitInstance {
                     Resume::after_block(program, module.schedule.profile(), idx),
                     arg as u32
                 ),
+                ExitKind::Interrupt => {
+                    let pc = program
+                        .blocks()
+                        .get(idx as usize)
+                        .map_or(u32::MAX, |b| b.pc);
+                    if self.interrupt.take() {
+                        finish!(Exit::Interrupted, Resume::Enter(idx), pc)
+                    }
+                    // Taken by someone else since the check: enter the block.
+                    self.resume = Resume::Enter(idx);
+                }
                 ExitKind::OutOfGas => {
                     let pc = program
                         .blocks()
@@ -428,6 +451,10 @@ impl Instance for JitInstance {
             .flatten()
     }
 
+    fn interrupt_handle(&self) -> InterruptHandle {
+        self.interrupt.clone()
+    }
+
     fn reset(&mut self, regs: [u64; NUM_REGS], pc: u32, gas: i64) -> Result<(), EngineError> {
         let gas = check_gas(i128::from(gas))?;
         check_entry(&self.module.program, self.module.schedule.profile(), pc)?;
@@ -441,10 +468,12 @@ impl Instance for JitInstance {
         *self.map = fresh;
         self.broken = None;
         let jt = self.module.jump_table.as_ptr() as u64;
+        let flag = self.interrupt.flag().as_ptr() as u64;
         let ctx = self.ctx_mut();
         ctx.regs[..NUM_REGS].copy_from_slice(&regs);
         ctx.gas = gas;
         ctx.jt_ptr = jt;
+        ctx.interrupt = flag;
         self.set_pc(pc);
         Ok(())
     }

@@ -97,6 +97,9 @@ pub struct JitModule {
     pub(crate) jump_table: Box<[u64]>,
     /// Each block's (cost, need).
     pub(crate) prices: Box<[(i64, i64)]>,
+    /// Each block's interrupt check ([`Program::interrupt_points`]), for the first
+    /// block of a step, which the run loop charges itself.
+    pub(crate) polls: Box<[bool]>,
     pub(crate) entry: u32,
     pub(crate) exit: u32,
 }
@@ -144,6 +147,7 @@ impl JitModule {
             side: c.side.into(),
             jump_table,
             prices,
+            polls: program.interrupt_points().into(),
             entry: c.entry,
             exit: c.exit,
         })

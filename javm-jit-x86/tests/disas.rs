@@ -1,6 +1,6 @@
 //! Golden disassembly of a few lowerings (`tests/disas/*.txt`). A change in the
 //! emitted code shows up as a diff to review. Regenerate with
-//! `JAVM_BLESS=1 cargo test -p javm-jit-x86 --test disas`.
+//! `JAVM_BLESS=1 cargo test -p javm-jit-x86 --features disasm --test disas`.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use super::InterpModule;
 use super::memory::FlatMemory;
 pub(super) use crate::engine::Resume;
-use crate::engine::{EngineError, Exit, Instance, MemoryError, check_entry, check_gas};
+use crate::engine::{
+    EngineError, Exit, Instance, InterruptHandle, MemoryError, check_entry, check_gas,
+};
 use crate::isa::{NUM_REGS, Reg};
 use crate::memory::{PageKind, PageState};
 
@@ -21,6 +23,7 @@ pub struct InterpInstance {
     pub(super) mem: FlatMemory,
     pub(super) pc: u32,
     pub(super) resume: Resume,
+    pub(super) interrupt: InterruptHandle,
 }
 
 impl InterpInstance {
@@ -40,6 +43,7 @@ impl InterpInstance {
             mem,
             pc,
             resume: Resume::BadPc,
+            interrupt: InterruptHandle::new(),
         };
         inst.set_pc(pc);
         inst
@@ -90,6 +94,10 @@ impl Instance for InterpInstance {
                 )
             })
             .flatten()
+    }
+
+    fn interrupt_handle(&self) -> InterruptHandle {
+        self.interrupt.clone()
     }
 
     fn reset(&mut self, regs: [u64; NUM_REGS], pc: u32, gas: i64) -> Result<(), EngineError> {

@@ -64,6 +64,9 @@ struct BlockEntry {
     pc: u32,
     /// Gas deducted on entry.
     cost: i64,
+    /// Whether entering checks for an interrupt request
+    /// ([`Program::interrupt_points`]).
+    poll: bool,
     /// Gas required on entry (cost + reserve), compared unsigned with the
     /// (non-negative) gas; [`NOT_A_TARGET`] for a block that is no branch target.
     need: u64,
@@ -112,9 +115,11 @@ impl Engine for Interpreter {
                 let costs = program.block_costs(schedule);
                 let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
                 let profile = schedule.profile();
+                let polls = program.interrupt_points();
                 let blocks = (0u32..)
                     .zip(program.blocks().iter().zip(costs))
                     .map(|(i, (b, c))| BlockEntry {
+                        poll: polls.get(i as usize).copied().unwrap_or(false),
                         first: b.first,
                         end: b.end,
                         pc: b.pc,

@@ -19,6 +19,7 @@ use crate::gas::GasProfile;
 use crate::instruction::{Instruction as I, imm};
 use crate::ops;
 use crate::program::DynamicJump;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Run `inst` until an exit, or with `STEP` until the next block boundary.
 #[inline(never)]
@@ -37,6 +38,7 @@ pub(super) fn run<const STEP: bool>(
     let regs: &mut [u64; 16] = &mut inst.regs;
     let mut gas = inst.gas;
     let mem = &mut inst.mem;
+    let interrupt = inst.interrupt.flag();
     let pc_at = |i: usize| pcs.get(i).copied().unwrap_or(u32::MAX);
 
     // The current block, and the slice of it still to run: [start, end).
@@ -52,6 +54,11 @@ pub(super) fn run<const STEP: bool>(
                 .get(b as usize)
                 .filter(|e| e.need != NOT_A_TARGET)
                 .ok_or_else(|| EngineError::Internal(format!("resume at unknown block {b}")))?;
+            // As at every entry of a block that checks, in steps too.
+            if e.poll && interrupt.load(Relaxed) && interrupt.swap(false, Relaxed) {
+                inst.pc = e.pc;
+                return Ok(Some(Exit::Interrupted));
+            }
             if (gas as u64) < e.need {
                 inst.gas = 0;
                 inst.pc = e.pc;
@@ -89,6 +96,10 @@ pub(super) fn run<const STEP: bool>(
             };
             if STEP && e.need == NOT_A_TARGET {
                 terminal!(Exit::Panic)
+            }
+            // An interrupt request stops the run here, before the block is charged.
+            if e.poll && interrupt.load(Relaxed) && interrupt.swap(false, Relaxed) {
+                finish!(Exit::Interrupted, Resume::Enter(b), e.pc)
             }
             if STEP {
                 inst.gas = gas;

@@ -259,6 +259,37 @@ impl Program {
             )
     }
 
+    /// The blocks whose entry checks for an interrupt request
+    /// ([`crate::InterruptHandle`]), indexed by block: every target of a backward
+    /// (or self) static branch and every jump-table target. Every unbounded
+    /// execution enters one of them again and again, so a request is seen after a
+    /// bounded run of straight-line code, and other blocks do not pay for the check.
+    /// Both engines check exactly these, so a request pending before a run stops it
+    /// at the same place on both.
+    pub fn interrupt_points(&self) -> Vec<bool> {
+        let mut polls = vec![false; self.blocks.len()];
+        for (b, block) in self.blocks.iter().enumerate() {
+            for ins in self
+                .instructions
+                .get(block.first as usize..block.end as usize)
+                .unwrap_or_default()
+            {
+                if let Some(t) = ins.target().and_then(|t| t.block())
+                    && t as usize <= b
+                    && let Some(p) = polls.get_mut(t as usize)
+                {
+                    *p = true;
+                }
+            }
+        }
+        for t in self.jump_targets.iter().filter_map(|t| t.block()) {
+            if let Some(p) = polls.get_mut(t as usize) {
+                *p = true;
+            }
+        }
+        polls
+    }
+
     /// Whether `pc` starts a basic block under `profile` (see
     /// [`Program::starts_block`]): the rule for entry points.
     pub fn is_block_start(&self, pc: u32, profile: GasProfile) -> bool {

@@ -175,10 +175,14 @@ pub(crate) fn compile(
     let mut ins_offsets = vec![0u32; n];
     let mut ins_ends = vec![0u32; n];
     let instructions = program.instructions();
+    let polls = program.interrupt_points();
     for (b, (block, cost)) in blocks.iter().zip(costs).enumerate() {
         let label = cg.block_labels[b];
         dynasm!(cg.ops ; .arch x64 ; =>label);
         if cg.starts_block(b as u32) {
+            if polls[b] {
+                cg.interrupt_check(b as u32);
+            }
             cg.gas_check(b as u32, to_i64(cost.cost), to_i64(cost.need()))?;
         } else if cost.need() != 0 {
             return Err(format!(
@@ -312,6 +316,17 @@ impl Cg<'_> {
             ; add rsp, 8
             ; pop r15 ; pop r14 ; pop r13 ; pop r12 ; pop rbp ; pop rbx
             ; ret
+        );
+    }
+
+    /// Leave with [`ExitKind::Interrupt`] at block `b` if the instance's interrupt
+    /// flag is set (before the block is charged).
+    fn interrupt_check(&mut self, b: u32) {
+        let stub = self.exit_stub(ExitKind::Interrupt, b);
+        dynasm!(self.ops ; .arch x64
+            ; mov rdx, [r15 + off::INTERRUPT]
+            ; cmp BYTE [rdx], 0
+            ; jne =>stub
         );
     }
 
