@@ -65,6 +65,7 @@ pub mod image;
 mod image_cache;
 pub mod kernel_assist;
 pub mod manifest;
+pub mod runner;
 mod settle;
 mod stats;
 pub mod vectors;
