@@ -384,6 +384,19 @@ impl Resume {
         }
     }
 
+    /// [`Instance::panic_reason`] for an instance at this resume point whose last
+    /// exit was at `pc`: the reason only once a run has ended in a panic.
+    pub fn panic_reason(
+        self,
+        program: &Program,
+        profile: GasProfile,
+        pc: u32,
+    ) -> Option<crate::PanicReason> {
+        (self == Resume::Done(Exit::Panic))
+            .then(|| crate::panic::panic_reason(program, profile, pc))
+            .flatten()
+    }
+
     /// [`Instance::next_pc`] for this resume point (`pc` is the instance's current PC).
     pub fn next_pc(self, program: &Program, pc: u32) -> Option<u32> {
         match self {

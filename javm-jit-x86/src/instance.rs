@@ -90,15 +90,21 @@ impl JitInstance {
             interrupt: InterruptHandle::new(),
             running,
         };
-        let jt = inst.module.jump_table.as_ptr() as u64;
-        let flag = inst.interrupt.flag().as_ptr() as u64;
-        let ctx = inst.ctx_mut();
+        inst.start(regs, pc, gas);
+        inst
+    }
+
+    /// Set up the context for a run from `pc` (a fresh or reset window's context is
+    /// zero): registers, gas, the jump table and the interrupt flag's address.
+    fn start(&mut self, regs: [u64; NUM_REGS], pc: u32, gas: i64) {
+        let jt = self.module.jump_table.as_ptr() as u64;
+        let flag = self.interrupt.flag().as_ptr() as u64;
+        let ctx = self.ctx_mut();
         ctx.regs[..NUM_REGS].copy_from_slice(&regs);
         ctx.gas = gas;
         ctx.jt_ptr = jt;
         ctx.interrupt = flag;
-        inst.set_pc(pc);
-        inst
+        self.set_pc(pc);
     }
 
     /// The module this instance runs.
@@ -440,15 +446,9 @@ impl Instance for JitInstance {
     }
 
     fn panic_reason(&self) -> Option<javm_exec::PanicReason> {
-        (self.resume == Resume::Done(Exit::Panic))
-            .then(|| {
-                javm_exec::panic::panic_reason(
-                    &self.module.program,
-                    self.module.schedule.profile(),
-                    self.pc,
-                )
-            })
-            .flatten()
+        let profile = self.module.schedule.profile();
+        self.resume
+            .panic_reason(&self.module.program, profile, self.pc)
     }
 
     fn interrupt_handle(&self) -> InterruptHandle {
@@ -467,14 +467,7 @@ impl Instance for JitInstance {
             .map_err(|e| EngineError::OutOfMemory(format!("cannot restore guest memory: {e}")))?;
         *self.map = fresh;
         self.broken = None;
-        let jt = self.module.jump_table.as_ptr() as u64;
-        let flag = self.interrupt.flag().as_ptr() as u64;
-        let ctx = self.ctx_mut();
-        ctx.regs[..NUM_REGS].copy_from_slice(&regs);
-        ctx.gas = gas;
-        ctx.jt_ptr = jt;
-        ctx.interrupt = flag;
-        self.set_pc(pc);
+        self.start(regs, pc, gas);
         Ok(())
     }
 

@@ -85,15 +85,9 @@ impl Instance for InterpInstance {
     }
 
     fn panic_reason(&self) -> Option<crate::PanicReason> {
-        (self.resume == Resume::Done(Exit::Panic))
-            .then(|| {
-                crate::panic::panic_reason(
-                    &self.module.program,
-                    self.module.schedule.profile(),
-                    self.pc,
-                )
-            })
-            .flatten()
+        let profile = self.module.schedule.profile();
+        self.resume
+            .panic_reason(&self.module.program, profile, self.pc)
     }
 
     fn interrupt_handle(&self) -> InterruptHandle {
