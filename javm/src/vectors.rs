@@ -31,6 +31,17 @@ pub enum Status {
     OutOfGas,
 }
 
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Panic => "panic",
+            Status::Halt => "halt",
+            Status::PageFault => "page-fault",
+            Status::OutOfGas => "out-of-gas",
+        })
+    }
+}
+
 /// A region of the initial page map.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -240,7 +251,7 @@ pub fn compare(vector: &Vector, outcome: &Outcome) -> Vec<String> {
     let mut diffs = Vec::new();
     if outcome.status != vector.expected_status {
         diffs.push(format!(
-            "status: expected {:?}, got {:?} ({})",
+            "status: expected {}, got {} ({})",
             vector.expected_status, outcome.status, outcome.exit
         ));
     }
@@ -266,9 +277,11 @@ pub fn compare(vector: &Vector, outcome: &Outcome) -> Vec<String> {
         _ => None,
     };
     if vector.expected_status == Status::PageFault && fault != vector.expected_page_fault_address {
+        let show = |a: Option<u32>| a.map_or("none".to_owned(), |a| format!("{a:#x}"));
         diffs.push(format!(
-            "page fault address: expected {:?}, got {:?}",
-            vector.expected_page_fault_address, fault
+            "page fault address: expected {}, got {}",
+            show(vector.expected_page_fault_address),
+            show(fault)
         ));
     }
     let mut expected = BTreeMap::new();

@@ -44,6 +44,17 @@ impl std::fmt::Display for Fault {
     }
 }
 
+impl CallResult {
+    /// How the call ended, in words: `halt`, `faulted (<reason>)` or `paused`.
+    pub fn kind(&self) -> String {
+        match self {
+            CallResult::Halt { .. } => "halt".into(),
+            CallResult::Faulted { reason, .. } => format!("faulted ({reason})"),
+            CallResult::Paused { .. } => "paused".into(),
+        }
+    }
+}
+
 /// The outcome of [`Vm::invoke_cached`] or [`Vm::call_resume`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallResult {

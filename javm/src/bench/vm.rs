@@ -91,7 +91,13 @@ pub fn measure_driver(kind: EngineKind, samples: usize) -> Result<DriverFigures,
             for _ in 0..INVOKES {
                 match vm.invoke_cached(&cache, inst, 0, [0; 4], gas) {
                     Ok(CallResult::Halt { .. }) => {}
-                    other => return Err(format!("the benchmark instance did not halt: {other:?}")),
+                    Ok(other) => {
+                        return Err(format!(
+                            "the benchmark instance did not halt: {}",
+                            other.kind()
+                        ));
+                    }
+                    Err(e) => return Err(format!("the benchmark instance failed: {e}")),
                 }
             }
             Ok(t.elapsed() / INVOKES)
@@ -170,7 +176,8 @@ fn settle_on<E: Engine + 'static>(
             .map_err(|e| e.to_string())?;
         match frame.inst.run() {
             Ok(Exit::HostCall(0)) => {}
-            other => return Err(format!("the settle workload ended with {other:?}")),
+            Ok(other) => return Err(format!("the settle workload ended with {other}")),
+            Err(e) => return Err(format!("the settle workload failed: {e}")),
         }
         if frame.inst.dirty_pages().len() != dirty as usize {
             return Err("the settle workload dirtied the wrong number of pages".into());
