@@ -433,6 +433,19 @@ pub fn check_entry(
     }
 }
 
+/// Validate the start of a run — the entry PC and the gas — as `instantiate` and
+/// `reset` both do: returns the gas.
+pub fn check_start(
+    program: &Program,
+    profile: GasProfile,
+    pc: u32,
+    gas: i64,
+) -> Result<i64, EngineError> {
+    let gas = check_gas(i128::from(gas))?;
+    check_entry(program, profile, pc)?;
+    Ok(gas)
+}
+
 /// Validate an initial or host-set gas value.
 pub fn check_gas(gas: i128) -> Result<i64, EngineError> {
     i64::try_from(gas)

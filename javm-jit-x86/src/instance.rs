@@ -5,7 +5,7 @@ use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
 use javm_exec::engine::{
-    EngineError, Exit, Instance, InterruptHandle, MemoryError, Resume, check_entry, check_gas,
+    EngineError, Exit, Instance, InterruptHandle, MemoryError, Resume, check_gas, check_start,
 };
 use javm_exec::instruction::Instruction as I;
 use javm_exec::memop::MemData;
@@ -456,8 +456,12 @@ impl Instance for JitInstance {
     }
 
     fn reset(&mut self, regs: [u64; NUM_REGS], pc: u32, gas: i64) -> Result<(), EngineError> {
-        let gas = check_gas(i128::from(gas))?;
-        check_entry(&self.module.program, self.module.schedule.profile(), pc)?;
+        let gas = check_start(
+            &self.module.program,
+            self.module.schedule.profile(),
+            pc,
+            gas,
+        )?;
         let fresh = self
             .map
             .fresh()

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use javm_exec::engine::{
-    Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_entry, check_gas,
-    check_schedule,
+    Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_schedule, check_start,
 };
 use javm_exec::gas::GasSchedule;
 use javm_exec::memory::{DEFAULT_MEMORY_LIMIT, PageMap};
@@ -215,8 +214,12 @@ impl Engine for Recompiler {
         module: &Arc<JitModule>,
         init: InstanceInit,
     ) -> Result<JitInstance, EngineError> {
-        let gas = check_gas(i128::from(init.gas))?;
-        check_entry(&module.program, module.schedule.profile(), init.pc)?;
+        let gas = check_start(
+            &module.program,
+            module.schedule.profile(),
+            init.pc,
+            init.gas,
+        )?;
         check_schedule(module.schedule, &init.layout)?;
         let mut map = PageMap::new(init.layout)
             .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;

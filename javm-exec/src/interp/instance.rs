@@ -6,7 +6,7 @@ use super::InterpModule;
 use super::memory::FlatMemory;
 pub(super) use crate::engine::Resume;
 use crate::engine::{
-    EngineError, Exit, Instance, InterruptHandle, MemoryError, check_entry, check_gas,
+    EngineError, Exit, Instance, InterruptHandle, MemoryError, check_gas, check_start,
 };
 use crate::isa::{NUM_REGS, Reg};
 use crate::memory::{PageKind, PageState};
@@ -95,8 +95,12 @@ impl Instance for InterpInstance {
     }
 
     fn reset(&mut self, regs: [u64; NUM_REGS], pc: u32, gas: i64) -> Result<(), EngineError> {
-        let gas = check_gas(i128::from(gas))?;
-        check_entry(&self.module.program, self.module.schedule.profile(), pc)?;
+        let gas = check_start(
+            &self.module.program,
+            self.module.schedule.profile(),
+            pc,
+            gas,
+        )?;
         self.mem.reset()?;
         self.regs.fill(0);
         self.regs[..NUM_REGS].copy_from_slice(&regs);

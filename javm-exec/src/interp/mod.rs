@@ -14,8 +14,7 @@ mod run;
 use std::sync::Arc;
 
 use crate::engine::{
-    Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_entry, check_gas,
-    check_schedule,
+    Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_schedule, check_start,
 };
 use crate::gas::GasSchedule;
 use crate::memory::{DEFAULT_MEMORY_LIMIT, PageMap};
@@ -144,8 +143,12 @@ impl Engine for Interpreter {
         module: &Arc<InterpModule>,
         init: InstanceInit,
     ) -> Result<InterpInstance, EngineError> {
-        let gas = check_gas(i128::from(init.gas))?;
-        check_entry(&module.program, module.schedule.profile(), init.pc)?;
+        let gas = check_start(
+            &module.program,
+            module.schedule.profile(),
+            init.pc,
+            init.gas,
+        )?;
         check_schedule(module.schedule, &init.layout)?;
         let mut map = PageMap::new(init.layout)
             .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;
