@@ -46,23 +46,40 @@ fn crash_child() {
     println!("done");
 }
 
+/// The total size of the files in the store directory.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|it| {
+            it.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 #[test]
 fn sigkill_during_a_large_put_leaves_all_or_none() {
     let want: Vec<_> = big_put().iter().map(|c| cap_hash(c).unwrap()).collect();
     let earlier: Vec<Cap> = (0..8).map(|i| data_cap(i, 3)).collect();
-    // The first round is not killed: it measures how long the put takes, and the
-    // kills then land at fractions of that time, most of them inside the write
-    // transaction (hashing and encoding 32 MiB take a small part of it).
-    let mut put_time = None::<Duration>;
-    let fractions = [0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95];
+    // The first round is not killed: it measures how much the store's files grow
+    // during the put. The later rounds watch the files and kill the child once they
+    // have grown by a fraction of that: the write transaction is then under way,
+    // whatever the machine's speed (a timer cannot promise that on a shared machine).
+    // The last rounds kill on timers instead, at fractions of the measured put time,
+    // so that kills also land before the transaction and during the commit.
+    let mut growth = None::<u64>;
+    let mut put_time = Duration::ZERO;
+    let size_fractions = [0.0, 0.25, 0.5, 0.75];
+    let time_fractions = [0.0, 0.5, 0.9];
     let mut killed_mid_put = 0;
     let mut outcomes = Vec::new();
-    for round in 0..=fractions.len() {
+    for round in 0..=size_fractions.len() + time_fractions.len() {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = RedbStore::open(dir.path()).unwrap();
             s.put_caps(&earlier.iter().collect::<Vec<_>>()).unwrap();
         }
+        let before = dir_size(dir.path());
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
@@ -82,20 +99,46 @@ fn sigkill_during_a_large_put_leaves_all_or_none() {
             assert!(start.elapsed() < Duration::from_secs(120));
         }
         let put_started = Instant::now();
-        let delay = put_time.map(|t| t.mul_f64(fractions[round - 1]));
-        if let Some(d) = delay {
-            std::thread::sleep(d);
-            child.kill().unwrap(); // SIGKILL
+        let (kind, mut grown_at_kill) = ("calibration", false);
+        let kind = match round {
+            0 => kind,
+            r if r <= size_fractions.len() => {
+                let grow = growth.unwrap();
+                let target = before + 1 + (grow as f64 * size_fractions[r - 1]) as u64;
+                // Poll until the files reach the target or the child ends.
+                loop {
+                    if dir_size(dir.path()) >= target {
+                        grown_at_kill = true;
+                        break;
+                    }
+                    if child.try_wait().unwrap().is_some() {
+                        break;
+                    }
+                    assert!(put_started.elapsed() < Duration::from_secs(120));
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                "size"
+            }
+            r => {
+                let f = time_fractions[r - 1 - size_fractions.len()];
+                std::thread::sleep(put_time.mul_f64(f));
+                grown_at_kill = dir_size(dir.path()) > before;
+                "time"
+            }
+        };
+        if round > 0 {
+            let _ = child.kill(); // SIGKILL; the child may already have ended
         }
         let mut rest = String::new();
         while out.read_line(&mut rest).unwrap_or(0) > 0 {}
         child.wait().unwrap();
         let finished = rest.contains("done");
-        if delay.is_none() {
+        if round == 0 {
             assert!(finished, "the calibration round must finish");
-            put_time = Some(put_started.elapsed());
+            put_time = put_started.elapsed();
+            growth = Some(dir_size(dir.path()).saturating_sub(before));
         }
-        let delay = delay.unwrap_or_default().as_millis();
+        let waited = put_started.elapsed().as_millis();
 
         let s = RedbStore::open(dir.path()).unwrap();
         for c in &earlier {
@@ -107,7 +150,7 @@ fn sigkill_during_a_large_put_leaves_all_or_none() {
             .count();
         assert!(
             present == 0 || present == want.len(),
-            "after a kill at {delay} ms the store holds {present} of {} caps of one put",
+            "after a {kind} kill at {waited} ms the store holds {present} of {} caps of one put",
             want.len()
         );
         let report = s.verify().unwrap();
@@ -120,14 +163,17 @@ fn sigkill_during_a_large_put_leaves_all_or_none() {
                 0
             };
         assert_eq!(pages, expect_pages, "pages follow their caps");
-        if !finished && round >= 3 {
+        if !finished && grown_at_kill {
             killed_mid_put += 1;
         }
-        outcomes.push((delay, present == want.len(), finished));
+        outcomes.push((kind, waited, grown_at_kill, present == want.len(), finished));
     }
-    eprintln!("put takes {put_time:?}; (kill after ms, put present, child finished): {outcomes:?}");
+    eprintln!(
+        "put takes {put_time:?}, files grow {growth:?} bytes; \
+         (kill, after ms, files had grown, put present, child finished): {outcomes:?}"
+    );
     assert!(
         killed_mid_put > 0,
-        "no kill past half the put's time landed before it finished: {outcomes:?}"
+        "no kill landed after the files grew and before the put finished: {outcomes:?}"
     );
 }
