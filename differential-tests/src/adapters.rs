@@ -19,6 +19,9 @@ pub enum Bug {
     /// A page that was written (`PresentRw`) still reports `PresentRo`: its state was
     /// not advanced.
     StalePageState,
+    /// A host change to [`javm_exec::PageAccess::ZeroReadOnly`] keeps the pages'
+    /// contents instead of zeroing them.
+    ZeroKeepsContents,
 }
 
 /// An engine with one bug.
@@ -175,6 +178,21 @@ impl<I: Instance> Instance for BuggyInstance<I> {
 
     fn write_memory(&mut self, addr: u32, data: &[u8]) -> Result<(), MemoryError> {
         self.inner.write_memory(addr, data)
+    }
+
+    fn set_page_access(
+        &mut self,
+        addr: u32,
+        pages: u32,
+        access: javm_exec::PageAccess,
+    ) -> Result<(), MemoryError> {
+        let access = match (self.bug, access) {
+            (Bug::ZeroKeepsContents, javm_exec::PageAccess::ZeroReadOnly) => {
+                javm_exec::PageAccess::ReadOnly
+            }
+            _ => access,
+        };
+        self.inner.set_page_access(addr, pages, access)
     }
 
     fn page_state(&self, addr: u32) -> PageState {

@@ -3,10 +3,12 @@
 //!
 //! At every exit it compares the exit and its argument, the PC and resume PC, gas,
 //! all 13 registers, the list of accessible pages with their kinds, every page's
-//! [`PageState`], and the contents of every page. After a host call or ecall it
-//! applies the same deterministic host action to both instances (registers, a memory
-//! write, gas) and continues; it stops at halt, panic, trap, page fault or out of gas
-//! (or after [`MAX_EXITS`] exits). Engine A runs block by block and engine B runs
+//! [`PageState`], the dirty pages, and the contents of every page. After a host call
+//! or ecall it applies the same deterministic host action to both instances
+//! (registers, a memory write, gas, sometimes a page-access change); after a page
+//! fault it maps the faulting page in a mode drawn from the seed, as an inner-VM
+//! pager would, and resumes (the access is retried); it stops at halt, panic, trap or
+//! out of gas (or after [`MAX_EXITS`] exits). Engine A runs block by block and engine B runs
 //! straight through, so stepping is checked against running as a side effect.
 //!
 //! On a divergence, [`localize`] re-runs both engines block by block from the start
@@ -17,8 +19,8 @@ use std::sync::Arc;
 
 use javm_exec::disasm::format_instruction;
 use javm_exec::{
-    Engine, EngineError, Exit, GasProfile, GasSchedule, Instance, InstanceInit, MemoryLayout,
-    Opcode, PageKind, PageState, Program, Reg,
+    Engine, EngineError, Exit, GasProfile, GasSchedule, Instance, InstanceInit, MemoryError,
+    MemoryLayout, Opcode, PageAccess, PageKind, PageState, Program, Reg,
 };
 
 use crate::generate::{Spec, interesting_addresses};
@@ -128,7 +130,8 @@ struct Snapshot {
     gas: i64,
     regs: [u64; 13],
     pages: Vec<(u32, PageKind, PageState)>,
-    /// `Instance::dirty_pages`, and whether it lists exactly the `PresentRw` pages.
+    /// `Instance::dirty_pages`, and whether it lists every `PresentRw` page and
+    /// only accessible pages.
     dirty: (Vec<u32>, bool),
     contents: Vec<(u32, Vec<u8>)>,
 }
@@ -140,22 +143,24 @@ fn snapshot<I: Instance>(inst: &I, layout: &MemoryLayout) -> Snapshot {
         .map(|(p, k)| (p, k, inst.page_state(p)))
         .collect();
     let dirty = inst.dirty_pages();
-    let mut rw: Vec<u32> = pages
-        .iter()
-        .filter(|(_, _, s)| *s == PageState::PresentRw)
-        .map(|&(p, ..)| p)
-        .collect();
-    rw.sort_unstable();
-    let dirty_ok = dirty == rw;
+    let is_dirty = |p: u32| dirty.binary_search(&p).is_ok();
+    let dirty_ok = dirty.is_sorted()
+        && pages
+            .iter()
+            .all(|&(p, _, s)| s != PageState::PresentRw || is_dirty(p))
+        && dirty
+            .iter()
+            .all(|&d| pages.binary_search_by_key(&d, |&(p, ..)| p).is_ok());
     let full = pages.len() <= FULL_READ_LIMIT;
     let contents = pages
         .iter()
-        // Beyond the full-read limit: written pages and pages with initial contents,
+        // Beyond the full-read limit: dirty pages (written, or changed by the host)
+        // and pages with initial contents,
         // not the zero pages that were only read — a first touch makes a whole
         // materialization unit (up to 512 pages) present, and keeping 4 KiB of each
         // made a fuzz case of a large layout exceed 2 GB. Layouts within the limit
         // still have every page compared.
-        .filter(|(p, _, s)| full || *s == PageState::PresentRw || layout.source(*p).is_some())
+        .filter(|&&(p, _, _)| full || is_dirty(p) || layout.source(p).is_some())
         .map(|&(p, _, _)| {
             let mut buf = vec![0u8; 4096];
             // Accessible pages are always readable; an error is itself a difference.
@@ -220,7 +225,7 @@ fn diff(a: &Snapshot, b: &Snapshot) -> Option<String> {
     for (name, d) in [("first", &a.dirty), ("second", &b.dirty)] {
         if !d.1 {
             return Some(format!(
-                "the {name} engine's dirty pages are not its PresentRw pages"
+                "the {name} engine's dirty pages miss a PresentRw page or list an inaccessible one"
             ));
         }
     }
@@ -261,9 +266,56 @@ impl SplitMix {
     }
 }
 
+/// What the host did in response to an exit: an engine error, or the result of the
+/// page-access change it made (`Ok` if it made none). Both engines must agree.
+type Response = Result<Result<(), MemoryError>, EngineError>;
+
+/// The host's response to the `n`-th resumed exit: [`host_action`] after a host
+/// call or ecall, [`page_in`] after a page fault, nothing after an interrupt.
+fn respond<I: Instance>(inst: &mut I, seed: u64, n: usize, exit: Exit) -> Response {
+    match exit {
+        Exit::HostCall(_) | Exit::Ecall => host_action(inst, seed, n),
+        Exit::PageFault(page) => Ok(page_in(inst, seed, n, page)),
+        _ => Ok(Ok(())),
+    }
+}
+
+/// Whether the oracle resumes after `exit`.
+fn resumes(exit: Exit) -> bool {
+    matches!(
+        exit,
+        Exit::HostCall(_) | Exit::Ecall | Exit::Interrupted | Exit::PageFault(_)
+    )
+}
+
+/// The host's response to a page fault at `page`, as an inner-VM pager would: map
+/// that page (sometimes with the one below, sometimes a few more) in a mode drawn
+/// from the seed — mostly writable, sometimes read-only (a store then faults again),
+/// keeping or zeroing the contents.
+fn page_in<I: Instance>(inst: &mut I, seed: u64, n: usize, page: u32) -> Result<(), MemoryError> {
+    let mut rng = SplitMix(seed ^ (n as u64).wrapping_mul(0x2000_0003) ^ 0x9A6E_0000_0000_0000);
+    let access = match rng.next() % 8 {
+        0 => PageAccess::ZeroReadOnly,
+        1 => PageAccess::ReadOnly,
+        2 | 3 => PageAccess::ZeroReadWrite,
+        _ => PageAccess::ReadWrite,
+    };
+    let below = if rng.next().is_multiple_of(4) {
+        PAGE
+    } else {
+        0
+    };
+    let pages = 1 + (rng.next() % 3) as u32;
+    inst.set_page_access(page.saturating_sub(below), pages, access)
+}
+
+/// Bytes per page.
+const PAGE: u32 = javm_exec::memory::PAGE_SIZE;
+
 /// The host's response to the `n`-th host call: set r7 and r8, maybe write memory,
-/// maybe change gas. Returns the memory write's result, which must match too.
-fn host_action<I: Instance>(inst: &mut I, seed: u64, n: usize) -> Result<(), EngineError> {
+/// maybe change gas, maybe change the access of a few pages. Returns the page
+/// change's result; the memory write's result shows in the states compared after.
+fn host_action<I: Instance>(inst: &mut I, seed: u64, n: usize) -> Response {
     let mut rng = SplitMix(seed ^ (n as u64).wrapping_mul(0x1000_0001));
     inst.set_reg(Reg::R7, rng.next());
     inst.set_reg(Reg::R8, rng.next() & 0xFF);
@@ -289,7 +341,17 @@ fn host_action<I: Instance>(inst: &mut I, seed: u64, n: usize) -> Result<(), Eng
     {
         inst.interrupt_handle().interrupt();
     }
-    Ok(())
+    // Sometimes a page-access change around an interesting address, in any mode (a
+    // stream of its own as well).
+    let mut rng = SplitMix(seed ^ (n as u64) ^ 0x0ACC_E55E_0000_0000);
+    if rng.next().is_multiple_of(4) {
+        let addrs = interesting_addresses();
+        let addr = addrs[(rng.next() % addrs.len() as u64) as usize] & !(PAGE - 1);
+        let access = PageAccess::ALL[(rng.next() % PageAccess::ALL.len() as u64) as usize];
+        let pages = (rng.next() % 4) as u32;
+        return Ok(inst.set_page_access(addr, pages, access));
+    }
+    Ok(Ok(()))
 }
 
 /// Opcode execution counts for the step that ran instructions `[from, to)`.
@@ -365,17 +427,12 @@ pub fn compare<A: Engine, B: Engine>(a: &A, b: &B, case: &Case) -> Result<Trace,
         }
         let Ok(exit) = exit_a else { break };
         trace.exits.push(exit);
-        if !matches!(exit, Exit::HostCall(_) | Exit::Ecall | Exit::Interrupted)
-            || n + 1 == MAX_EXITS
-        {
+        if !resumes(exit) || n + 1 == MAX_EXITS {
             break;
         }
-        if exit == Exit::Interrupted {
-            continue;
-        }
         let (ra, rb) = (
-            host_action(&mut ia, case.host_seed, n),
-            host_action(&mut ib, case.host_seed, n),
+            respond(&mut ia, case.host_seed, n, exit),
+            respond(&mut ib, case.host_seed, n, exit),
         );
         if ra != rb {
             return Err(diverge(n, format!("host action: {ra:?} vs {rb:?}")));
@@ -405,7 +462,7 @@ pub fn localize<A: Engine, B: Engine>(a: &A, b: &B, case: &Case) -> String {
         (Ok(x), Ok(y)) => (x, y),
         (x, y) => return format!("(instantiate: {:?} vs {:?})", x.err(), y.err()),
     };
-    let mut host_calls = 0;
+    let mut resumed = 0;
     for step in 0..1_000_000u32 {
         let start = ia.next_pc();
         let (ra, rb) = (ia.step_block(), ib.step_block());
@@ -426,10 +483,10 @@ pub fn localize<A: Engine, B: Engine>(a: &A, b: &B, case: &Case) -> String {
         }
         match ra {
             Ok(None) => {}
-            Ok(Some(Exit::HostCall(_) | Exit::Ecall)) if host_calls + 1 < MAX_EXITS => {
-                let _ = host_action(&mut ia, case.host_seed, host_calls);
-                let _ = host_action(&mut ib, case.host_seed, host_calls);
-                host_calls += 1;
+            Ok(Some(exit)) if resumes(exit) && resumed + 1 < MAX_EXITS => {
+                let _ = respond(&mut ia, case.host_seed, resumed, exit);
+                let _ = respond(&mut ib, case.host_seed, resumed, exit);
+                resumed += 1;
             }
             _ => return "(stepping block by block, the engines agree: the divergence is in running without stepping)".to_owned(),
         }

@@ -138,6 +138,11 @@ fn harness_detects_a_page_state_not_advanced() {
     detects(Bug::StalePageState, "page state");
 }
 
+#[test]
+fn harness_detects_a_page_access_change_that_keeps_contents() {
+    detects(Bug::ZeroKeepsContents, "memory at");
+}
+
 /// Replays `regressions/*.json` on every engine pair and checks the recorded outcome.
 /// With `JAVM_BLESS=1` it instead rewrites each file's expected outcome from the
 /// interpreter (for new, hand-written cases; review the diff before committing).

@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use crate::gas::{GasProfile, GasSchedule};
 use crate::isa::{NUM_REGS, Reg};
-use crate::memory::{MemoryLayout, PageKind, PageState};
+use crate::memory::{MemoryLayout, PageAccess, PageKind, PageState};
 use crate::program::{Program, ProgramHash};
 
 /// Why [`Instance::run`] returned.
@@ -203,6 +203,13 @@ pub enum MemoryError {
         /// Length.
         len: usize,
     },
+    /// A page-access change was given an address that is not a page address.
+    #[error("address {0:#x} is not the start of a page")]
+    Unaligned(u32),
+    /// The host could not change the protection of guest memory at this address;
+    /// the instance cannot run again (its next run reports the host's error).
+    #[error("the host could not change guest memory at {0:#x}; the instance is unusable")]
+    Host(u32),
     /// The write would make more pages `PresentRw` than the instance's memory limit
     /// (bytes).
     #[error("the write would pass the instance's memory limit of {0} bytes of written pages")]
@@ -316,6 +323,22 @@ pub trait Instance {
     fn read_memory(&self, addr: u32, buf: &mut [u8]) -> Result<(), MemoryError>;
     /// Write `data` at `addr`.
     fn write_memory(&mut self, addr: u32, data: &[u8]) -> Result<(), MemoryError>;
+    /// Give the `pages` pages from `addr` (a page address) the access `access`: map
+    /// them as zero, read-only or read-write, or unmap them — what a host needs to
+    /// page memory in after an [`Exit::PageFault`] (the run then retries the access)
+    /// or to implement the Gray Paper's `pages` host call ([`PageAccess::gp_mode`]).
+    /// Both engines follow one rule and reach the same page kinds, states and
+    /// contents ([`crate::memory::PageMap::change_access`]); no gas is charged, and a
+    /// `jar1` instance keeps the memory tier its layout chose. An unaligned address
+    /// or a range past 2^32 is refused before anything changes;
+    /// [`MemoryError::Host`] means the host's memory system failed midway and the
+    /// instance cannot run again.
+    fn set_page_access(
+        &mut self,
+        addr: u32,
+        pages: u32,
+        access: PageAccess,
+    ) -> Result<(), MemoryError>;
     /// The materialization state of the page containing `addr`.
     fn page_state(&self, addr: u32) -> PageState;
     /// Every accessible page as `(page address, kind)`, in ascending order of region.
@@ -333,9 +356,11 @@ pub trait Instance {
     /// again. On an error nothing changes.
     fn reset(&mut self, regs: [u64; NUM_REGS], pc: u32, gas: i64) -> Result<(), EngineError>;
 
-    /// Every page in [`PageState::PresentRw`] (written by the guest or the host), as
-    /// page addresses in ascending order, in time proportional to their number: the
-    /// pages whose contents may differ from the layout's.
+    /// The pages whose contents may differ from the layout's, as page addresses in
+    /// ascending order, in time proportional to their number: every page in
+    /// [`PageState::PresentRw`] (written by the guest or the host), and every
+    /// accessible page whose access the host changed
+    /// ([`Instance::set_page_access`]).
     fn dirty_pages(&self) -> Vec<u32>;
 }
 

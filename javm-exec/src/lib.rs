@@ -75,6 +75,6 @@ pub use gas::{GasProfile, GasSchedule, MemTier};
 pub use instruction::{Instruction, Target};
 pub use interp::{InterpInstance, Interpreter};
 pub use isa::{NUM_REGS, Opcode, Reg};
-pub use memory::{MemoryLayout, PageKind, PageState};
+pub use memory::{MemoryLayout, PageAccess, PageKind, PageState};
 pub use panic::PanicReason;
 pub use program::{Program, ProgramError, ProgramHash};

@@ -9,13 +9,16 @@ use javm_exec::engine::{
 };
 use javm_exec::instruction::Instruction as I;
 use javm_exec::memop::MemData;
-use javm_exec::memory::{PAGE_SIZE, PageKind, PageMap, PageState, bad_access_exit};
+use javm_exec::memory::{
+    PAGE_SHIFT, PAGE_SIZE, PageAccess, PageKind, PageMap, PageState, StorageOp, bad_access_exit,
+};
 use javm_exec::{GasProfile, NUM_REGS, Reg};
+use nix::sys::mman::ProtFlags;
 
 use crate::ctx::{ExitKind, JitContext};
 use crate::module::JitModule;
 use crate::signal::{self, ActiveGuard, Running, materialize_unit};
-use crate::window::{Window, mark_writable};
+use crate::window::{Window, discard, mark_unwritable, mark_writable, protect};
 
 /// The error for a failed protection change of this instance's window.
 fn protection_error(errno: i32) -> EngineError {
@@ -316,6 +319,15 @@ impl JitInstance {
         unsafe { mark_writable(base, page, below, above) };
     }
 
+    /// Record in the window's write shadow that `page` is no longer `PresentRw`.
+    fn mark_unwritable(&mut self, page: u32) {
+        let below =
+            page != 0 && self.map.state(page.wrapping_sub(PAGE_SIZE)) == PageState::PresentRw;
+        let base = self.window.guest_base_mut();
+        // SAFETY: `base` is this instance's window; no guest code runs.
+        unsafe { mark_unwritable(base, page, below) };
+    }
+
     /// Perform the access of memory instruction `idx` in software: a store the
     /// write shadow does not allow outright (first write to a page, a store that may
     /// leave its page, a fault) or a load that wraps past 2^32. `Some(exit)` if it
@@ -543,6 +555,66 @@ impl Instance for JitInstance {
             }
         }
         result
+    }
+
+    fn set_page_access(
+        &mut self,
+        addr: u32,
+        pages: u32,
+        access: PageAccess,
+    ) -> Result<(), MemoryError> {
+        self.map.check_access_change(addr, pages)?;
+        // The pages that are writable now; those the change leaves read-only or
+        // unmapped lose their write shadow afterwards.
+        let first = addr >> PAGE_SHIFT;
+        let was_rw: Vec<u32> = (first..first + pages)
+            .map(|n| n << PAGE_SHIFT)
+            .filter(|&p| self.map.state(p) == PageState::PresentRw)
+            .collect();
+        let base = self.window.guest_base_mut();
+        let failed = std::cell::Cell::new(None::<i32>);
+        let result = self.map.change_access(
+            addr,
+            pages,
+            access,
+            |unit, layout| {
+                // SAFETY: the unit is a unit of this instance's page map, inside its
+                // window; no guest code runs while the host changes memory.
+                unsafe { materialize_unit(base, unit, layout) }.map_err(|errno| {
+                    failed.set(Some(errno));
+                    MemoryError::Host(unit.first)
+                })
+            },
+            |page, n, op| {
+                // SAFETY: the run lies in this instance's window below 2^32 (the
+                // change was checked); no guest code runs. Present pages were made
+                // accessible through `protect`, so discarding them needs no record.
+                let r = unsafe {
+                    match op {
+                        StorageOp::Discard => protect(base, page, n, ProtFlags::PROT_NONE)
+                            .and_then(|()| discard(base, page, n)),
+                        StorageOp::Zero => discard(base, page, n),
+                        StorageOp::Map => {
+                            protect(base, page, n, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE)
+                        }
+                    }
+                };
+                r.map_err(|errno| {
+                    failed.set(Some(errno));
+                    MemoryError::Host(page)
+                })
+            },
+        );
+        if let Some(errno) = failed.get() {
+            self.broken = Some(protection_error(errno));
+        }
+        result?;
+        for page in was_rw {
+            if self.map.state(page) != PageState::PresentRw {
+                self.mark_unwritable(page);
+            }
+        }
+        Ok(())
     }
 
     fn page_state(&self, addr: u32) -> PageState {

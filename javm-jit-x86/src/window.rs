@@ -371,6 +371,41 @@ pub(crate) unsafe fn protect(
     unsafe { mprotect(at, (pages as usize) << 12, prot) }.map_err(|e| e as i32)
 }
 
+/// Discard the contents of the `pages` guest pages from page address `first` of the
+/// window at `base` (they read as zero afterwards; their protection is unchanged).
+/// The pages were made accessible through [`protect`] before, so they are recorded.
+///
+/// # Safety
+/// `base` must be the guest base of a live window owned by the caller's instance,
+/// with no guest code running, and the pages must lie below 2^32.
+pub(crate) unsafe fn discard(base: *mut u8, first: u32, pages: u32) -> Result<(), i32> {
+    // SAFETY: the pages lie inside the window (caller's contract), so the address is
+    // not null, and discarding private anonymous pages touches nothing else.
+    unsafe {
+        let at = NonNull::new_unchecked(base.add(first as usize).cast());
+        madvise(at, (pages as usize) << 12, MmapAdvise::MADV_DONTNEED).map_err(|e| e as i32)
+    }
+}
+
+/// Clear the shadow bytes of guest page `page` (a page address), which just left
+/// `PresentRw`, so that stores to it go to the run loop again; if the page below is
+/// `PresentRw` (`below_rw`), its last granule no longer lets a store run into `page`.
+///
+/// # Safety
+/// As for [`mark_writable`].
+pub(crate) unsafe fn mark_unwritable(base: *mut u8, page: u32, below_rw: bool) {
+    let n = (page >> 12) as usize;
+    // SAFETY: as in `mark_writable`: the shadow has a byte for each granule of every
+    // page `< 2^20`, including the last granule of page `n - 1`.
+    unsafe {
+        let granules = base.offset(SHADOW_DISP as isize).add(n << 9);
+        std::ptr::write_bytes(granules, 0, 512);
+        if below_rw && n > 0 {
+            *granules.sub(1) = SHADOW_IN_PAGE;
+        }
+    }
+}
+
 /// Set the shadow bytes of guest page `page` (a page address), which just became
 /// `PresentRw`, and of the last granule of the page below it. `below_rw` / `above_rw`:
 /// whether the neighbouring pages are `PresentRw`.

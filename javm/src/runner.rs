@@ -4,7 +4,8 @@
 //! blob, or assembly text), pick the engine at run time ([`EngineChoice`]: `Auto`
 //! takes the recompiler where it can run and the interpreter elsewhere, with no
 //! `#[cfg]` in the caller), register host functions by `ecalli` id as closures that
-//! read and write registers and memory, and run with an argument and a gas budget.
+//! read and write registers and memory, optionally a page-fault handler that maps
+//! pages on demand, and run with an argument and a gas budget.
 //! The result ([`Outcome`]) has the exit, why a panic panicked, gas used and left,
 //! the registers and, on halt, the output `mem[r7 .. r7 + r8]`.
 //!
@@ -38,7 +39,7 @@ use javm_exec::blob::{StandardProgram, parse_code_blob};
 use javm_exec::memory::DEFAULT_MEMORY_LIMIT;
 use javm_exec::{
     Engine, EngineError, EngineKind, Exit, GasProfile, GasSchedule, Instance, InstanceInit,
-    Interpreter, MemoryError, NUM_REGS, PanicReason, Reg,
+    Interpreter, MemoryError, NUM_REGS, PageAccess, PanicReason, Reg,
 };
 use thiserror::Error;
 
@@ -66,16 +67,25 @@ pub enum HostAction {
     Stop,
 }
 
-/// A host function's view of the calling instance.
+/// A host function's (or the page-fault handler's) view of the calling instance.
 pub struct Caller<'a> {
     inst: &'a mut dyn Instance,
-    id: u32,
+    exit: Exit,
 }
 
 impl Caller<'_> {
-    /// The `ecalli` id.
+    /// The exit being handled: [`Exit::HostCall`] in a host function,
+    /// [`Exit::PageFault`] in the page-fault handler.
+    pub fn exit(&self) -> Exit {
+        self.exit
+    }
+
+    /// The `ecalli` id in a host function (0 in the page-fault handler).
     pub fn id(&self) -> u32 {
-        self.id
+        match self.exit {
+            Exit::HostCall(id) => id,
+            _ => 0,
+        }
     }
 
     /// A register.
@@ -98,6 +108,17 @@ impl Caller<'_> {
         self.inst.write_memory(addr, data)
     }
 
+    /// Give `pages` pages from `addr` (a page address) new access: map them as zero,
+    /// read-only or read-write, or unmap them ([`Instance::set_page_access`]).
+    pub fn set_page_access(
+        &mut self,
+        addr: u32,
+        pages: u32,
+        access: PageAccess,
+    ) -> Result<(), MemoryError> {
+        self.inst.set_page_access(addr, pages, access)
+    }
+
     /// Remaining gas.
     pub fn gas(&self) -> i64 {
         self.inst.gas()
@@ -110,6 +131,7 @@ impl Caller<'_> {
 }
 
 type HostFn = Box<dyn FnMut(&mut Caller<'_>) -> HostAction + Send>;
+type FaultFn = Box<dyn FnMut(&mut Caller<'_>, u32) -> HostAction + Send>;
 
 /// Why a run could not be made.
 #[derive(Debug, Error)]
@@ -133,7 +155,9 @@ pub enum RunError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     /// How the run ended (a host call exit only for an id with no function, or one
-    /// whose function said [`HostAction::Stop`]).
+    /// whose function said [`HostAction::Stop`]; a page fault only with no handler,
+    /// one that said [`HostAction::Stop`], or one whose retried access faulted again
+    /// at once).
     pub exit: Exit,
     /// Why it panicked, after [`Exit::Panic`].
     pub panic_reason: Option<PanicReason>,
@@ -163,6 +187,7 @@ pub struct Runner {
     engine: AnyEngine,
     profile: GasProfile,
     host: HashMap<u32, HostFn>,
+    on_fault: Option<FaultFn>,
 }
 
 impl Runner {
@@ -197,6 +222,7 @@ impl Runner {
             engine,
             profile: GasProfile::Jar1,
             host: HashMap::new(),
+            on_fault: None,
         })
     }
 
@@ -225,6 +251,20 @@ impl Runner {
         self
     }
 
+    /// Call `f(caller, page)` when the guest page-faults at `page` (the address of
+    /// the first inaccessible page it touched), so that the host can page memory in
+    /// with [`Caller::set_page_access`]; [`HostAction::Resume`] retries the access.
+    /// A retry that faults at the same instruction and page again ends the run with
+    /// that fault (the handler did not make the access possible), so a handler
+    /// cannot loop forever.
+    pub fn page_fault_handler(
+        &mut self,
+        f: impl FnMut(&mut Caller<'_>, u32) -> HostAction + Send + 'static,
+    ) -> &mut Runner {
+        self.on_fault = Some(Box::new(f));
+        self
+    }
+
     /// Run `program` from its entry (PC 0) on the standard initial state for `args`
     /// with `gas`, calling host functions, until it exits otherwise.
     pub fn run(
@@ -243,19 +283,29 @@ impl Runner {
             pc: 0,
             gas: gas_i,
         };
-        let (profile, host) = (self.profile, &mut self.host);
+        let handlers = Handlers {
+            host: &mut self.host,
+            on_fault: self.on_fault.as_mut(),
+        };
+        let profile = self.profile;
         match &self.engine {
-            AnyEngine::Interp(e) => run_on(e, profile, host, &program.program, init),
+            AnyEngine::Interp(e) => run_on(e, profile, handlers, &program.program, init),
             #[cfg(jit)]
-            AnyEngine::Jit(e) => run_on(e, profile, host, &program.program, init),
+            AnyEngine::Jit(e) => run_on(e, profile, handlers, &program.program, init),
         }
     }
+}
+
+/// A runner's host functions and page-fault handler, for one run.
+struct Handlers<'a> {
+    host: &'a mut HashMap<u32, HostFn>,
+    on_fault: Option<&'a mut FaultFn>,
 }
 
 fn run_on<E: Engine>(
     engine: &E,
     profile: GasProfile,
-    host: &mut HashMap<u32, HostFn>,
+    mut handlers: Handlers<'_>,
     program: &Arc<javm_exec::Program>,
     init: InstanceInit,
 ) -> Result<Outcome, RunError> {
@@ -264,19 +314,37 @@ fn run_on<E: Engine>(
     let module = engine.prepare(program, schedule)?;
     let initial = init.gas;
     let mut inst = engine.instantiate(&module, init)?;
+    // The page fault the handler last answered, and where.
+    let mut handled_fault = None;
     let exit = loop {
         let exit = inst.run()?;
-        let Exit::HostCall(id) = exit else {
-            break exit;
+        let action = match exit {
+            Exit::HostCall(id) => match handlers.host.get_mut(&id) {
+                Some(f) => f(&mut Caller {
+                    inst: &mut inst,
+                    exit,
+                }),
+                None => HostAction::Stop,
+            },
+            Exit::PageFault(page) => {
+                let again = handled_fault.replace((inst.pc(), page)) == Some((inst.pc(), page));
+                match handlers.on_fault.as_mut() {
+                    Some(f) if !again => f(
+                        &mut Caller {
+                            inst: &mut inst,
+                            exit,
+                        },
+                        page,
+                    ),
+                    _ => HostAction::Stop,
+                }
+            }
+            _ => HostAction::Stop,
         };
-        let Some(f) = host.get_mut(&id) else {
-            break exit;
-        };
-        if f(&mut Caller {
-            inst: &mut inst,
-            id,
-        }) == HostAction::Stop
-        {
+        if !matches!(exit, Exit::PageFault(_)) {
+            handled_fault = None;
+        }
+        if action == HostAction::Stop {
             break exit;
         }
     };

@@ -464,7 +464,7 @@ fn output_errors_end_cleanly() {
 
 #[test]
 fn asm_disasm_round_trip_and_examples_are_up_to_date() {
-    for name in ["hello", "fib", "sieve", "sort"] {
+    for name in ["hello", "fib", "sieve", "sort", "pager"] {
         let out = temp(&format!("{name}.pvm"));
         let o = javm(&[
             "asm",

@@ -2,7 +2,7 @@
 //! functions over registers and memory, run, read the outcome.
 
 use javm::runner::{EngineChoice, HostAction, Runner, load_program};
-use javm_exec::{Exit, GasProfile, PanicReason, Reg};
+use javm_exec::{Exit, GasProfile, PageAccess, PanicReason, Reg};
 
 fn choices() -> Vec<EngineChoice> {
     let mut v = vec![EngineChoice::Auto, EngineChoice::Interp];
@@ -111,4 +111,68 @@ fn loading_and_engine_errors_are_typed() {
             .run(&program, &[], u64::MAX)
             .is_err()
     );
+}
+
+/// Reads two pages of unmapped memory at 0x4000_0000 and halts with the sum of the
+/// two words read.
+const PAGED: &str = ".stack 4096\n\
+    load_imm r2, 0x40000000\n\
+    load_ind_u64 r3, r2, 0\n\
+    load_ind_u64 r4, r2, 4096\n\
+    add_64 r3, r3, r4\n\
+    add_imm_64 r1, r1, -8\n\
+    store_ind_u64 r3, r1, 0\n\
+    move_reg r7, r1\n\
+    load_imm r8, 8\n\
+    jump_ind r0, 0";
+
+#[test]
+fn a_page_fault_handler_maps_pages_and_the_run_resumes() {
+    for choice in choices() {
+        let program = load_program(PAGED.as_bytes()).unwrap();
+        let mut runner = Runner::new(choice).unwrap();
+        // No handler: the fault ends the run.
+        let out = runner.run(&program, &[], 10_000).unwrap();
+        assert_eq!(out.exit, Exit::PageFault(0x4000_0000));
+        runner.page_fault_handler(|call, page| {
+            assert_eq!(call.exit(), Exit::PageFault(page));
+            call.set_page_access(page, 1, PageAccess::ZeroReadWrite)
+                .unwrap();
+            call.write_memory(page, &u64::from(page >> 12).to_le_bytes())
+                .unwrap();
+            HostAction::Resume
+        });
+        let out = runner.run(&program, &[], 10_000).unwrap();
+        assert_eq!(out.exit, Exit::Halt, "{choice:?}");
+        let sum = (0x4000_0000u64 >> 12) * 2 + 1;
+        assert_eq!(out.output.as_deref(), Some(&sum.to_le_bytes()[..]));
+    }
+}
+
+#[test]
+fn a_handler_that_does_not_map_the_page_ends_the_run() {
+    for choice in choices() {
+        let program = load_program(PAGED.as_bytes()).unwrap();
+        let mut runner = Runner::new(choice).unwrap();
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let seen = std::sync::Arc::clone(&calls);
+        runner.page_fault_handler(move |_, _| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            HostAction::Resume
+        });
+        let out = runner.run(&program, &[], 10_000).unwrap();
+        assert_eq!(out.exit, Exit::PageFault(0x4000_0000));
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // A read-only mapping does not make a store possible either.
+        let store = load_program(
+            ".stack 4096\nload_imm r2, 0x40000000\nstore_imm_ind_u8 r2, 0, 1\ntrap".as_bytes(),
+        )
+        .unwrap();
+        runner.page_fault_handler(|call, page| {
+            call.set_page_access(page, 1, PageAccess::ReadOnly).unwrap();
+            HostAction::Resume
+        });
+        let out = runner.run(&store, &[], 10_000).unwrap();
+        assert_eq!(out.exit, Exit::PageFault(0x4000_0000));
+    }
 }

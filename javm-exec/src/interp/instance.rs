@@ -9,7 +9,7 @@ use crate::engine::{
     EngineError, Exit, Instance, InterruptHandle, MemoryError, check_gas, check_start,
 };
 use crate::isa::{NUM_REGS, Reg};
-use crate::memory::{PageKind, PageState};
+use crate::memory::{PageAccess, PageKind, PageState};
 
 /// An interpreter instance.
 #[derive(Debug)]
@@ -129,6 +129,15 @@ impl Instance for InterpInstance {
 
     fn write_memory(&mut self, addr: u32, data: &[u8]) -> Result<(), MemoryError> {
         self.mem.write(addr, data)
+    }
+
+    fn set_page_access(
+        &mut self,
+        addr: u32,
+        pages: u32,
+        access: PageAccess,
+    ) -> Result<(), MemoryError> {
+        self.mem.set_access(addr, pages, access)
     }
 
     fn page_state(&self, addr: u32) -> PageState {

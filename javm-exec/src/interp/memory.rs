@@ -27,7 +27,9 @@ use memmap2::{MmapMut, MmapOptions};
 use crate::engine::{EngineError, Exit, MemoryError};
 use crate::gas::GasSchedule;
 use crate::memory::pagemap::Unit;
-use crate::memory::{MemoryLayout, PAGE_SHIFT, PAGE_SIZE, PageMap, PageState, bad_access_exit};
+use crate::memory::{
+    MemoryLayout, PAGE_SHIFT, PAGE_SIZE, PageAccess, PageMap, PageState, StorageOp, bad_access_exit,
+};
 
 /// Why a guest access did not complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,7 +245,12 @@ impl FlatMemory {
     /// pays for at most one move. Only materialized pages are copied: every other page
     /// is zero in both buffers, and touching it would commit memory.
     pub(crate) fn sbrk(&mut self, size: u64) -> Result<u64, EngineError> {
-        let needed = self.map.sbrk_end(size) << PAGE_SHIFT;
+        self.grow(self.map.sbrk_end(size) << PAGE_SHIFT)?;
+        Ok(self.map.sbrk(size))
+    }
+
+    /// Make the buffer cover at least `needed` bytes (see [`FlatMemory::sbrk`]).
+    fn grow(&mut self, needed: usize) -> Result<(), EngineError> {
         if self.buf().len() < needed {
             let whole = usize::try_from(1u64 << 32).unwrap_or(usize::MAX);
             let mut bigger = reserve(needed.max(whole))?;
@@ -259,7 +266,42 @@ impl FlatMemory {
             });
             self.bytes = Some(bigger);
         }
-        Ok(self.map.sbrk(size))
+        Ok(())
+    }
+
+    /// A host change of page access: [`PageMap::change_access`] over the buffer
+    /// (grown first if the pages lie past it; zeroing a run clears its bytes, and the
+    /// buffer needs no protection change).
+    pub(crate) fn set_access(
+        &mut self,
+        addr: u32,
+        pages: u32,
+        access: PageAccess,
+    ) -> Result<(), MemoryError> {
+        self.map.check_access_change(addr, pages)?;
+        self.grow(self.map.access_change_end(addr, pages, access) << PAGE_SHIFT)
+            .map_err(|_| MemoryError::Host(addr))?;
+        let bytes = self.bytes.as_deref_mut().unwrap_or_default();
+        let bytes = std::cell::RefCell::new(bytes);
+        self.map.change_access(
+            addr,
+            pages,
+            access,
+            |unit, layout| {
+                fill_unit(&mut bytes.borrow_mut(), unit, layout);
+                Ok(())
+            },
+            |page, n, op| {
+                if matches!(op, StorageOp::Discard | StorageOp::Zero) {
+                    let start = page as usize;
+                    let end = start + ((n as usize) << PAGE_SHIFT);
+                    if let Some(b) = bytes.borrow_mut().get_mut(start..end) {
+                        b.fill(0);
+                    }
+                }
+                Ok(())
+            },
+        )
     }
 
     /// Whether the buffer would be recycled if dropped now (for tests).

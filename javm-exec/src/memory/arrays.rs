@@ -76,6 +76,22 @@ impl PageSet {
         }
     }
 
+    /// Remove page number `page` (absent or out-of-range numbers are ignored). The
+    /// summary bit goes when its word empties; the span of summary words in use
+    /// stays a superset.
+    #[inline]
+    pub(crate) fn remove(&mut self, page: usize) {
+        let w = page / 64;
+        if let Some(word) = self.words.get_mut(w) {
+            *word &= !(1 << (page % 64));
+            if *word == 0
+                && let Some(s) = self.summary.get_mut(w / 64)
+            {
+                *s &= !(1 << (w % 64));
+            }
+        }
+    }
+
     /// Whether the set has no member.
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
@@ -226,6 +242,20 @@ mod tests {
         d.for_each(|_| n += 1);
         d.for_each_run(|_, _| n += 1);
         assert_eq!(n, 0);
+        // Removing keeps the others, and an emptied word leaves no trace.
+        for p in [7, 8, 9, 70] {
+            d.insert(p);
+        }
+        d.remove(8);
+        d.remove(70);
+        d.remove(PAGES + 3);
+        let mut got = Vec::new();
+        d.for_each(|p| got.push(p));
+        assert_eq!(got, [7, 9]);
+        d.remove(7);
+        d.remove(9);
+        assert!(d.is_clear());
+        d.clear();
         // Bounds are kept after a clear.
         d.insert(5000);
         let mut got = Vec::new();

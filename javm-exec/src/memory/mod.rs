@@ -8,7 +8,7 @@ pub mod pagemap;
 
 pub use layout::{LayoutError, MemoryLayout, Region};
 pub use mat::{PageKind, PageState};
-pub use pagemap::{AccessPlan, BadAccess, HostSpan, PageMap, WriteLimit};
+pub use pagemap::{AccessPlan, BadAccess, HostSpan, PageAccess, PageMap, StorageOp, WriteLimit};
 
 use crate::engine::Exit;
 use crate::gas::GasProfile;

@@ -26,6 +26,10 @@
 
 use std::sync::Arc;
 
+mod access;
+
+pub use access::{PageAccess, StorageOp};
+
 use super::arrays::Arrays;
 use super::mat::{CLUSTER_SHIFT, HardFault, PageKind, PageState, access_pages, charge_for};
 use super::{MemoryLayout, PAGE_SHIFT, PAGE_SIZE, check_host_range, host_spans};
@@ -103,8 +107,9 @@ pub struct PageMap {
     arrays: Option<Arrays>,
     /// One past the highest page ever mapped.
     end_page: usize,
-    /// Mapped page ranges `[first, end)` in page numbers: the layout's regions, then
-    /// the pages `sbrk` added. No byte of either array outside them is ever written.
+    /// Mapped page ranges `[first, end)` in page numbers, sorted and disjoint: the
+    /// layout's regions, the pages `sbrk` added, the pages a host mapped. No byte of
+    /// either array outside them is ever written.
     ranges: Vec<(u32, u32)>,
     heap_top: u64,
     /// Pages that became `PresentRw`.
@@ -135,15 +140,17 @@ impl PageMap {
             }
             ranges.push((first, end));
         }
-        Ok(PageMap {
+        let mut map = PageMap {
             heap_top: layout.heap_top(),
             end_page: layout.end().div_ceil(u64::from(PAGE_SIZE)) as usize,
             layout,
             arrays: Some(arrays),
-            ranges,
+            ranges: Vec::with_capacity(ranges.len()),
             written: 0,
             write_limit: limit_pages(super::DEFAULT_MEMORY_LIMIT),
-        })
+        };
+        map.add_ranges(&ranges);
+        Ok(map)
     }
 
     /// A fresh map of the same layout with the same write limit (for an instance
@@ -234,7 +241,7 @@ impl PageMap {
         self.end_page
     }
 
-    /// Mapped pages as `(page address, kind)`, in ascending order of range.
+    /// Mapped pages as `(page address, kind)`, in ascending order of address.
     pub fn mapped_pages(&self) -> impl Iterator<Item = (u32, PageKind)> + '_ {
         self.ranges.iter().flat_map(move |&(first, end)| {
             (first..end).filter_map(move |p| {
@@ -509,6 +516,7 @@ impl PageMap {
         let end = new_top.div_ceil(u64::from(PAGE_SIZE)) as u32;
         self.end_page = self.end_page.max(end as usize);
         let mut run_start = None;
+        let mut added = Vec::new();
         let Some(arrays) = self.arrays.as_mut() else {
             return 0;
         };
@@ -525,15 +533,36 @@ impl PageMap {
                     run_start = Some(p);
                 }
             } else if let Some(s) = run_start.take() {
-                self.ranges.push((s, p));
+                added.push((s, p));
             }
         }
         if let Some(s) = run_start {
-            self.ranges.push((s, end));
+            added.push((s, end));
         }
+        self.add_ranges(&added);
         let old = self.heap_top;
         self.heap_top = new_top;
         old
+    }
+}
+
+impl PageMap {
+    /// Add mapped page ranges to `ranges`, keeping it sorted and free of overlaps
+    /// (so [`PageMap::mapped_pages`] lists each page once, in ascending order).
+    fn add_ranges(&mut self, added: &[(u32, u32)]) {
+        if added.is_empty() {
+            return;
+        }
+        self.ranges.extend_from_slice(added);
+        self.ranges.sort_unstable();
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(self.ranges.len());
+        for &(s, e) in &self.ranges {
+            match merged.last_mut() {
+                Some((_, end)) if s <= *end => *end = (*end).max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        self.ranges = merged;
     }
 }
 
