@@ -67,6 +67,8 @@ pub struct Coverage {
     pub blocks: [u64; 6],
     /// Cases that ran at least 100 blocks and ended in a halt.
     pub long_halts: u64,
+    /// Successful host page-access changes per mode (in `PageAccess::ALL` order).
+    pub page_changes: [u64; 5],
 }
 
 impl Default for Coverage {
@@ -78,6 +80,7 @@ impl Default for Coverage {
             page_kinds: [0; 3],
             blocks: [0; 6],
             long_halts: 0,
+            page_changes: [0; 5],
         }
     }
 }
@@ -93,6 +96,9 @@ impl Coverage {
             self.exits[exit_index(e)] += 1;
         }
         self.blocks[bucket(t.blocks)] += 1;
+        for (a, &b) in self.page_changes.iter_mut().zip(&t.page_changes) {
+            *a += u64::from(b);
+        }
         if t.blocks >= 100 && t.exits.last() == Some(&Exit::Halt) {
             self.long_halts += 1;
         }
@@ -126,6 +132,9 @@ impl Coverage {
             *a += b;
         }
         self.long_halts += o.long_halts;
+        for (a, b) in self.page_changes.iter_mut().zip(o.page_changes) {
+            *a += b;
+        }
     }
 
     /// The executed-blocks distribution, one line: the share of cases per bucket and
@@ -184,12 +193,14 @@ impl Coverage {
             .collect();
         format!(
             "{} cases; {ran}/141 opcodes executed (least: {least}); exits: {}; cases touching \
-             pinned / copy-on-write / zero pages: {} / {} / {}; {}",
+             pinned / copy-on-write / zero pages: {} / {} / {}; host page-access changes \
+             (unmapped / zero-ro / zero-rw / ro / rw): {}; {}",
             self.cases,
             exits.join(", "),
             self.page_kinds[0],
             self.page_kinds[1],
             self.page_kinds[2],
+            self.page_changes.map(|n| n.to_string()).join(" / "),
             self.blocks_report()
         )
     }

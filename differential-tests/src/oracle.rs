@@ -90,6 +90,8 @@ pub struct Trace {
     pub executed: Vec<(Opcode, u64)>,
     /// Blocks executed (entered and run, wholly or up to an exit).
     pub blocks: u64,
+    /// Successful host page-access changes, per mode (in `PageAccess::ALL` order).
+    pub page_changes: [u32; 5],
     /// Kinds of the pages that were materialized (read or written) by the end.
     pub touched_kinds: Vec<PageKind>,
     /// Final PC, gas and registers.
@@ -266,17 +268,17 @@ impl SplitMix {
     }
 }
 
-/// What the host did in response to an exit: an engine error, or the result of the
-/// page-access change it made (`Ok` if it made none). Both engines must agree.
-type Response = Result<Result<(), MemoryError>, EngineError>;
+/// What the host did in response to an exit: an engine error, or the page-access
+/// change it made, if any, with its result. Both engines must agree.
+type Response = Result<Option<(PageAccess, Result<(), MemoryError>)>, EngineError>;
 
 /// The host's response to the `n`-th resumed exit: [`host_action`] after a host
 /// call or ecall, [`page_in`] after a page fault, nothing after an interrupt.
 fn respond<I: Instance>(inst: &mut I, seed: u64, n: usize, exit: Exit) -> Response {
     match exit {
         Exit::HostCall(_) | Exit::Ecall => host_action(inst, seed, n),
-        Exit::PageFault(page) => Ok(page_in(inst, seed, n, page)),
-        _ => Ok(Ok(())),
+        Exit::PageFault(page) => Ok(Some(page_in(inst, seed, n, page))),
+        _ => Ok(None),
     }
 }
 
@@ -292,7 +294,12 @@ fn resumes(exit: Exit) -> bool {
 /// that page (sometimes with the one below, sometimes a few more) in a mode drawn
 /// from the seed — mostly writable, sometimes read-only (a store then faults again),
 /// keeping or zeroing the contents.
-fn page_in<I: Instance>(inst: &mut I, seed: u64, n: usize, page: u32) -> Result<(), MemoryError> {
+fn page_in<I: Instance>(
+    inst: &mut I,
+    seed: u64,
+    n: usize,
+    page: u32,
+) -> (PageAccess, Result<(), MemoryError>) {
     let mut rng = SplitMix(seed ^ (n as u64).wrapping_mul(0x2000_0003) ^ 0x9A6E_0000_0000_0000);
     let access = match rng.next() % 8 {
         0 => PageAccess::ZeroReadOnly,
@@ -306,7 +313,10 @@ fn page_in<I: Instance>(inst: &mut I, seed: u64, n: usize, page: u32) -> Result<
         0
     };
     let pages = 1 + (rng.next() % 3) as u32;
-    inst.set_page_access(page.saturating_sub(below), pages, access)
+    (
+        access,
+        inst.set_page_access(page.saturating_sub(below), pages, access),
+    )
 }
 
 /// Bytes per page.
@@ -349,9 +359,9 @@ fn host_action<I: Instance>(inst: &mut I, seed: u64, n: usize) -> Response {
         let addr = addrs[(rng.next() % addrs.len() as u64) as usize] & !(PAGE - 1);
         let access = PageAccess::ALL[(rng.next() % PageAccess::ALL.len() as u64) as usize];
         let pages = (rng.next() % 4) as u32;
-        return Ok(inst.set_page_access(addr, pages, access));
+        return Ok(Some((access, inst.set_page_access(addr, pages, access))));
     }
-    Ok(Ok(()))
+    Ok(None)
 }
 
 /// Opcode execution counts for the step that ran instructions `[from, to)`.
@@ -436,6 +446,11 @@ pub fn compare<A: Engine, B: Engine>(a: &A, b: &B, case: &Case) -> Result<Trace,
         );
         if ra != rb {
             return Err(diverge(n, format!("host action: {ra:?} vs {rb:?}")));
+        }
+        if let Ok(Some((access, Ok(())))) = ra
+            && let Some(i) = PageAccess::ALL.iter().position(|&a| a == access)
+        {
+            trace.page_changes[i] += 1;
         }
     }
     trace.executed = Opcode::ALL

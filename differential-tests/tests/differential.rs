@@ -92,6 +92,11 @@ fn campaigns_agree_and_cover_every_opcode_and_exit() {
         "page kinds: {:?}",
         coverage.page_kinds
     );
+    assert!(
+        coverage.page_changes.iter().all(|&n| n > 0),
+        "host page-access changes per mode: {:?}",
+        coverage.page_changes
+    );
 }
 
 /// A wrong engine must be caught, with a difference naming `expected`.
