@@ -189,5 +189,9 @@ fn results_are_the_recorded_ones() {
     for (a, b) in recorded.lines().zip(now.lines()) {
         assert_eq!(a, b, "a recorded result changed");
     }
-    assert_eq!(recorded.lines().count(), now.lines().count(), "lines recorded");
+    assert_eq!(
+        recorded.lines().count(),
+        now.lines().count(),
+        "lines recorded"
+    );
 }

@@ -132,6 +132,40 @@ fn compile<E: Engine>(c: &mut Criterion, make: &dyn Fn() -> E, program: &Arc<jav
     g.finish();
 }
 
+/// The engine-independent part of preparing a program seen for the first time:
+/// loading (validation, decoding, blocks, targets, hash) and `jar1` block pricing.
+fn load(c: &mut Criterion, program: &javm_exec::Program) {
+    let parts = || {
+        (
+            program.code().to_vec(),
+            program.bitmask().to_vec(),
+            program.jump_table().to_vec(),
+        )
+    };
+    let mut g = c.benchmark_group("load-1mb");
+    g.sample_size(20);
+    g.throughput(Throughput::Bytes(program.code().len() as u64));
+    g.bench_function("program-new", |b| {
+        b.iter_batched(
+            parts,
+            |(code, mask, table)| javm_exec::Program::new(code, mask, table).unwrap(),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    let schedule = GasSchedule::new(GasProfile::Jar1, 16);
+    g.bench_function("price-jar1", |b| {
+        b.iter_batched(
+            || {
+                let (code, mask, table) = parts();
+                javm_exec::Program::new(code, mask, table).unwrap()
+            },
+            |p| p.block_costs(schedule).len(),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let interp = Interpreter::new();
     #[cfg(jit)]
@@ -147,6 +181,7 @@ fn benches(c: &mut Criterion) {
     first_touch(c, &interp);
     hostcall(c, &interp);
     let large = Arc::new(large_program(1 << 20).unwrap());
+    load(c, &large);
     compile(c, &Interpreter::new, &large);
     #[cfg(jit)]
     if let Some(jit) = &jit {

@@ -37,12 +37,14 @@ impl Iterator for BlockWalk<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let pc = self.next?;
-        let op = if self.view.bit(u64::from(pc)) {
-            self.view.opcode_at(pc)
+        // As `CodeView::ends_block`, reading the bit and the opcode once.
+        let (op, ends) = if self.view.bit(u64::from(pc)) {
+            let op = Opcode::from_u8(self.view.byte(u64::from(pc)));
+            (op, op.is_some_and(Opcode::is_terminator))
         } else {
-            Some(Opcode::Trap)
+            (Some(Opcode::Trap), true)
         };
-        self.next = if self.view.ends_block(pc) {
+        self.next = if ends {
             None
         } else {
             // pc < len here (position len is `trap`), so pc + 1 + skip ≤ len.
@@ -60,12 +62,10 @@ pub fn block_cost(view: CodeView<'_>, pc: u32, schedule: GasSchedule) -> BlockCo
             reserve: 0,
         },
         GasSchedule::Jar1(tier) => {
-            let stores = BlockWalk::new(view, pc)
-                .filter(|(_, op)| op.is_some_and(Opcode::is_store))
-                .count() as u64;
+            let walk = single_pass(view, pc, tier.mem_cycles());
             BlockCost {
-                cost: jar1_cost(view, pc, tier),
-                reserve: store_reserve(stores),
+                cost: jar1_floor(walk.cycles, walk.last),
+                reserve: store_reserve(walk.stores),
             }
         }
     }
@@ -74,8 +74,12 @@ pub fn block_cost(view: CodeView<'_>, pc: u32, schedule: GasSchedule) -> BlockCo
 /// The jar1 cost of the block at `pc`: the single-pass model, then the `ecalli` /
 /// `ecall` floors of docs/ISA.md §5.
 pub fn jar1_cost(view: CodeView<'_>, pc: u32, tier: MemTier) -> u64 {
-    let mut last = None;
-    let cycles = single_pass(view, pc, tier.mem_cycles(), &mut last);
+    let walk = single_pass(view, pc, tier.mem_cycles());
+    jar1_floor(walk.cycles, walk.last)
+}
+
+/// The `ecalli` / `ecall` floors applied to a block's modelled `cycles`.
+fn jar1_floor(cycles: u64, last: Option<Opcode>) -> u64 {
     match last {
         Some(Opcode::Ecalli) => cycles.max(HOST_CALL_FLOOR),
         Some(Opcode::Ecall) => cycles.max(MGMT_OP_COST),
@@ -83,17 +87,32 @@ pub fn jar1_cost(view: CodeView<'_>, pc: u32, tier: MemTier) -> u64 {
     }
 }
 
-/// The single-pass pipeline model of docs/ISA.md §5.2 for the block at `start`; `last`
-/// receives the last opcode costed. Returns `max(max_done - 3, 1)`.
-fn single_pass(view: CodeView<'_>, start: u32, mem_cycles: u32, last: &mut Option<Opcode>) -> u64 {
+/// What one walk of a block for the `jar1` model yields.
+struct SinglePass {
+    /// `max(max_done - 3, 1)`.
+    cycles: u64,
+    /// The last opcode costed.
+    last: Option<Opcode>,
+    /// The block's stores (for its reserve).
+    stores: u64,
+}
+
+/// The single-pass pipeline model of docs/ISA.md §5.2 for the block at `start`, and
+/// the block's store count, in one walk.
+fn single_pass(view: CodeView<'_>, start: u32, mem_cycles: u32) -> SinglePass {
     let mut ready = [0u64; 13];
     let (mut cycle, mut used, mut max_done) = (0u64, 0u32, 0u64);
+    let (mut last, mut stores) = (None, 0u64);
     for (pc, op) in BlockWalk::new(view, start) {
-        // The implicit trap past the end is not costed, unless the block starts there.
+        // The implicit trap past the end is not costed, unless the block starts there
+        // (it is no store either way).
         if pc >= view.len() && pc != start {
             break;
         }
-        *last = op;
+        last = op;
+        if op.is_some_and(Opcode::is_store) {
+            stores += 1;
+        }
         let e = op.map_or(CostEntry::INVALID, Opcode::cost);
         let b1 = view.byte(u64::from(pc) + 1);
         let b2 = view.byte(u64::from(pc) + 2);
@@ -154,7 +173,11 @@ fn single_pass(view: CodeView<'_>, start: u32, mem_cycles: u32, last: &mut Optio
         }
         max_done = max_done.max(done);
     }
-    max_done.saturating_sub(3).max(1)
+    SinglePass {
+        cycles: max_done.saturating_sub(3).max(1),
+        last,
+        stores,
+    }
 }
 
 /// `bc`: 1 if the branch's static target is a `trap` or `unlikely` instruction start
@@ -219,11 +242,7 @@ mod tests {
         // ecalli alone models 97 cycles; the host-call floor lifts it to 100.
         let view_code = [10u8];
         let m = mask(&[0], 1);
-        let mut last = None;
-        assert_eq!(
-            single_pass(CodeView::new(&view_code, &m), 0, 25, &mut last),
-            97
-        );
+        assert_eq!(single_pass(CodeView::new(&view_code, &m), 0, 25).cycles, 97);
         assert_eq!(jar1(&[10], &[0], 1), HOST_CALL_FLOOR);
         assert_eq!(
             jar1(&[0x33, 0x01, 0x05, 10], &[0, 3], 1),

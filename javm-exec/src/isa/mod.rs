@@ -214,12 +214,9 @@ macro_rules! define_opcode {
             pub const ALL: [Opcode; NUM_OPCODES] = [$(Opcode::$name,)*];
 
             /// The opcode with byte value `byte`, if it is defined.
-            #[inline]
+            #[inline(always)]
             pub const fn from_u8(byte: u8) -> Option<Opcode> {
-                match byte {
-                    $($num => Some(Opcode::$name),)*
-                    _ => None,
-                }
+                BY_BYTE[byte as usize]
             }
 
             /// The assembler mnemonic.
@@ -230,29 +227,47 @@ macro_rules! define_opcode {
             }
 
             /// The operand format.
-            #[inline]
+            #[inline(always)]
             pub const fn format(self) -> Format {
-                match self {
-                    $(Opcode::$name => Format::$format,)*
-                }
+                FORMATS[self as usize]
             }
 
             /// Whether the instruction ends a basic block (`T_JAVM`, docs/ISA.md §3.2).
-            #[inline]
+            #[inline(always)]
             pub const fn is_terminator(self) -> bool {
-                match self {
-                    $(Opcode::$name => $term,)*
-                }
+                TERMINATORS[self as usize]
             }
 
             /// The opcode's entry in the single-pass gas model.
-            #[inline]
+            #[inline(always)]
             pub const fn cost(self) -> CostEntry {
-                match self {
-                    $(Opcode::$name => $cost,)*
-                }
+                COSTS[self as usize]
             }
         }
+
+        // The table's columns indexed by opcode byte, built at compile time from the
+        // rows above: loading, pricing and compiling look these up per instruction,
+        // where a 141-arm match was an out-of-line call.
+        const BY_BYTE: [Option<Opcode>; 256] = {
+            let mut t = [None; 256];
+            $(t[$num] = Some(Opcode::$name);)*
+            t
+        };
+        const FORMATS: [Format; 256] = {
+            let mut t = [Format::NoArgs; 256];
+            $(t[$num] = Format::$format;)*
+            t
+        };
+        const TERMINATORS: [bool; 256] = {
+            let mut t = [false; 256];
+            $(t[$num] = $term;)*
+            t
+        };
+        const COSTS: [CostEntry; 256] = {
+            let mut t = [CostEntry::INVALID; 256];
+            $(t[$num] = $cost;)*
+            t
+        };
     };
 }
 for_each_opcode!(define_opcode);
