@@ -610,8 +610,8 @@ mod tests {
     }
 
     /// Apply an access the way an engine does: materialize the units of its
-    /// `NotPresent` pages, then commit.
-    fn access(m: &mut PageMap, addr: u32, width: u32, write: bool) -> u64 {
+    /// `NotPresent` pages, then commit. Returns the charge.
+    pub(super) fn access(m: &mut PageMap, addr: u32, width: u32, write: bool) -> u64 {
         let p = m.plan(addr, width, write, COW_COST).unwrap();
         for &(page, before, _) in p.pages() {
             if before == PageState::NotPresent

@@ -299,17 +299,9 @@ mod tests {
         ops
     }
 
+    /// A one-byte guest write, as an engine applies it.
     fn write(m: &mut PageMap, addr: u32) -> u64 {
-        let p = m.plan(addr, 1, true, COW_COST).unwrap();
-        for &(page, before, _) in p.pages() {
-            if before == PageState::NotPresent
-                && let Some(u) = m.unit_to_materialize(page)
-            {
-                m.mark_unit_present(&u);
-            }
-        }
-        m.commit(&p);
-        p.charge
+        super::super::tests::access(m, addr, 1, true)
     }
 
     #[test]
