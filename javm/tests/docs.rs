@@ -118,6 +118,10 @@ fn cited_paths(text: &str) -> Vec<String> {
 /// the citing file.
 fn exists(cited: &str, from: &Path) -> bool {
     let cited = cited.trim_start_matches("./");
+    // Nothing outside the repository counts, even where this checkout has it.
+    if cited.starts_with("../") || cited.starts_with('/') {
+        return false;
+    }
     let root = root();
     let mut bases = vec![root.clone(), root.join("docs")];
     for krate in [
