@@ -8,7 +8,8 @@
 //! * [`gas`] — the `jar1` and `gp` profiles and block pricing; constants in
 //!   [`gas_const`];
 //! * [`memory`] — layouts, the materialization state machine ([`memory::mat`]) and
-//!   the per-page rules both engines apply;
+//!   the per-page rules both engines apply, host page-access changes included
+//!   ([`PageAccess`]);
 //! * [`memop`] — the generic reading of a load or store's operands;
 //! * [`ops`] — arithmetic semantics with every edge case written once;
 //! * [`Engine`] / [`Instance`] — the trait both engines implement, and
