@@ -474,10 +474,7 @@ impl Instance for JitInstance {
             pc,
             gas,
         )?;
-        let fresh = self
-            .map
-            .fresh()
-            .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;
+        let fresh = self.map.fresh()?;
         self.window
             .reset()
             .map_err(|e| EngineError::OutOfMemory(format!("cannot restore guest memory: {e}")))?;

@@ -221,9 +221,7 @@ impl Engine for Recompiler {
             init.gas,
         )?;
         check_schedule(module.schedule, &init.layout)?;
-        let mut map = PageMap::new(init.layout)
-            .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;
-        map.set_write_limit(self.memory_limit);
+        let map = PageMap::for_instance(init.layout, self.memory_limit)?;
         let window = Window::acquire().map_err(|e| {
             EngineError::OutOfMemory(format!("cannot reserve a 4 GiB guest window: {e}"))
         })?;

@@ -107,10 +107,7 @@ impl FlatMemory {
     /// page map of the same layout and limit. Nothing changes if the map cannot be
     /// built.
     pub(crate) fn reset(&mut self) -> Result<(), EngineError> {
-        let fresh = self
-            .map
-            .fresh()
-            .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;
+        let fresh = self.map.fresh()?;
         let buffer = self.bytes.as_deref_mut().unwrap_or_default();
         self.map.for_each_filled_run(|page, pages| {
             let start = page as usize;

@@ -150,9 +150,7 @@ impl Engine for Interpreter {
             init.gas,
         )?;
         check_schedule(module.schedule, &init.layout)?;
-        let mut map = PageMap::new(init.layout)
-            .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;
-        map.set_write_limit(self.memory_limit);
+        let map = PageMap::for_instance(init.layout, self.memory_limit)?;
         let mem = memory::FlatMemory::new(map, module.schedule)?;
         Ok(InterpInstance::new(
             Arc::clone(module),

@@ -33,7 +33,7 @@ pub use access::{PageAccess, StorageOp};
 use super::arrays::Arrays;
 use super::mat::{CLUSTER_SHIFT, HardFault, PageKind, PageState, access_pages, charge_for};
 use super::{MemoryLayout, PAGE_SHIFT, PAGE_SIZE, check_host_range, host_spans};
-use crate::engine::MemoryError;
+use crate::engine::{EngineError, MemoryError};
 
 /// The first inaccessible byte of a rejected access (GP rule, docs/ISA.md §1.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,12 +153,20 @@ impl PageMap {
         Ok(map)
     }
 
+    /// The page map of a new instance of `layout` whose guest may write `limit`
+    /// bytes of pages (see [`PageMap::set_write_limit`]); both engines' `instantiate`
+    /// build theirs with it. Fails only if the host cannot reserve the arrays.
+    pub fn for_instance(layout: Arc<MemoryLayout>, limit: u64) -> Result<PageMap, EngineError> {
+        let mut m = PageMap::new(layout)
+            .map_err(|e| EngineError::OutOfMemory(format!("cannot reserve the page map: {e}")))?;
+        m.set_write_limit(limit);
+        Ok(m)
+    }
+
     /// A fresh map of the same layout with the same write limit (for an instance
     /// reset).
-    pub fn fresh(&self) -> std::io::Result<PageMap> {
-        let mut m = PageMap::new(Arc::clone(&self.layout))?;
-        m.write_limit = self.write_limit;
-        Ok(m)
+    pub fn fresh(&self) -> Result<PageMap, EngineError> {
+        PageMap::for_instance(Arc::clone(&self.layout), self.write_limit())
     }
 
     /// Limit the pages that may become `PresentRw` to `bytes` worth (rounded down to
