@@ -71,8 +71,63 @@ fn straight_line_code_is_not_interrupted<E: Engine>(e: &E) {
     assert!(inst.interrupt_handle().is_pending());
 }
 
+/// A request taken by someone else before the run reaches a check stops nothing
+/// (the recompiler's polled mirror is left set, and its exit finds nothing to take);
+/// a request made after a reset stops the fresh run.
+fn a_request_taken_elsewhere_does_not_stop_the_run<E: Engine>(e: &E) {
+    let c = Case::asm(SPIN).gas(1_000);
+    let mut inst = c.instance(e);
+    let handle = inst.interrupt_handle();
+    handle.interrupt();
+    assert!(handle.take());
+    assert_eq!(inst.run(), Ok(Exit::OutOfGas));
+    let uninterrupted = c.run(e);
+    assert_eq!(
+        (inst.gas(), inst.regs()),
+        (uninterrupted.gas, uninterrupted.regs)
+    );
+    // Pending across a reset: the fresh run stops at its first loop head.
+    handle.interrupt();
+    inst.reset(c.regs, 0, 1_000).unwrap();
+    assert_eq!(inst.run(), Ok(Exit::Interrupted));
+    assert_eq!((inst.pc(), inst.regs()[1]), (c.program.pcs()[2], 0));
+    // Taken before the reset: the fresh run does not stop.
+    handle.interrupt();
+    assert!(handle.take());
+    inst.reset(c.regs, 0, 1_000).unwrap();
+    assert_eq!(inst.run(), Ok(Exit::OutOfGas));
+}
+
+/// Instances come and go while another thread keeps interrupting through handles
+/// that outlive them: each request lands on a live instance or on nothing.
+fn handles_outlive_their_instances<E: Engine>(e: &E) {
+    let c = Case::asm(SPIN).gas(i64::MAX);
+    let (tx, rx) = std::sync::mpsc::channel::<javm_exec::InterruptHandle>();
+    let t = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok(h) = rx.recv() {
+            held.push(h);
+            for h in &held {
+                h.interrupt();
+            }
+        }
+        held.len()
+    });
+    for _ in 0..200 {
+        let mut inst = c.instance(e);
+        let handle = inst.interrupt_handle();
+        tx.send(handle.clone()).unwrap();
+        // Stops once the other thread's request arrives.
+        assert_eq!(inst.run(), Ok(Exit::Interrupted));
+    }
+    drop(tx);
+    assert_eq!(t.join().unwrap(), 200);
+}
+
 engine_tests!(
     stops_an_endless_loop_from_another_thread,
     a_pending_request_stops_at_the_first_loop_head,
     straight_line_code_is_not_interrupted,
+    a_request_taken_elsewhere_does_not_stop_the_run,
+    handles_outlive_their_instances,
 );

@@ -80,8 +80,37 @@ impl fmt::Display for Exit {
 /// interrupt made between runs stops the next run at its first check. Checking
 /// costs no gas: a run that is never interrupted has the same gas, state and exits
 /// as without a handle.
-#[derive(Clone, Debug, Default)]
-pub struct InterruptHandle(Arc<AtomicBool>);
+#[derive(Clone, Default)]
+pub struct InterruptHandle(Arc<InterruptShared>);
+
+/// The request flag and the engine's notifier, shared by every clone of a handle.
+#[derive(Default)]
+struct InterruptShared {
+    /// Whether a request is pending: the truth every engine decides by.
+    flag: AtomicBool,
+    /// Told of every request as it is made, if the engine installed one.
+    notify: Mutex<Option<Box<dyn InterruptNotify>>>,
+}
+
+/// What an engine installs on its instance's [`InterruptHandle`] to hear of each
+/// request as it is made ([`InterruptHandle::set_notify`]).
+///
+/// The recompiler uses it to mirror the request into a byte its compiled code
+/// polls with one instruction. A notifier is only a hint: an engine that stops
+/// must still [`InterruptHandle::take`] the request, and one that finds nothing to
+/// take carries on.
+pub trait InterruptNotify: Send {
+    /// A request was just made (the flag is already set).
+    fn notify(&self);
+}
+
+impl fmt::Debug for InterruptHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InterruptHandle")
+            .field("pending", &self.is_pending())
+            .finish_non_exhaustive()
+    }
+}
 
 impl InterruptHandle {
     /// A handle with no request pending.
@@ -92,22 +121,41 @@ impl InterruptHandle {
     /// Ask the instance to stop at its next check. Callable from any thread, any
     /// number of times (one pending request at most).
     pub fn interrupt(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.flag.store(true, Ordering::SeqCst);
+        if let Some(n) = &*self.notifier() {
+            n.notify();
+        }
     }
 
     /// Whether a request is pending.
     pub fn is_pending(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.flag.load(Ordering::SeqCst)
     }
 
     /// Take the pending request, if any (engines call this when they stop).
     pub fn take(&self) -> bool {
-        self.0.swap(false, Ordering::Relaxed)
+        self.0.flag.swap(false, Ordering::SeqCst)
     }
 
     /// The flag itself, which engines poll (non-zero byte: a request is pending).
     pub fn flag(&self) -> &AtomicBool {
-        &self.0
+        &self.0.flag
+    }
+
+    /// Install (or with `None`, remove) the notifier every later
+    /// [`InterruptHandle::interrupt`] calls, on every clone of this handle. A call
+    /// in progress on another thread finishes before this returns, so an engine may
+    /// free what its notifier points to once it has removed it.
+    pub fn set_notify(&self, notify: Option<Box<dyn InterruptNotify>>) {
+        *self.notifier() = notify;
+    }
+
+    fn notifier(&self) -> std::sync::MutexGuard<'_, Option<Box<dyn InterruptNotify>>> {
+        // A notifier that panicked leaves nothing half-done: the flag is set first.
+        self.0
+            .notify
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -69,8 +69,8 @@ pub mod panic;
 pub mod program;
 
 pub use engine::{
-    Engine, EngineError, EngineKind, Exit, Instance, InstanceInit, InterruptHandle, MemoryError,
-    ModuleCache,
+    Engine, EngineError, EngineKind, Exit, Instance, InstanceInit, InterruptHandle,
+    InterruptNotify, MemoryError, ModuleCache,
 };
 pub use gas::{GasProfile, GasSchedule, MemTier};
 pub use instruction::{Instruction, Target};

@@ -38,9 +38,8 @@ pub(crate) struct JitContext {
     pub(crate) save_rax: u64,
     /// RCX while a lowering borrows it.
     pub(crate) save_rcx: u64,
-    /// The address of the instance's interrupt flag (an `AtomicBool` the instance
-    /// keeps alive), read at loop heads.
-    pub(crate) interrupt: u64,
+    /// Unused; keeps the size a multiple of 16.
+    pub(crate) reserved: u64,
     /// Why compiled code returned (an [`ExitKind`] as `u32`).
     pub(crate) exit_kind: u32,
     /// The instruction index of the exit; a block index for [`ExitKind::OutOfGas`],
@@ -53,6 +52,17 @@ pub(crate) struct JitContext {
 /// Bytes of the context; it occupies the last `CTX_SIZE` bytes of the context page.
 pub(crate) const CTX_SIZE: usize = std::mem::size_of::<JitContext>();
 const _: () = assert!(CTX_SIZE <= CTX_PAGE && CTX_SIZE.is_multiple_of(16));
+
+/// Distance below the guest base of the *interrupt mirror*: one byte in the context
+/// page, outside [`JitContext`] and a cache line below it, that is non-zero while an
+/// interrupt request may be pending. Compiled code polls it at loop heads with one
+/// `cmp`; the instance's [`javm_exec::InterruptNotify`] sets it from the requesting
+/// thread (so no Rust reference to the context ever covers it), and the instance
+/// clears it before it takes a request. The flag in the `InterruptHandle` stays the
+/// truth: a mirror left set after its request was taken only costs one exit that
+/// finds nothing to take and re-enters.
+pub(crate) const INTERRUPT_MIRROR: usize = CTX_SIZE + 64;
+const _: () = assert!(INTERRUPT_MIRROR < CTX_PAGE);
 
 /// Displacement of a context field from R15 (the guest base).
 const fn disp(field: usize) -> i32 {
@@ -75,7 +85,8 @@ pub(crate) mod off {
     pub(crate) const T1: i32 = disp(offset_of!(JitContext, t1));
     pub(crate) const SAVE_RAX: i32 = disp(offset_of!(JitContext, save_rax));
     pub(crate) const SAVE_RCX: i32 = disp(offset_of!(JitContext, save_rcx));
-    pub(crate) const INTERRUPT: i32 = disp(offset_of!(JitContext, interrupt));
+    /// The interrupt mirror byte ([`super::INTERRUPT_MIRROR`]).
+    pub(crate) const INTERRUPT: i32 = -(super::INTERRUPT_MIRROR as i32);
 
     /// Displacement of guest register `i`'s save slot.
     pub(crate) const fn reg(i: usize) -> i32 {

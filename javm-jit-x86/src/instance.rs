@@ -3,9 +3,11 @@
 
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use javm_exec::engine::{
-    EngineError, Exit, Instance, InterruptHandle, MemoryError, Resume, check_gas, check_start,
+    EngineError, Exit, Instance, InterruptHandle, InterruptNotify, MemoryError, Resume, check_gas,
+    check_start,
 };
 use javm_exec::instruction::Instruction as I;
 use javm_exec::memop::MemData;
@@ -43,8 +45,12 @@ pub struct JitInstance {
     resume: Resume,
     /// Set when the host failed mid-access; the instance cannot continue.
     broken: Option<EngineError>,
-    /// The interrupt request flag; compiled code reads it through the context.
+    /// The interrupt request flag; compiled code polls its mirror in the context
+    /// page ([`crate::ctx::INTERRUPT_MIRROR`]).
     interrupt: InterruptHandle,
+    /// Whether `interrupt` carries a [`Mirror`] notifier (installed when the first
+    /// handle is given out, removed before the window goes).
+    notifying: AtomicBool,
     /// What the fault handler needs while this instance runs, built once; the page
     /// map pointer and the gas bias are refreshed at each entry.
     running: Running,
@@ -91,6 +97,7 @@ impl JitInstance {
             resume: Resume::BadPc,
             broken: None,
             interrupt: InterruptHandle::new(),
+            notifying: AtomicBool::new(false),
             running,
         };
         inst.start(regs, pc, gas);
@@ -98,16 +105,36 @@ impl JitInstance {
     }
 
     /// Set up the context for a run from `pc` (a fresh or reset window's context is
-    /// zero): registers, gas, the jump table and the interrupt flag's address.
+    /// zero): registers, gas, the jump table, and the interrupt mirror from the flag.
     fn start(&mut self, regs: [u64; NUM_REGS], pc: u32, gas: i64) {
         let jt = self.module.jump_table.as_ptr() as u64;
-        let flag = self.interrupt.flag().as_ptr() as u64;
         let ctx = self.ctx_mut();
         ctx.regs[..NUM_REGS].copy_from_slice(&regs);
         ctx.gas = gas;
         ctx.jt_ptr = jt;
-        ctx.interrupt = flag;
+        // Cleared first, then set from the flag: a request made meanwhile either
+        // set the mirror after this clear or is seen by the load below.
+        self.mirror().store(0, Ordering::SeqCst);
+        if self.interrupt.is_pending() {
+            self.mirror().store(1, Ordering::SeqCst);
+        }
         self.set_pc(pc);
+    }
+
+    /// The interrupt mirror byte compiled code polls.
+    fn mirror(&self) -> &AtomicU8 {
+        // SAFETY: the byte lies in the window's context page, mapped read-write for
+        // the window's lifetime, which this instance owns; every access to it is
+        // atomic (compiled code only reads it), and no Rust reference to the context
+        // covers it.
+        unsafe { &*self.window.interrupt_mirror() }
+    }
+
+    /// Take a pending interrupt request: clear the mirror, then take the flag (in
+    /// this order, so a request made in between leaves the flag set).
+    fn take_interrupt(&self) -> bool {
+        self.mirror().store(0, Ordering::SeqCst);
+        self.interrupt.take()
     }
 
     /// The module this instance runs.
@@ -188,7 +215,7 @@ impl JitInstance {
                             EngineError::Internal(format!("resume at unknown block {b}"))
                         })?;
                         // The check compiled code makes at the block's entry.
-                        if module.polls.get(b as usize) == Some(&true) && self.interrupt.take() {
+                        if module.polls.get(b as usize) == Some(&true) && self.take_interrupt() {
                             self.pc = program.blocks()[b as usize].pc;
                             return Ok(Some(Exit::Interrupted));
                         }
@@ -247,7 +274,7 @@ impl JitInstance {
                         .blocks()
                         .get(idx as usize)
                         .map_or(u32::MAX, |b| b.pc);
-                    if self.interrupt.take() {
+                    if self.take_interrupt() {
                         finish!(Exit::Interrupted, Resume::Enter(idx), pc)
                     }
                     // Taken by someone else since the check: enter the block.
@@ -421,10 +448,30 @@ impl JitInstance {
     }
 }
 
+/// The notifier that sets an instance's interrupt mirror from the requesting thread.
+struct Mirror(*const AtomicU8);
+
+// SAFETY: the pointer is only dereferenced in `notify`, which `InterruptHandle` calls
+// under its notifier lock; the instance removes the notifier (taking that lock)
+// before its window, and so the byte, goes away.
+unsafe impl Send for Mirror {}
+
+impl InterruptNotify for Mirror {
+    fn notify(&self) {
+        // SAFETY: see `unsafe impl Send for Mirror`: the byte is alive while the
+        // notifier is installed; the store is atomic.
+        unsafe { (*self.0).store(1, Ordering::SeqCst) };
+    }
+}
+
 impl Drop for JitInstance {
     fn drop(&mut self) {
         // SAFETY: the window is taken exactly once, here; nothing uses it afterwards.
         let window = unsafe { ManuallyDrop::take(&mut self.window) };
+        if *self.notifying.get_mut() {
+            // Returns once no `interrupt` call can still be writing the mirror.
+            self.interrupt.set_notify(None);
+        }
         window.release();
     }
 }
@@ -464,6 +511,10 @@ impl Instance for JitInstance {
     }
 
     fn interrupt_handle(&self) -> InterruptHandle {
+        if !self.notifying.swap(true, Ordering::Relaxed) {
+            let mirror = Mirror(self.window.interrupt_mirror());
+            self.interrupt.set_notify(Some(Box::new(mirror)));
+        }
         self.interrupt.clone()
     }
 

@@ -35,10 +35,11 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU8;
 
 use nix::sys::mman::{MapFlags, MmapAdvise, ProtFlags, madvise, mmap_anonymous, mprotect, munmap};
 
-use crate::ctx::{CTX_PAGE, CTX_SIZE, JitContext};
+use crate::ctx::{CTX_PAGE, CTX_SIZE, INTERRUPT_MIRROR, JitContext};
 
 /// Bytes of guest address space.
 pub(crate) const GUEST_SIZE: usize = 1 << 32;
@@ -319,6 +320,12 @@ impl Window {
     pub(crate) fn ctx(&self) -> *mut JitContext {
         // SAFETY: CTX_SIZE ≤ CTX_PAGE: the context lies inside the context page.
         unsafe { self.start.as_ptr().add(HEADER - CTX_SIZE).cast() }
+    }
+
+    /// The interrupt mirror byte ([`crate::ctx::INTERRUPT_MIRROR`]).
+    pub(crate) fn interrupt_mirror(&self) -> *const AtomicU8 {
+        // SAFETY: INTERRUPT_MIRROR < CTX_PAGE: the byte lies inside the context page.
+        unsafe { self.start.as_ptr().add(HEADER - INTERRUPT_MIRROR).cast() }
     }
 
     /// Guest address 0, for reading present pages only.

@@ -324,8 +324,7 @@ impl Cg<'_> {
     fn interrupt_check(&mut self, b: u32) {
         let stub = self.exit_stub(ExitKind::Interrupt, b);
         dynasm!(self.ops ; .arch x64
-            ; mov rdx, [r15 + off::INTERRUPT]
-            ; cmp BYTE [rdx], 0
+            ; cmp BYTE [r15 + off::INTERRUPT], 0
             ; jne =>stub
         );
     }
