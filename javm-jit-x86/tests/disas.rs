@@ -31,6 +31,13 @@ const CASES: &[(&str, &str)] = &[
         "fallthrough\nloop:\nadd_imm_64 r1, r1, -1\nbranch_ne_imm r1, 0, @loop\nbranch_eq r1, r2, @3\necalli 7\njump_ind r0, 0",
     ),
     (
+        // `codegen/enc.rs`: xor / 32-bit mov / mov for immediates; mov, disp8 (with
+        // the SIB byte R12 needs) and disp32 address forms; test, imm8 and imm32
+        // compares.
+        "short_encodings",
+        "load_imm r1, 0\nload_imm r2, 100000\nload_imm r3, -5\nadd_imm_64 r2, r2, 0\nadd_imm_64 r4, r2, 0\nadd_imm_64 r3, r3, -128\nadd_imm_64 r5, r4, 127\nadd_imm_64 r0, r2, 128\nadd_imm_32 r6, r7, 0\nadd_imm_32 r3, r2, 5\nload_ind_u32 r1, r2, 0\nload_ind_u8 r1, r3, 4\nset_lt_u_imm r8, r9, 100\nbranch_eq_imm r1, 0, @end\nbranch_ne_imm r4, 5, @end\nbranch_lt_s_imm r3, 1000, @end\nbranch_ge_u_imm r3, -1, @end\nend:\ntrap",
+    ),
+    (
         "shifts_and_rotates",
         "shlo_l_64 r1, r2, r12\nshar_r_imm_32 r3, r4, 5\nrot_r_64 r12, r11, r12\nrot_r_32_imm r5, r6, 9\ntrap",
     ),

@@ -8,7 +8,7 @@ use javm_exec::Instruction as I;
 use javm_exec::Reg;
 use javm_exec::program::HALT_ADDRESS;
 
-use super::regs::host;
+use super::regs::{RDX, host};
 use super::stores::StoreCheck;
 use super::{Cg, StoreAddr};
 use crate::ctx::{ExitKind, off};
@@ -76,8 +76,10 @@ macro_rules! setcc {
         asm!($s; xor edx, edx ; cmp Rq(a), Rq(b) ; $set dl ; mov Rq(d), rdx);
     }};
     ($s:expr, $set:ident, $d:expr, $a:expr, imm $x:expr) => {{
-        let (d, a, x) = (host($d), host($a), $x);
-        asm!($s; xor edx, edx ; cmp Rq(a), x ; $set dl ; mov Rq(d), rdx);
+        let d = host($d);
+        asm!($s; xor edx, edx);
+        $s.cmp_imm(host($a), $x);
+        asm!($s; $set dl ; mov Rq(d), rdx);
     }};
 }
 
@@ -90,8 +92,8 @@ macro_rules! branch {
     }};
     ($s:expr, $idx:expr, $target:expr, $jcc:ident, $a:expr, imm $x:expr) => {{
         let l = $s.target($target, $idx)?;
-        let (a, x) = (host($a), $x);
-        asm!($s; cmp Rq(a), x ; $jcc =>l);
+        $s.cmp_imm(host($a), $x);
+        asm!($s; $jcc =>l);
     }};
 }
 
@@ -142,11 +144,11 @@ impl Cg<'_> {
                 }
             }
             I::JumpInd(o) => {
-                asm!(self; lea edx, [Rq(host(o.a)) + o.x]);
+                self.lea(false, RDX, host(o.a), o.x);
                 self.djump(idx)?;
             }
             I::LoadImmJump(o) => {
-                asm!(self; mov Rq(host(o.a)), o.x);
+                self.load_imm(host(o.a), o.x);
                 if o.target.block() != Some(block + 1) {
                     let l = self.target(o.target, idx)?;
                     asm!(self; jmp =>l);
@@ -154,7 +156,8 @@ impl Cg<'_> {
             }
             I::LoadImmJumpInd(o) => {
                 // The address uses the old rB, even when rA == rB.
-                asm!(self; lea edx, [Rq(host(o.b)) + o.y] ; mov Rq(host(o.a)), o.x);
+                self.lea(false, RDX, host(o.b), o.y);
+                self.load_imm(host(o.a), o.x);
                 self.djump(idx)?;
             }
             I::BranchEqImm(o) => branch!(self, idx, o.target, je, o.a, imm o.x),
@@ -179,7 +182,7 @@ impl Cg<'_> {
                 let x = o.x() as i64;
                 asm!(self; mov Rq(host(o.a)), QWORD x);
             }
-            I::LoadImm(o) => asm!(self; mov Rq(host(o.a)), o.x),
+            I::LoadImm(o) => self.load_imm(host(o.a), o.x),
             I::MoveReg(o) => self.mov(o.d, o.a),
             I::Sbrk(_) => {
                 let kind = if self.gp {
@@ -240,8 +243,10 @@ impl Cg<'_> {
             }
 
             // Two registers and an immediate: rA = f(rB, X).
+            I::AddImm32(o) if o.x == 0 => asm!(self; movsxd Rq(host(o.a)), Rd(host(o.b))),
             I::AddImm32(o) => {
-                asm!(self; lea edx, [Rq(host(o.b)) + o.x] ; movsxd Rq(host(o.a)), edx)
+                self.lea(false, RDX, host(o.b), o.x);
+                asm!(self; movsxd Rq(host(o.a)), edx)
             }
             I::AndImm(o) => {
                 self.mov(o.a, o.b);
@@ -294,7 +299,7 @@ impl Cg<'_> {
                 let (a, b) = (host(o.a), host(o.b));
                 asm!(self; mov rdx, o.x ; test Rq(b), Rq(b) ; cmovnz Rq(a), rdx);
             }
-            I::AddImm64(o) => asm!(self; lea Rq(host(o.a)), [Rq(host(o.b)) + o.x]),
+            I::AddImm64(o) => self.lea(true, host(o.a), host(o.b), o.x),
             I::MulImm64(o) => asm!(self; imul Rq(host(o.a)), Rq(host(o.b)), o.x),
             I::ShloLImm64(o) => {
                 self.mov(o.a, o.b);
@@ -500,7 +505,7 @@ impl Cg<'_> {
     }
 
     fn load_ind(&mut self, idx: u32, dst: Reg, base: Reg, x: i32, kind: Load) {
-        asm!(self; lea edx, [Rq(host(base)) + x]);
+        self.lea(false, RDX, host(base), x);
         self.load(idx, dst, kind);
     }
 
@@ -549,26 +554,26 @@ impl Cg<'_> {
             StoreCheck::Own => {}
             StoreCheck::Head { lo, hi, retry } => {
                 self.group_check(base, lo, hi, retry);
-                asm!(self; lea edx, [Rq(b) + x]);
+                self.lea(false, RDX, b, x);
                 self.store(idx, v, width);
                 return;
             }
             StoreCheck::Member => {
-                asm!(self; lea edx, [Rq(b) + x]);
+                self.lea(false, RDX, b, x);
                 self.store(idx, v, width);
                 return;
             }
         }
         let back = self.ops.new_dynamic_label();
         let slow = self.store_slow(idx, StoreAddr::Ind(b, x), width, back);
+        self.lea(false, RDX, b, x);
         asm!(self
-            ; lea edx, [Rq(b) + x]
             ; shr edx, 3
             ; cmp BYTE [r15 + rdx + SHADOW_DISP], SHADOW_FULL as i8
             ; jne =>slow
             ; =>back
-            ; lea edx, [Rq(b) + x]
         );
+        self.lea(false, RDX, b, x);
         self.store(idx, v, width);
     }
 

@@ -17,6 +17,7 @@
     reason = "dynasm! converts dynamic register operands with `.into()`"
 )]
 
+mod enc;
 mod lower;
 pub(crate) mod regs;
 mod stores;
@@ -29,7 +30,8 @@ use javm_exec::gas::{BlockCost, GasProfile};
 use crate::ctx::{ExitKind, off};
 use crate::signal::SideEntry;
 use crate::window::{SHADOW_DISP, SHADOW_IN_PAGE};
-use regs::GUEST;
+use enc::GasOp;
+use regs::{GUEST, RDX};
 
 /// Emitted code and its tables.
 pub(crate) struct Compiled {
@@ -340,7 +342,8 @@ impl Cg<'_> {
         match (i32::try_from(cost), i32::try_from(need)) {
             (Ok(c), Ok(_)) if cost == need => {
                 // `jl` after `sub` compares the true (unwrapped) difference.
-                dynasm!(self.ops ; .arch x64 ; sub QWORD [r15 + off::GAS], c ; jl =>label);
+                self.gas_op(GasOp::Sub, c);
+                dynasm!(self.ops ; .arch x64 ; jl =>label);
                 self.stubs.push(Stub::OutOfGas {
                     label,
                     block: b,
@@ -348,10 +351,9 @@ impl Cg<'_> {
                 });
             }
             (Ok(c), Ok(nd)) => {
-                dynasm!(self.ops ; .arch x64
-                    ; cmp QWORD [r15 + off::GAS], nd ; jl =>label
-                    ; sub QWORD [r15 + off::GAS], c
-                );
+                self.gas_op(GasOp::Cmp, nd);
+                dynasm!(self.ops ; .arch x64 ; jl =>label);
+                self.gas_op(GasOp::Sub, c);
                 self.stubs.push(Stub::OutOfGas {
                     label,
                     block: b,
@@ -510,8 +512,8 @@ impl Cg<'_> {
                     ; jne BYTE =>exit
                 );
                 if w > 1 {
+                    self.lea(false, RDX, b, x);
                     dynasm!(self.ops ; .arch x64
-                        ; lea edx, [Rq(b) + x]
                         ; and edx, 7
                         ; cmp edx, 8 - w
                         ; ja BYTE =>exit
@@ -567,7 +569,7 @@ impl Cg<'_> {
             let t = tail(&mut self.ops, kind);
             dynasm!(self.ops ; .arch x64 ; =>label);
             if undo != 0 {
-                dynasm!(self.ops ; .arch x64 ; add QWORD [r15 + off::GAS], undo);
+                self.gas_op(GasOp::Add, undo);
             }
             dynasm!(self.ops ; .arch x64 ; mov edx, idx as i32 ; jmp =>t);
         }

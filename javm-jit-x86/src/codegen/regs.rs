@@ -32,12 +32,12 @@ pub(crate) fn host(r: javm_exec::Reg) -> u8 {
     GUEST[r.index()]
 }
 
+/// Host register number of RDX (the scratch and address register).
+pub(crate) const RDX: u8 = 2;
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Host register number of RDX (the scratch and address register).
-    const RDX: u8 = 2;
 
     #[test]
     fn mapping_is_injective_and_avoids_reserved_registers() {

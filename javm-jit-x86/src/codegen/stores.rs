@@ -24,7 +24,7 @@ use javm_exec::Instruction as I;
 use javm_exec::Reg;
 
 use super::Cg;
-use super::regs::host;
+use super::regs::{RDX, host};
 use crate::window::{SHADOW_DISP, SHADOW_FULL};
 
 /// Fewest stores for which a group check pays (two granule checks against one per
@@ -171,9 +171,10 @@ impl Cg<'_> {
     /// or continue at `retry`.
     pub(crate) fn group_check(&mut self, base: Reg, lo: i32, hi: i32, retry: DynamicLabel) {
         let b = host(base);
-        for x in if lo == hi { vec![lo] } else { vec![lo, hi] } {
+        let offsets = [lo, hi];
+        for &x in &offsets[..if lo == hi { 1 } else { 2 }] {
+            self.lea(false, RDX, b, x);
             dynasm!(self.ops ; .arch x64
-                ; lea edx, [Rq(b) + x]
                 ; shr edx, 3
                 ; cmp BYTE [r15 + rdx + SHADOW_DISP], SHADOW_FULL as i8
                 ; jne =>retry
