@@ -38,6 +38,12 @@ const CASES: &[(&str, &str)] = &[
         "load_imm r1, 0\nload_imm r2, 100000\nload_imm r3, -5\nadd_imm_64 r2, r2, 0\nadd_imm_64 r4, r2, 0\nadd_imm_64 r3, r3, -128\nadd_imm_64 r5, r4, 127\nadd_imm_64 r0, r2, 128\nadd_imm_32 r6, r7, 0\nadd_imm_32 r3, r2, 5\nload_ind_u32 r1, r2, 0\nload_ind_u8 r1, r3, 4\nset_lt_u_imm r8, r9, 100\nbranch_eq_imm r1, 0, @end\nbranch_ne_imm r4, 5, @end\nbranch_lt_s_imm r3, 1000, @end\nbranch_ge_u_imm r3, -1, @end\nend:\ntrap",
     ),
     (
+        // `codegen/enc.rs` `add_rr`: add where the destination is a source, else a
+        // lea without displacement (RBP/R13 as index), mov + add when both are.
+        "add_forms",
+        "add_64 r1, r1, r2\nadd_64 r1, r2, r1\nadd_64 r4, r2, r12\nadd_64 r4, r0, r2\nadd_64 r4, r2, r3\nadd_64 r4, r0, r3\nadd_64 r11, r10, r9\nadd_32 r4, r2, r12\nadd_32 r4, r3, r0\nadd_32 r3, r3, r3\ntrap",
+    ),
+    (
         "shifts_and_rotates",
         "shlo_l_64 r1, r2, r12\nshar_r_imm_32 r3, r4, 5\nrot_r_64 r12, r11, r12\nrot_r_32_imm r5, r6, 9\ntrap",
     ),

@@ -337,7 +337,8 @@ impl Cg<'_> {
 
             // Three registers: rD = f(rA, rB).
             I::Add32(o) => {
-                asm!(self; lea edx, [Rq(host(o.a)) + Rq(host(o.b))] ; movsxd Rq(host(o.d)), edx)
+                self.add_rr(false, RDX, host(o.a), host(o.b));
+                asm!(self; movsxd Rq(host(o.d)), edx)
             }
             I::Sub32(o) => alu32!(self, sub, o.d, o.a, o.b),
             I::Mul32(o) => alu32!(self, imul, o.d, o.a, o.b),
@@ -354,9 +355,7 @@ impl Cg<'_> {
             I::SharR32(o) => {
                 asm!(self; sarx edx, Rd(host(o.a)), Rd(host(o.b)) ; movsxd Rq(host(o.d)), edx)
             }
-            I::Add64(o) => {
-                asm!(self; lea Rq(host(o.d)), [Rq(host(o.a)) + Rq(host(o.b))])
-            }
+            I::Add64(o) => self.add_rr(true, host(o.d), host(o.a), host(o.b)),
             I::Sub64(o) => alu3!(self, sub, o.d, o.a, o.b, false),
             I::Mul64(o) => alu3!(self, imul, o.d, o.a, o.b, true),
             I::DivU64(o) => self.div(o.d, o.a, o.b, Div::U, false, false),
