@@ -66,7 +66,8 @@ impl From<&Spec> for Case {
 }
 
 impl Case {
-    fn instance<E: Engine>(&self, engine: &E) -> Result<E::Instance, EngineError> {
+    /// A fresh instance of the case on `engine`.
+    pub fn instance<E: Engine>(&self, engine: &E) -> Result<E::Instance, EngineError> {
         let schedule = GasSchedule::new(self.profile, self.layout.accessible_pages());
         let module = engine.prepare(&self.program, schedule)?;
         engine.instantiate(

@@ -44,6 +44,14 @@ const CASES: &[(&str, &str)] = &[
         "add_64 r1, r1, r2\nadd_64 r1, r2, r1\nadd_64 r4, r2, r12\nadd_64 r4, r0, r2\nadd_64 r4, r2, r3\nadd_64 r4, r0, r3\nadd_64 r11, r10, r9\nadd_32 r4, r2, r12\nadd_32 r4, r3, r0\nadd_32 r3, r3, r3\ntrap",
     ),
     (
+        // `codegen/fuse.rs`: rotates written as two shifts and an or (the shift
+        // result the or does not overwrite is kept; in the last one it is the source
+        // itself), zero extensions; the later instructions of each run appear again,
+        // one by one, in the cold tail copies.
+        "fusions",
+        "shlo_r_imm_64 r6, r5, 63\nshlo_l_imm_64 r0, r5, 1\nor r6, r0, r6\nshlo_l_imm_64 r0, r5, 8\nshlo_r_imm_64 r6, r5, 56\nxor r7, r6, r0\nshlo_r_imm_64 r5, r12, 28\nshlo_l_imm_64 r12, r12, 36\nadd_64 r9, r12, r5\nshlo_l_imm_64 r6, r4, 32\nshlo_r_imm_64 r6, r6, 30\nshlo_l_imm_64 r2, r2, 32\nshlo_r_imm_64 r2, r2, 32\nshlo_l_imm_64 r3, r4, 32\nshlo_r_imm_64 r3, r3, 40\ntrap",
+    ),
+    (
         "shifts_and_rotates",
         "shlo_l_64 r1, r2, r12\nshar_r_imm_32 r3, r4, 5\nrot_r_64 r12, r11, r12\nrot_r_32_imm r5, r6, 9\ntrap",
     ),

@@ -18,6 +18,7 @@
 )]
 
 mod enc;
+mod fuse;
 mod lower;
 pub(crate) mod regs;
 mod stores;
@@ -109,6 +110,16 @@ pub(crate) struct Cg<'p> {
     checks_first: u32,
 }
 
+/// The later instructions of a fused run (`fuse.rs`), `first..end` of block
+/// `block`, still to be lowered one by one; the copy jumps to `back`, just after
+/// the run's fused code.
+struct FusedTail {
+    block: u32,
+    first: u32,
+    end: u32,
+    back: DynamicLabel,
+}
+
 /// A block's checked copy still to be emitted: from instruction `first` to the
 /// block's end, entered at `entries` by failed group checks.
 struct CheckedCopy {
@@ -164,6 +175,7 @@ pub(crate) fn compile(
         checks_first: 0,
     };
     let mut copies: Vec<CheckedCopy> = Vec::new();
+    let mut tails: Vec<FusedTail> = Vec::new();
 
     let entry = cg.ops.offset().0 as u32;
     cg.trampoline();
@@ -214,16 +226,58 @@ pub(crate) fn compile(
                 entries,
             });
         }
-        for idx in block.first..block.end {
-            ins_offsets[idx as usize] = cg.ops.offset().0 as u32;
+        let mut idx = block.first;
+        while idx < block.end {
+            let start = cg.ops.offset().0 as u32;
+            ins_offsets[idx as usize] = start;
             cg.panic_label = None;
+            let rest = &instructions[idx as usize..block.end as usize];
+            if let Some(f) = fuse::find(rest) {
+                cg.emit_fused(f);
+                let back = cg.ops.new_dynamic_label();
+                dynasm!(cg.ops ; .arch x64 ; =>back);
+                let end = cg.ops.offset().0 as u32;
+                let len = f.len() as u32;
+                ins_ends[idx as usize] = end;
+                for inner in idx + 1..idx + len {
+                    ins_offsets[inner as usize] = end;
+                    ins_ends[inner as usize] = end;
+                }
+                tails.push(FusedTail {
+                    block: b as u32,
+                    first: idx + 1,
+                    end: idx + len,
+                    back,
+                });
+                idx += len;
+                continue;
+            }
             let ins = instructions[idx as usize];
             cg.lower(ins, idx, b as u32)?;
             ins_ends[idx as usize] = cg.ops.offset().0 as u32;
+            idx += 1;
         }
     }
     cg.store_checks.clear();
     let mut resume_offsets = ins_offsets.clone();
+    // The later instructions of each fused run, one by one, for execution that
+    // starts inside the run (`fuse.rs`) — unless the run lies in its block's checked
+    // copy, which then serves those resumes (it is emitted below and lowers every
+    // instruction on its own).
+    for tail in tails {
+        if copies
+            .iter()
+            .any(|c| c.block == tail.block && c.first <= tail.first)
+        {
+            continue;
+        }
+        for idx in tail.first..tail.end {
+            resume_offsets[idx as usize] = cg.ops.offset().0 as u32;
+            cg.panic_label = None;
+            cg.lower(instructions[idx as usize], idx, tail.block)?;
+        }
+        dynasm!(cg.ops ; .arch x64 ; jmp =>tail.back);
+    }
     for copy in copies {
         let block = &blocks[copy.block as usize];
         for idx in copy.first..block.end {
