@@ -8,7 +8,7 @@
 //! with no `unsafe` allocation code.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::hash::{CapHash, ZERO_HASH, sha256};
 
@@ -20,13 +20,18 @@ pub const PAGE_SIZE: usize = 4096;
 #[repr(C, align(4096))]
 pub struct AlignedPage(pub [u8; PAGE_SIZE]);
 
-/// A page's bytes plus its content hash (SHA-256 of the 4 KiB page).
+/// A page's bytes plus its content hash (SHA-256 of the 4 KiB page), computed the
+/// first time it is asked for: building a memory layout to run a program never
+/// needs it, and hashing a page costs far more than copying it.
 ///
 /// The all-zero page hashes to [`ZERO_HASH`] (the canonical `Empty` page of
 /// docs/CAPS.md), so a zero page built explicitly and an absent page hash alike.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct PageBytes {
-    hash: CapHash,
+    /// The content hash, once computed (set at construction for the zero page).
+    hash: OnceLock<CapHash>,
+    /// Whether every byte is zero (known from construction).
+    zero: bool,
     bytes: Box<AlignedPage>,
 }
 
@@ -43,17 +48,17 @@ impl PageBytes {
         }
         let mut bytes = Box::new(AlignedPage([0u8; PAGE_SIZE]));
         bytes.0[..content.len()].copy_from_slice(content);
-        let hash = if bytes.0.iter().all(|&b| b == 0) {
-            ZERO_HASH
-        } else {
-            sha256(&bytes.0)
-        };
-        Some(PageBytes { hash, bytes })
+        let zero = content.iter().all(|&b| b == 0);
+        let hash = OnceLock::new();
+        if zero {
+            let _ = hash.set(ZERO_HASH);
+        }
+        Some(PageBytes { hash, zero, bytes })
     }
 
-    /// The page's content hash.
+    /// The page's content hash (computed on the first call).
     pub fn hash(&self) -> &CapHash {
-        &self.hash
+        self.hash.get_or_init(|| sha256(&self.bytes.0))
     }
 
     /// The page's 4096 bytes. The slice always starts on a 4 KiB boundary.
@@ -63,14 +68,23 @@ impl PageBytes {
 
     /// Whether every byte of the page is zero.
     pub fn is_zero(&self) -> bool {
-        self.hash == ZERO_HASH
+        self.zero
     }
 }
+
+/// Pages are equal when their bytes are (and then so are their hashes).
+impl PartialEq for PageBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes.0 == other.bytes.0
+    }
+}
+
+impl Eq for PageBytes {}
 
 impl fmt::Debug for PageBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PageBytes(")?;
-        for b in &self.hash[..6] {
+        for b in &self.hash()[..6] {
             write!(f, "{b:02x}")?;
         }
         write!(f, "…)")
@@ -88,6 +102,17 @@ mod tests {
         let q = p.clone();
         assert_eq!(q.bytes().as_ptr() as usize % PAGE_SIZE, 0);
         assert_eq!(p, q);
+    }
+
+    #[test]
+    fn equality_does_not_depend_on_whether_the_hash_was_computed() {
+        let p = PageBytes::from_content(&[7, 8]).unwrap();
+        let q = p.clone();
+        let _ = p.hash();
+        assert_eq!(p, q);
+        assert_eq!(p.hash(), q.hash());
+        assert_ne!(p, PageBytes::from_content(&[7, 9]).unwrap());
+        assert!(!p.is_zero());
     }
 
     #[test]
