@@ -138,6 +138,7 @@ pub(super) fn build(
         blocks: blocks.into_boxed_slice(),
         jump_targets: jump_targets.into_boxed_slice(),
         costs: std::array::from_fn(|_| OnceLock::new()),
+        polls: OnceLock::new(),
         hash,
     })
 }

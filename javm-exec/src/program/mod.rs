@@ -102,6 +102,8 @@ pub struct Program {
     blocks: Box<[Block]>,
     jump_targets: Box<[Target]>,
     costs: [OnceLock<Box<[BlockCost]>>; 5],
+    /// [`Program::interrupt_points`], computed on first use.
+    polls: OnceLock<Box<[bool]>>,
     hash: ProgramHash,
 }
 
@@ -265,8 +267,12 @@ impl Program {
     /// execution enters one of them again and again, so a request is seen after a
     /// bounded run of straight-line code, and other blocks do not pay for the check.
     /// Both engines check exactly these, so a request pending before a run stops it
-    /// at the same place on both.
-    pub fn interrupt_points(&self) -> Vec<bool> {
+    /// at the same place on both. Computed once per program.
+    pub fn interrupt_points(&self) -> &[bool] {
+        self.polls.get_or_init(|| self.find_interrupt_points())
+    }
+
+    fn find_interrupt_points(&self) -> Box<[bool]> {
         let mut polls = vec![false; self.blocks.len()];
         for (b, block) in self.blocks.iter().enumerate() {
             for ins in self
@@ -287,7 +293,7 @@ impl Program {
                 *p = true;
             }
         }
-        polls
+        polls.into_boxed_slice()
     }
 
     /// Whether `pc` starts a basic block under `profile` (see

@@ -150,14 +150,18 @@ pub(crate) fn compile(
     // Reserve enough that the buffer rarely grows (a growth copies everything so far):
     // division-heavy code reaches about 22 bytes per instruction. Untouched capacity
     // costs address space only.
+    // Labels: one per block, and per instruction about one (stubs, store slow
+    // paths and their way back); relocations: about two per instruction (the gas
+    // check's branch, a store's branch out and back). Growing either vector copies
+    // it; capacity that is never touched costs address space only.
     let mut ops = VecAssembler::<X64Relocation>::new_with_capacity(
         0,
         n * 40 + 4096,
         0,
         4,
-        blocks.len() + 64,
+        2 * blocks.len() + n + 64,
         4,
-        n,
+        2 * (n + blocks.len()),
     );
     let block_labels: Vec<DynamicLabel> =
         (0..blocks.len()).map(|_| ops.new_dynamic_label()).collect();
