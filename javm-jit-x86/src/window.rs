@@ -22,11 +22,14 @@
 //! only function that changes a guest page's protection — *before* it calls
 //! `mprotect`, plus a summary bit per record word. A guest page can differ from a
 //! fresh reservation (be accessible, or hold bytes) only if `protect` was called for
-//! it, so the record names a superset of the pages to restore. Windows are pooled:
-//! releasing one makes exactly the recorded pages inaccessible and discards their
-//! contents (`mprotect` + `madvise(MADV_DONTNEED)` per run of pages, so the
-//! reservation's mappings merge back into one), which costs time proportional to
-//! what the instance touched — nothing for an instance that touched no page. Past
+//! it, so the record names a superset of the pages to restore; a second bitmap says
+//! which recorded pages are read-write now. Windows are pooled: releasing one makes
+//! exactly the recorded pages inaccessible and zero (`mprotect` per run of pages, so
+//! the reservation's mappings merge back into one), which costs time proportional to
+//! what the instance touched — nothing for an instance that touched no page. Pages
+//! that are read-write and resident are zeroed where they are, up to
+//! [`RETAIN_PAGES`] per window, so the next instance does not fault them in again;
+//! the rest are discarded (`madvise(MADV_DONTNEED)`). Past
 //! [`MAX_RESET_RUNS`] runs the whole guest range is replaced by a fresh reservation
 //! instead (one 4 GiB `mmap(MAP_FIXED)`). A reused window is indistinguishable from a
 //! fresh one, down to its mappings (see [`Window::prime`]).
@@ -52,7 +55,7 @@ const RECORD_WORDS: usize = PAGES / 64;
 /// Words of the summary: one bit per record word.
 const SUMMARY_WORDS: usize = RECORD_WORDS / 64;
 /// Bytes of the protection record, a page multiple.
-const RECORD_SIZE: usize = ((2 + SUMMARY_WORDS + RECORD_WORDS) * 8).next_multiple_of(4096);
+const RECORD_SIZE: usize = ((2 + SUMMARY_WORDS + 2 * RECORD_WORDS) * 8).next_multiple_of(4096);
 /// Bytes of the write shadow: one per 8-byte granule of the guest range.
 const SHADOW_SIZE: usize = GUEST_SIZE >> 3;
 /// Shadow value: stores of up to 8 bytes starting in this granule may proceed.
@@ -67,6 +70,12 @@ const HEADER: usize = RECORD_SIZE + SHADOW_SIZE + CTX_PAGE;
 const TOTAL: usize = HEADER + GUEST_SIZE + GUARD_SIZE;
 /// Windows kept for reuse.
 const POOL_MAX: usize = 32;
+/// Guest pages a reset may zero in place instead of discarding, per window: their
+/// memory stays with the pooled window (at most `POOL_MAX × 256 KiB` = 8 MiB, plus
+/// their shadow pages), and the next instance using the window does not fault them
+/// in again — on the development machine a fresh anonymous page's first touch costs
+/// more than zeroing it.
+const RETAIN_PAGES: usize = 64;
 /// Runs of recorded pages a release restores one by one; past this many, it
 /// replaces the whole guest range. Measured on the development machine: restoring a
 /// run (`mprotect` + `madvise`) costs about 4 µs, a new guest range with its priming
@@ -82,12 +91,31 @@ struct Record {
     hi: u64,
     summary: [u64; SUMMARY_WORDS],
     words: [u64; RECORD_WORDS],
+    /// One bit per guest page: set while its protection is read-write (a subset of
+    /// `words`), so a reset knows which pages it may zero in place.
+    rw: [u64; RECORD_WORDS],
 }
 
 impl Record {
     /// The summary words that may hold set bits.
     fn span(&self) -> std::ops::Range<usize> {
         (self.lo as usize).min(SUMMARY_WORDS)..(self.hi as usize).min(SUMMARY_WORDS)
+    }
+
+    /// Whether page number `n` (`< 2^20`) is read-write.
+    fn is_rw(&self, n: usize) -> bool {
+        self.rw[n / 64] & (1 << (n % 64)) != 0
+    }
+
+    /// Record page number `n` (`< 2^20`) with its new protection.
+    #[inline(always)]
+    fn insert_with(&mut self, n: usize, rw: bool) {
+        self.insert(n);
+        if rw {
+            self.rw[n / 64] |= 1 << (n % 64);
+        } else {
+            self.rw[n / 64] &= !(1 << (n % 64));
+        }
     }
 
     /// Record page number `n` (`< 2^20`).
@@ -231,18 +259,23 @@ impl Window {
         }
         match self.recorded_runs() {
             Some(runs) => {
-                let base = self.guest_range();
+                let mut budget = RETAIN_PAGES;
+                let mut resident = Vec::new();
                 for (page, n) in runs {
-                    // SAFETY: the run lies inside this window's guest range (pages
-                    // < 2^20), which no instance uses any more: making it
-                    // inaccessible and discarding its anonymous pages affects nothing
-                    // else.
-                    unsafe {
-                        let p = base.byte_add(page << 12);
-                        mprotect(p, n << 12, ProtFlags::PROT_NONE)?;
-                        madvise(p, n << 12, MmapAdvise::MADV_DONTNEED)?;
+                    // Split the run where its pages' protection changes between
+                    // read-write (which may be zeroed in place) and anything else.
+                    let mut i = page;
+                    while i < page + n {
+                        let rw = self.record().is_rw(i);
+                        let mut j = i + 1;
+                        while j < page + n && self.record().is_rw(j) == rw {
+                            j += 1;
+                        }
+                        if !(rw && self.zero_in_place(i, j - i, &mut budget, &mut resident)?) {
+                            self.restore(i, j - i)?;
+                        }
+                        i = j;
                     }
-                    self.discard_shadow(page, n)?;
                 }
             }
             None => {
@@ -259,6 +292,9 @@ impl Window {
                 if let Some(word) = rec.words.get_mut(w) {
                     *word = 0;
                 }
+                if let Some(word) = rec.rw.get_mut(w) {
+                    *word = 0;
+                }
             }
         }
         (rec.lo, rec.hi) = (0, 0);
@@ -266,6 +302,88 @@ impl Window {
         // by this window.
         unsafe { std::ptr::write_bytes(self.ctx().cast::<u8>(), 0, CTX_SIZE) };
         Ok(())
+    }
+
+    /// Make guest pages `page..page + n` inaccessible and discard their contents
+    /// (and their shadow bytes).
+    fn restore(&mut self, page: usize, n: usize) -> io::Result<()> {
+        let base = self.guest_range();
+        // SAFETY: the run lies inside this window's guest range (pages < 2^20), which
+        // no instance uses any more: making it inaccessible and discarding its
+        // anonymous pages affects nothing else.
+        unsafe {
+            let p = base.byte_add(page << 12);
+            mprotect(p, n << 12, ProtFlags::PROT_NONE)?;
+            madvise(p, n << 12, MmapAdvise::MADV_DONTNEED)?;
+        }
+        self.discard_shadow(page, n)
+    }
+
+    /// Zero the read-write guest pages `page..page + n` where they are and make them
+    /// inaccessible, keeping their memory so the next instance of this window does
+    /// not fault it in again — if their resident pages fit in `budget` (which they
+    /// then use up). `Ok(false)`: they do not fit, or residency is unknown; the
+    /// caller restores them the usual way. `resident` is scratch space.
+    fn zero_in_place(
+        &mut self,
+        page: usize,
+        n: usize,
+        budget: &mut usize,
+        resident: &mut Vec<u8>,
+    ) -> io::Result<bool> {
+        let p = self.guest_range().as_ptr().cast::<u8>();
+        resident.clear();
+        resident.resize(n, 0);
+        // SAFETY: `page..page + n` lies inside this window's guest range; `mincore`
+        // only reports residency into `resident`, which has one byte per page. (nix
+        // has no wrapper for `mincore`.)
+        let r = unsafe { libc::mincore(p.add(page << 12).cast(), n << 12, resident.as_mut_ptr()) };
+        if r != 0 {
+            return Ok(false);
+        }
+        let count = resident.iter().filter(|&&b| b & 1 != 0).count();
+        if count > *budget {
+            return Ok(false);
+        }
+        *budget -= count;
+        for (k, _) in resident.iter().enumerate().filter(|(_, b)| **b & 1 != 0) {
+            // SAFETY: the page is read-write (the record says so: every protection
+            // change goes through `protect`), inside this window, and no instance
+            // uses the window any more. Reading first spares pages that are still
+            // zero (such as the kernel's shared zero page after a read) a write.
+            unsafe {
+                let at = p.add((page + k) << 12);
+                let bytes = std::slice::from_raw_parts(at, 4096);
+                if bytes.iter().any(|&b| b != 0) {
+                    std::ptr::write_bytes(at, 0, 4096);
+                }
+            }
+        }
+        // SAFETY: as above; the pages keep their memory, now zero, inaccessible.
+        unsafe {
+            let at = NonNull::new_unchecked(p.add(page << 12).cast());
+            mprotect(at, n << 12, ProtFlags::PROT_NONE)?;
+        }
+        self.zero_shadow_in_place(page, n);
+        Ok(true)
+    }
+
+    /// Zero the shadow bytes of guest pages `page..page + n` where they are, writing
+    /// only where they are not zero already (a shadow page no store ever checked
+    /// maps the kernel's zero page on this read; one that was written is resident).
+    fn zero_shadow_in_place(&mut self, page: usize, n: usize) {
+        let (lo, hi) = (page << 9, (page + n) << 9);
+        let shadow = self.shadow().as_ptr().cast::<u8>();
+        // SAFETY: `lo..hi` lies inside the shadow (pages < 2^20), mapped read-write
+        // for the window's lifetime, and no instance uses the window any more.
+        unsafe {
+            let bytes = std::slice::from_raw_parts_mut(shadow.add(lo), hi - lo);
+            for chunk in bytes.chunks_mut(512) {
+                if chunk.iter().any(|&b| b != 0) {
+                    chunk.fill(0);
+                }
+            }
+        }
     }
 
     /// Zero the shadow bytes of guest pages `page..page + n` (rounded out to whole
@@ -365,11 +483,12 @@ pub(crate) unsafe fn protect(
     prot: ProtFlags,
 ) -> Result<(), i32> {
     let n = (first >> 12) as usize;
+    let rw = prot == ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
     for i in n..(n + pages as usize).min(PAGES) {
         // SAFETY: the record starts `HEADER` bytes below the guest base of the
         // window (caller's contract), is mapped read-write, and only the owning
         // instance's thread touches it; `i < 2^20`, so both indices are in bounds.
-        unsafe { (*base.sub(HEADER).cast::<Record>()).insert(i) };
+        unsafe { (*base.sub(HEADER).cast::<Record>()).insert_with(i, rw) };
     }
     // SAFETY: the pages lie inside the window (caller's contract), so the address is
     // not null.
