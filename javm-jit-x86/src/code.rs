@@ -1,16 +1,82 @@
 //! Code memory with W^X as a type state: [`WritableCode`] can be written but not run,
 //! [`ExecutableCode`] can be run but never written again. No mapping is ever writable
 //! and executable at once, and every executable buffer is followed by a guard page.
+//!
+//! Small mappings are recycled: dropping the code of a module of at most
+//! [`POOL_CODE_MAX`] bytes makes its mapping inaccessible and keeps it (up to
+//! [`POOL_MAX`] of them), and a later module that fits takes it, made writable
+//! again, instead of a fresh mapping. Its pages stay resident, so writing the new
+//! code takes no page faults (each costs microseconds on virtualised hosts, several
+//! per small module); everything past the new code is overwritten with `int3`.
 
 use std::io;
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
+use std::sync::Mutex;
 
 use nix::sys::mman::{MapFlags, MmapAdvise, ProtFlags, madvise, mmap_anonymous, mprotect, munmap};
 
 const PAGE: usize = 4096;
 /// Code sizes from which the buffer is pre-faulted in one call (256 KiB).
 const POPULATE_MIN: usize = 64 * PAGE;
+/// Largest code whose mapping is recycled (and the size every recycled mapping's
+/// code part has).
+const POOL_CODE_MAX: usize = 16 * PAGE;
+/// Recycled mappings kept (at most 1 MiB with their guard pages).
+const POOL_MAX: usize = 16;
+
+/// A recycled mapping: `POOL_CODE_MAX` bytes of code pages, inaccessible, then a
+/// guard page; the first `.1` bytes held code (the rest was never written).
+struct Pooled(NonNull<u8>, usize);
+
+// SAFETY: a pooled mapping is owned by the pool alone; moving the address between
+// threads shares nothing.
+unsafe impl Send for Pooled {}
+
+static POOL: Mutex<Vec<Pooled>> = Mutex::new(Vec::new());
+
+/// A recycled mapping made writable, and how many of its bytes held code, if one is
+/// pooled.
+fn take_pooled() -> Option<(NonNull<u8>, usize)> {
+    let p = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+    // SAFETY: the pool owns the mapping (no module runs code from it any more);
+    // making its code pages writable affects nothing else.
+    match unsafe {
+        mprotect(
+            p.0.cast(),
+            POOL_CODE_MAX,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+        )
+    } {
+        Ok(()) => Some((p.0, p.1)),
+        Err(_) => {
+            // SAFETY: unmapping the mapping the pool owned.
+            let _ = unsafe { munmap(p.0.cast(), POOL_CODE_MAX + PAGE) };
+            None
+        }
+    }
+}
+
+/// Keep the mapping of `map_len` bytes at `ptr`, whose first `used` bytes hold code,
+/// for reuse if it has the pooled size, else unmap it.
+///
+/// # Safety
+/// The caller owns the mapping, and nothing uses it any more.
+unsafe fn recycle(ptr: NonNull<u8>, map_len: usize, used: usize) {
+    if map_len == POOL_CODE_MAX + PAGE {
+        // SAFETY: the caller owns the mapping; making it inaccessible keeps stale
+        // code from running while it is pooled.
+        if unsafe { mprotect(ptr.cast(), POOL_CODE_MAX, ProtFlags::PROT_NONE) }.is_ok() {
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < POOL_MAX {
+                pool.push(Pooled(ptr, used));
+                return;
+            }
+        }
+    }
+    // SAFETY: the caller owns the mapping and nothing uses it.
+    let _ = unsafe { munmap(ptr.cast(), map_len) };
+}
 
 /// A fresh read-write mapping for code (not executable).
 pub(crate) struct WritableCode {
@@ -38,7 +104,31 @@ unsafe impl Sync for ExecutableCode {}
 impl WritableCode {
     /// Map a writable buffer holding a copy of `bytes`.
     pub(crate) fn new(bytes: &[u8]) -> io::Result<WritableCode> {
-        let code_pages = bytes.len().max(1).div_ceil(PAGE) * PAGE;
+        if bytes.len() <= POOL_CODE_MAX
+            && let Some((ptr, old)) = take_pooled()
+        {
+            let w = WritableCode {
+                ptr,
+                len: bytes.len(),
+                map_len: POOL_CODE_MAX + PAGE,
+            };
+            // SAFETY: the code pages (`POOL_CODE_MAX ≥ bytes.len(), old` bytes) are
+            // writable and owned by `w` alone. What is left of the earlier module's
+            // code gets `int3`; the pages past it were never written.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len());
+                if old > bytes.len() {
+                    std::ptr::write_bytes(ptr.as_ptr().add(bytes.len()), 0xCC, old - bytes.len());
+                }
+            }
+            return Ok(w);
+        }
+        // Small code gets a mapping of the pooled size, so it can be recycled.
+        let code_pages = if bytes.len() <= POOL_CODE_MAX {
+            POOL_CODE_MAX
+        } else {
+            bytes.len().div_ceil(PAGE) * PAGE
+        };
         let map_len = code_pages + PAGE;
         let len = NonZeroUsize::new(map_len).ok_or_else(|| io::Error::other("empty mapping"))?;
         // SAFETY: an anonymous private mapping at an address of the kernel's choice
@@ -97,8 +187,8 @@ impl WritableCode {
 
 impl Drop for WritableCode {
     fn drop(&mut self) {
-        // SAFETY: unmapping the mapping this value owns; no references into it remain.
-        let _ = unsafe { munmap(self.ptr.cast(), self.map_len) };
+        // SAFETY: the mapping this value owns; no references into it remain.
+        unsafe { recycle(self.ptr, self.map_len, self.len) };
     }
 }
 
@@ -123,9 +213,9 @@ impl ExecutableCode {
 
 impl Drop for ExecutableCode {
     fn drop(&mut self) {
-        // SAFETY: unmapping the mapping this value owns; instances hold an `Arc` of
-        // the module, so no code runs from it any more.
-        let _ = unsafe { munmap(self.ptr.cast(), self.map_len) };
+        // SAFETY: the mapping this value owns; instances hold an `Arc` of the
+        // module, so no code runs from it any more.
+        unsafe { recycle(self.ptr, self.map_len, self.len) };
     }
 }
 
@@ -159,10 +249,36 @@ mod tests {
         let x = w.finalize().unwrap();
         assert_eq!(&perms(x.start())[..3], "r-x");
         assert_eq!(
-            &perms(x.start() + PAGE)[..3],
+            &perms(x.start() + x.map_len - PAGE)[..3],
             "---",
-            "guard page after the code"
+            "guard page after the code pages"
         );
         assert_eq!(x.bytes(), &[0xC3; 10]);
+    }
+
+    #[test]
+    fn recycled_mappings_hold_no_earlier_code_and_keep_w_xor_x() {
+        for round in 0..4 {
+            let a = WritableCode::new(&[0x90; 3000])
+                .unwrap()
+                .finalize()
+                .unwrap();
+            drop(a);
+            let w = WritableCode::new(&[0xC3; 10]).unwrap();
+            let start = w.ptr.as_ptr() as usize;
+            assert_eq!(&perms(start)[..3], "rw-", "round {round}");
+            // SAFETY: the mapping has POOL_CODE_MAX readable bytes (small code
+            // always gets a pooled-size mapping).
+            let rest =
+                unsafe { std::slice::from_raw_parts(w.ptr.as_ptr().add(10), POOL_CODE_MAX - 10) };
+            assert!(
+                rest.iter().all(|&b| b == 0xCC || b == 0),
+                "round {round}: earlier code left behind"
+            );
+            let x = w.finalize().unwrap();
+            assert_eq!(&perms(x.start())[..3], "r-x");
+            assert_eq!(&perms(x.start() + POOL_CODE_MAX)[..3], "---");
+            assert_eq!(x.bytes(), &[0xC3; 10]);
+        }
     }
 }
