@@ -24,8 +24,9 @@
 //! fresh reservation (be accessible, or hold bytes) only if `protect` was called for
 //! it, so the record names a superset of the pages to restore; a second bitmap says
 //! which recorded pages are read-write now. Windows are pooled: releasing one makes
-//! exactly the recorded pages inaccessible and zero (`mprotect` per run of pages, so
-//! the reservation's mappings merge back into one), which costs time proportional to
+//! exactly the recorded pages inaccessible and zero (one `mprotect` over the span of
+//! the recorded pages, so the reservation's mappings merge back into one), which
+//! costs time proportional to
 //! what the instance touched — nothing for an instance that touched no page. Pages
 //! that are read-write and resident are zeroed where they are, up to
 //! [`RETAIN_PAGES`] per window, so the next instance does not fault them in again;
@@ -259,6 +260,13 @@ impl Window {
         }
         match self.recorded_runs() {
             Some(runs) => {
+                // Unrecorded pages are inaccessible already, so one `mprotect` over the
+                // span of all runs (below) restores every protection at once: one
+                // system call and one TLB flush, and the mapping merges back whole.
+                let span = match (runs.first(), runs.last()) {
+                    (Some(&(first, _)), Some(&(last, n))) => Some((first, last + n - first)),
+                    _ => None,
+                };
                 let mut budget = RETAIN_PAGES;
                 let mut resident = Vec::new();
                 for (page, n) in runs {
@@ -276,6 +284,13 @@ impl Window {
                         }
                         i = j;
                     }
+                }
+                if let Some((first, n)) = span {
+                    let base = self.guest_range();
+                    // SAFETY: the span lies inside this window's guest range, which no
+                    // instance uses any more; its pages outside the runs were
+                    // inaccessible already.
+                    unsafe { mprotect(base.byte_add(first << 12), n << 12, ProtFlags::PROT_NONE)? };
                 }
             }
             None => {
@@ -304,25 +319,24 @@ impl Window {
         Ok(())
     }
 
-    /// Make guest pages `page..page + n` inaccessible and discard their contents
-    /// (and their shadow bytes).
+    /// Discard the contents of guest pages `page..page + n` (and their shadow bytes);
+    /// the caller makes them inaccessible.
     fn restore(&mut self, page: usize, n: usize) -> io::Result<()> {
         let base = self.guest_range();
         // SAFETY: the run lies inside this window's guest range (pages < 2^20), which
-        // no instance uses any more: making it inaccessible and discarding its
-        // anonymous pages affects nothing else.
+        // no instance uses any more: discarding its anonymous pages affects nothing
+        // else.
         unsafe {
             let p = base.byte_add(page << 12);
-            mprotect(p, n << 12, ProtFlags::PROT_NONE)?;
             madvise(p, n << 12, MmapAdvise::MADV_DONTNEED)?;
         }
         self.discard_shadow(page, n)
     }
 
-    /// Zero the read-write guest pages `page..page + n` where they are and make them
-    /// inaccessible, keeping their memory so the next instance of this window does
-    /// not fault it in again — if their resident pages fit in `budget` (which they
-    /// then use up). `Ok(false)`: they do not fit, or residency is unknown; the
+    /// Zero the read-write guest pages `page..page + n` where they are, keeping
+    /// their memory so the next instance of this window does not fault it in again
+    /// (the caller makes them inaccessible) — if their resident pages fit in
+    /// `budget` (which they then use up). `Ok(false)`: they do not fit, or residency is unknown; the
     /// caller restores them the usual way. `resident` is scratch space.
     fn zero_in_place(
         &mut self,
@@ -358,11 +372,6 @@ impl Window {
                     std::ptr::write_bytes(at, 0, 4096);
                 }
             }
-        }
-        // SAFETY: as above; the pages keep their memory, now zero, inaccessible.
-        unsafe {
-            let at = NonNull::new_unchecked(p.add(page << 12).cast());
-            mprotect(at, n << 12, ProtFlags::PROT_NONE)?;
         }
         self.zero_shadow_in_place(page, n);
         Ok(true)
