@@ -26,9 +26,8 @@ pub(crate) struct JitContext {
     pub(crate) jt_ptr: u64,
     /// The host stack pointer to return to.
     pub(crate) host_rsp: u64,
-    /// The exit's argument. [`ExitKind::Fault`]: the first bad byte;
-    /// [`ExitKind::HostError`]: errno; [`ExitKind::HostCall`]: the `ecalli`'s PC
-    /// (high half) and immediate (low half); [`ExitKind::Ecall`]: the `ecall`'s PC.
+    /// The exit's argument, written by the fault handler. [`ExitKind::Fault`]: the
+    /// first bad byte; [`ExitKind::HostError`]: errno.
     pub(crate) fault_addr: u64,
     /// Scratch slots for multi-instruction lowerings (division, high multiplies).
     pub(crate) t0: u64,
@@ -43,7 +42,7 @@ pub(crate) struct JitContext {
     /// Why compiled code returned (an [`ExitKind`] as `u32`).
     pub(crate) exit_kind: u32,
     /// The instruction index of the exit; a block index for [`ExitKind::OutOfGas`],
-    /// [`ExitKind::Ecall`] and [`ExitKind::HostCall`].
+    /// a host-call site for [`ExitKind::HostCall`].
     pub(crate) exit_idx: u32,
     /// Remaining gas (minus the step bias while stepping, see `instance.rs`).
     pub(crate) gas: i64,
@@ -79,7 +78,6 @@ pub(crate) mod off {
     // Exit stubs store kind and index with one 8-byte write.
     const _: () = assert!(EXIT_IDX == EXIT_KIND + 4);
     pub(crate) const HOST_RSP: i32 = disp(offset_of!(JitContext, host_rsp));
-    pub(crate) const FAULT_ADDR: i32 = disp(offset_of!(JitContext, fault_addr));
     pub(crate) const JT_PTR: i32 = disp(offset_of!(JitContext, jt_ptr));
     pub(crate) const T0: i32 = disp(offset_of!(JitContext, t0));
     pub(crate) const T1: i32 = disp(offset_of!(JitContext, t1));
@@ -105,12 +103,12 @@ pub(crate) enum ExitKind {
     Panic = 2,
     /// A dynamic jump to the halt address at `exit_idx`.
     Halt = 3,
-    /// `ecall` ending block `exit_idx` (a terminator: its block's last instruction;
-    /// the block index saves the run loop a search for the block to resume at).
-    Ecall = 4,
-    /// `ecalli` ending block `exit_idx` (as for [`ExitKind::Ecall`]).
+    /// `ecalli` or `ecall`; `exit_idx` is the call's index among the module's host
+    /// calls (`codegen::HostSite`: its block, PC and immediate).
     HostCall = 5,
-    /// Not enough gas to enter block `exit_idx` (gas is as before the attempt).
+    /// Left at the entry of block `exit_idx`, before it is charged: not enough gas,
+    /// or the interrupt mirror was set (the run loop tells which; the block's cost
+    /// is still deducted where `codegen::subtracts_first` holds).
     OutOfGas = 6,
     /// A rejected access at `exit_idx`; `fault_addr` is the first bad byte.
     Fault = 7,
@@ -123,8 +121,6 @@ pub(crate) enum ExitKind {
     HostError = 11,
     /// The fault handler met a fault the page states say cannot happen.
     Inconsistent = 12,
-    /// An interrupt request was seen on entry to block `exit_idx` (not charged).
-    Interrupt = 13,
 }
 
 impl ExitKind {
@@ -135,7 +131,6 @@ impl ExitKind {
             1 => Trap,
             2 => Panic,
             3 => Halt,
-            4 => Ecall,
             5 => HostCall,
             6 => OutOfGas,
             7 => Fault,
@@ -143,7 +138,6 @@ impl ExitKind {
             10 => Sbrk,
             11 => HostError,
             12 => Inconsistent,
-            13 => Interrupt,
             _ => return None,
         })
     }

@@ -244,7 +244,11 @@ impl JitInstance {
             };
             self.ctx_mut().gas -= bias;
             let result = self.enter(target);
-            self.ctx_mut().gas += bias;
+            // Wrapping: a failed `sub`-first check leaves its cost deducted below the
+            // bias (compiled code's `jl` saw the true, overflowed difference); it is
+            // added back below, which brings the sum into range again.
+            let gas = self.ctx().gas.wrapping_add(bias);
+            self.ctx_mut().gas = gas;
             let (kind, idx, arg) = result?;
             macro_rules! finish {
                 ($exit:expr, $resume:expr, $pc:expr) => {{
@@ -257,39 +261,44 @@ impl JitInstance {
                 ExitKind::Trap => finish!(Exit::Trap, Resume::Done(Exit::Trap), pc_at(idx)),
                 ExitKind::Panic => finish!(Exit::Panic, Resume::Done(Exit::Panic), pc_at(idx)),
                 ExitKind::Halt => finish!(Exit::Halt, Resume::Done(Exit::Halt), pc_at(idx)),
-                // `idx` is the block the call ends, so execution resumes at the next;
-                // compiled code passed the call's PC (and immediate) in `arg`.
-                ExitKind::HostCall => finish!(
-                    Exit::HostCall(arg as u32),
-                    Resume::after_block(program, module.schedule.profile(), idx),
-                    (arg >> 32) as u32
-                ),
-                ExitKind::Ecall => finish!(
-                    Exit::Ecall,
-                    Resume::after_block(program, module.schedule.profile(), idx),
-                    arg as u32
-                ),
-                ExitKind::Interrupt => {
-                    let pc = program
-                        .blocks()
-                        .get(idx as usize)
-                        .map_or(u32::MAX, |b| b.pc);
-                    if self.take_interrupt() {
+                // `idx` is the call's site; it ends its block, so execution
+                // resumes at the next.
+                ExitKind::HostCall => {
+                    let site = *module.host_sites.get(idx as usize).ok_or_else(|| {
+                        EngineError::Internal(format!("exit at unknown host call {idx}"))
+                    })?;
+                    finish!(
+                        site.id.map_or(Exit::Ecall, Exit::HostCall),
+                        site.resume,
+                        site.pc
+                    )
+                }
+                // Left at the entry of block `idx` (`codegen::Cg::block_entry`):
+                // an interrupt request first, as the interpreter checks it first,
+                // then the gas.
+                ExitKind::OutOfGas => {
+                    let (cost, need) = *module.prices.get(idx as usize).ok_or_else(|| {
+                        EngineError::Internal(format!("exit at unknown block {idx}"))
+                    })?;
+                    if crate::codegen::subtracts_first(cost, need) {
+                        let gas = self.ctx().gas.wrapping_add(cost);
+                        self.ctx_mut().gas = gas;
+                    }
+                    let pc = program.blocks()[idx as usize].pc;
+                    if module.polls[idx as usize] && self.take_interrupt() {
                         finish!(Exit::Interrupted, Resume::Enter(idx), pc)
                     }
-                    // Taken by someone else since the check: enter the block.
-                    self.resume = Resume::Enter(idx);
-                }
-                ExitKind::OutOfGas => {
-                    let pc = program
-                        .blocks()
-                        .get(idx as usize)
-                        .map_or(u32::MAX, |b| b.pc);
                     if step {
                         // Stopped before entering block `idx`: not an exit.
                         self.pc = pc;
                         self.resume = Resume::Enter(idx);
                         return Ok(None);
+                    }
+                    if self.ctx().gas >= need {
+                        // The poll saw a request taken by someone else since:
+                        // enter the block.
+                        self.resume = Resume::Enter(idx);
+                        continue;
                     }
                     self.ctx_mut().gas = 0;
                     finish!(Exit::OutOfGas, Resume::Enter(idx), pc)

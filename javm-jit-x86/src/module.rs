@@ -10,7 +10,7 @@ use javm_exec::memory::{DEFAULT_MEMORY_LIMIT, PageMap};
 use javm_exec::{GasProfile, Program};
 
 use crate::code::{ExecutableCode, WritableCode};
-use crate::codegen;
+use crate::codegen::{self, HostSite};
 use crate::instance::JitInstance;
 use crate::signal::{self, SideEntry};
 use crate::window::Window;
@@ -92,7 +92,11 @@ pub struct JitModule {
     pub(crate) resume_offsets: Box<[u32]>,
     pub(crate) ins_ends: Box<[u32]>,
     pub(crate) side: Box<[SideEntry]>,
-    /// Each jump-table entry's absolute native address (its block's entry), or 0.
+    /// The host calls, by the index their exits report.
+    pub(crate) host_sites: Box<[HostSite]>,
+    /// The dynamic-jump table as compiled code indexes it: entry 0 and the entries
+    /// of invalid targets hold the address of the shared panic, entry i + 1 the
+    /// absolute native address of the program's jump-table entry i (its block).
     pub(crate) jump_table: Box<[u64]>,
     /// Each block's (cost, need).
     pub(crate) prices: Box<[(i64, i64)]>,
@@ -117,19 +121,21 @@ impl JitModule {
             .and_then(WritableCode::finalize)
             .map_err(|e| EngineError::OutOfMemory(format!("cannot map code: {e}")))?;
         let start = code.start() as u64;
-        let jump_table = program
-            .jump_targets()
-            .iter()
-            .map(|t| {
+        // Entry 0 (address 0) and the entries of invalid targets lead to the
+        // dynamic jumps' shared panic; entry i + 1 is the table's entry i
+        // (`codegen::lower`, `djump`).
+        let invalid = c.djump_panic.map_or(0, |o| start + u64::from(o));
+        let jump_table = std::iter::once(invalid)
+            .chain(program.jump_targets().iter().map(|t| {
                 match t
                     .block()
                     .filter(|&b| program.starts_block(b, schedule.profile()))
                     .and_then(|b| c.block_offsets.get(b as usize))
                 {
                     Some(&o) => start + u64::from(o),
-                    None => 0,
+                    None => invalid,
                 }
-            })
+            }))
             .collect();
         let prices = costs
             .iter()
@@ -144,6 +150,7 @@ impl JitModule {
             resume_offsets: c.resume_offsets.into(),
             ins_ends: c.ins_ends.into(),
             side: c.side.into(),
+            host_sites: c.host_sites.into(),
             jump_table,
             prices,
             polls: program.interrupt_points().into(),

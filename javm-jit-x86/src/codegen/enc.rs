@@ -21,8 +21,6 @@ use crate::ctx::off;
 #[derive(Clone, Copy)]
 #[repr(u8)]
 pub(super) enum GasOp {
-    /// `add qword [r15 − 8], imm`.
-    Add = 0,
     /// `sub qword [r15 − 8], imm`.
     Sub = 5,
     /// `cmp qword [r15 − 8], imm`.

@@ -6,7 +6,6 @@
 use dynasmrt::{DynasmApi, DynasmLabelApi, dynasm};
 use javm_exec::Instruction as I;
 use javm_exec::Reg;
-use javm_exec::program::HALT_ADDRESS;
 
 use super::regs::{RDX, host};
 use super::stores::StoreCheck;
@@ -101,23 +100,35 @@ macro_rules! branch {
 macro_rules! rot_cl {
     ($s:expr, $rot:ident, q, $d:expr, $v:expr, $count:expr) => {{
         let (d, c) = (host($d), host($count));
-        asm!($s; mov [r15 + off::SAVE_RCX], rcx);
+        asm!($s; mov [r15 - 0x20], rcx);
         match $v {
             Val::Reg(r) => asm!($s; mov rdx, Rq(host(r))),
             Val::Imm(x) => asm!($s; mov rdx, x),
         }
-        asm!($s; mov ecx, Rd(c) ; $rot rdx, cl ; mov rcx, [r15 + off::SAVE_RCX] ; mov Rq(d), rdx);
+        asm!($s; mov ecx, Rd(c) ; $rot rdx, cl ; mov rcx, [r15 - 0x20] ; mov Rq(d), rdx);
     }};
     ($s:expr, $rot:ident, d, $d:expr, $v:expr, $count:expr) => {{
         let (d, c) = (host($d), host($count));
-        asm!($s; mov [r15 + off::SAVE_RCX], rcx);
+        asm!($s; mov [r15 - 0x20], rcx);
         match $v {
             Val::Reg(r) => asm!($s; mov edx, Rd(host(r))),
             Val::Imm(x) => asm!($s; mov edx, x),
         }
-        asm!($s; mov ecx, Rd(c) ; $rot edx, cl ; mov rcx, [r15 + off::SAVE_RCX] ; movsxd Rq(d), edx);
+        asm!($s; mov ecx, Rd(c) ; $rot edx, cl ; mov rcx, [r15 - 0x20] ; movsxd Rq(d), edx);
     }};
 }
+
+// Context fields are addressed with literal displacements, which dynasm encodes in
+// 8 bits (a constant's name would get 32): EXIT_IDX, SAVE_RCX, SAVE_RAX, T1, T0
+// and JT_PTR, in this order.
+const _: () = assert!(
+    off::EXIT_IDX == -12
+        && off::SAVE_RCX == -0x20
+        && off::SAVE_RAX == -0x28
+        && off::T1 == -0x30
+        && off::T0 == -0x38
+        && off::JT_PTR == -0x50
+);
 
 impl Cg<'_> {
     /// Emit instruction `idx` of block `block`.
@@ -128,15 +139,8 @@ impl Cg<'_> {
             I::Invalid => self.exit(ExitKind::Panic, idx),
             I::Fallthrough(_) | I::Unlikely(_) => self.fall_into(block)?,
             // Terminators: report the block, whose successor is the resume point.
-            I::Ecall(_) => {
-                let pc = self.pc_of(idx);
-                self.exit_with_arg(ExitKind::Ecall, block, u64::from(pc));
-            }
-            I::Ecalli(o) => {
-                let pc = self.pc_of(idx);
-                let arg = u64::from(pc) << 32 | u64::from(o.x as u32);
-                self.exit_with_arg(ExitKind::HostCall, block, arg);
-            }
+            I::Ecall(_) => self.host_call(idx, block, None)?,
+            I::Ecalli(o) => self.host_call(idx, block, Some(o.x as u32))?,
             I::Jump(o) => {
                 if o.target.block() != Some(block + 1) {
                     let l = self.target(o.target, idx)?;
@@ -377,22 +381,22 @@ impl Cg<'_> {
             I::MulUpperSS(o) => {
                 let (d, a, b) = (host(o.d), host(o.a), host(o.b));
                 asm!(self
-                    ; mov [r15 + off::T0], Rq(a)
-                    ; mov [r15 + off::SAVE_RAX], rax
+                    ; mov [r15 - 0x38], Rq(a)
+                    ; mov [r15 - 0x28], rax
                     ; mov rax, Rq(b)
-                    ; imul QWORD [r15 + off::T0]
-                    ; mov rax, [r15 + off::SAVE_RAX]
+                    ; imul QWORD [r15 - 0x38]
+                    ; mov rax, [r15 - 0x28]
                     ; mov Rq(d), rdx
                 );
             }
             I::MulUpperUU(o) => {
                 let (d, a, b) = (host(o.d), host(o.a), host(o.b));
                 asm!(self
-                    ; mov [r15 + off::T0], Rq(a)
-                    ; mov [r15 + off::SAVE_RAX], rax
+                    ; mov [r15 - 0x38], Rq(a)
+                    ; mov [r15 - 0x28], rax
                     ; mov rax, Rq(b)
-                    ; mul QWORD [r15 + off::T0]
-                    ; mov rax, [r15 + off::SAVE_RAX]
+                    ; mul QWORD [r15 - 0x38]
+                    ; mov rax, [r15 - 0x28]
                     ; mov Rq(d), rdx
                 );
             }
@@ -400,16 +404,16 @@ impl Cg<'_> {
                 // hi(a ×s b) = hi(a ×u b) − (a < 0 ? b : 0)
                 let (d, a, b) = (host(o.d), host(o.a), host(o.b));
                 asm!(self
-                    ; mov [r15 + off::T0], Rq(a)
-                    ; mov [r15 + off::T1], Rq(b)
-                    ; mov [r15 + off::SAVE_RAX], rax
-                    ; mov rax, [r15 + off::T0]
-                    ; mul QWORD [r15 + off::T1]
-                    ; mov rax, [r15 + off::T0]
+                    ; mov [r15 - 0x38], Rq(a)
+                    ; mov [r15 - 0x30], Rq(b)
+                    ; mov [r15 - 0x28], rax
+                    ; mov rax, [r15 - 0x38]
+                    ; mul QWORD [r15 - 0x30]
+                    ; mov rax, [r15 - 0x38]
                     ; sar rax, 63
-                    ; and rax, [r15 + off::T1]
+                    ; and rax, [r15 - 0x30]
                     ; sub rdx, rax
-                    ; mov rax, [r15 + off::SAVE_RAX]
+                    ; mov rax, [r15 - 0x28]
                     ; mov Rq(d), rdx
                 );
             }
@@ -462,26 +466,29 @@ impl Cg<'_> {
     }
 
     /// Dynamic jump to the address in EDX (GP rule): halt, a block, or panic.
+    ///
+    /// The instruction's index goes to the context first, so that every way out
+    /// but a valid jump is shared code ([`Cg::djump_fail`]). Rotating the address
+    /// right by one maps each valid address 2(i + 1) to its table index i + 1 and
+    /// every odd address above 2^31, so one unsigned compare against the table's
+    /// length (entry 0, for address 0, and entries of invalid targets lead to the
+    /// shared panic) leaves the checks for an odd, zero or too large address and
+    /// the halt address to the cold path.
     fn djump(&mut self, idx: u32) -> Result<(), String> {
-        let len = i32::try_from(self.jump_table_len())
+        let entries = i32::try_from(self.jump_table_len() + 1)
             .map_err(|_| "jump table too long for the recompiler".to_string())?;
-        let halt = self.exit_stub(ExitKind::Halt, idx);
-        let panic = self.panic_stub(idx);
+        let fail = self.djump_fail();
         asm!(self
-            ; cmp edx, HALT_ADDRESS as i32
-            ; je =>halt
-            ; test dl, 1
-            ; jnz =>panic
-            ; shr edx, 1
-            ; sub edx, 1
-            ; cmp edx, len
-            ; jae =>panic
-            ; mov [r15 + off::SAVE_RAX], rax
-            ; mov rax, [r15 + off::JT_PTR]
+            ; mov DWORD [r15 - 12], idx as i32
+            ; ror edx, 1
+        );
+        self.cmp_imm(RDX, entries);
+        asm!(self
+            ; jae =>fail
+            ; mov [r15 - 0x28], rax
+            ; mov rax, [r15 - 0x50] // the jump table
             ; mov rdx, [rax + rdx * 8]
-            ; mov rax, [r15 + off::SAVE_RAX]
-            ; test rdx, rdx
-            ; jz =>panic
+            ; mov rax, [r15 - 0x28]
             ; jmp rdx
         );
         Ok(())
@@ -602,29 +609,29 @@ impl Cg<'_> {
             self.ops.new_dynamic_label(),
             self.ops.new_dynamic_label(),
         );
-        asm!(self; mov [r15 + off::T0], Rq(a) ; mov rdx, Rq(b));
+        asm!(self; mov [r15 - 0x38], Rq(a) ; mov rdx, Rq(b));
         if w32 {
             asm!(self; test edx, edx ; jz =>zero);
             if kind == Div::S {
                 asm!(self; cmp edx, -1 ; je =>minus1);
             }
             asm!(self
-                ; mov [r15 + off::T1], rdx
-                ; mov [r15 + off::SAVE_RAX], rax
-                ; mov eax, [r15 + off::T0]
+                ; mov [r15 - 0x30], rdx
+                ; mov [r15 - 0x28], rax
+                ; mov eax, [r15 - 0x38]
             );
             match kind {
-                Div::U => asm!(self; xor edx, edx ; div DWORD [r15 + off::T1]),
-                Div::S => asm!(self; cdq ; idiv DWORD [r15 + off::T1]),
+                Div::U => asm!(self; xor edx, edx ; div DWORD [r15 - 0x30]),
+                Div::S => asm!(self; cdq ; idiv DWORD [r15 - 0x30]),
             }
             if rem {
                 asm!(self; movsxd rdx, edx);
             } else {
                 asm!(self; movsxd rdx, eax);
             }
-            asm!(self; mov rax, [r15 + off::SAVE_RAX] ; jmp =>done ; =>zero);
+            asm!(self; mov rax, [r15 - 0x28] ; jmp =>done ; =>zero);
             if rem {
-                asm!(self; movsxd rdx, DWORD [r15 + off::T0]);
+                asm!(self; movsxd rdx, DWORD [r15 - 0x38]);
             } else {
                 asm!(self; mov rdx, -1);
             }
@@ -633,7 +640,7 @@ impl Cg<'_> {
                 if rem {
                     asm!(self; xor edx, edx);
                 } else {
-                    asm!(self; mov edx, [r15 + off::T0] ; neg edx ; movsxd rdx, edx);
+                    asm!(self; mov edx, [r15 - 0x38] ; neg edx ; movsxd rdx, edx);
                 }
             }
         } else {
@@ -642,20 +649,20 @@ impl Cg<'_> {
                 asm!(self; cmp rdx, -1 ; je =>minus1);
             }
             asm!(self
-                ; mov [r15 + off::T1], rdx
-                ; mov [r15 + off::SAVE_RAX], rax
-                ; mov rax, [r15 + off::T0]
+                ; mov [r15 - 0x30], rdx
+                ; mov [r15 - 0x28], rax
+                ; mov rax, [r15 - 0x38]
             );
             match kind {
-                Div::U => asm!(self; xor edx, edx ; div QWORD [r15 + off::T1]),
-                Div::S => asm!(self; cqo ; idiv QWORD [r15 + off::T1]),
+                Div::U => asm!(self; xor edx, edx ; div QWORD [r15 - 0x30]),
+                Div::S => asm!(self; cqo ; idiv QWORD [r15 - 0x30]),
             }
             if !rem {
                 asm!(self; mov rdx, rax);
             }
-            asm!(self; mov rax, [r15 + off::SAVE_RAX] ; jmp =>done ; =>zero);
+            asm!(self; mov rax, [r15 - 0x28] ; jmp =>done ; =>zero);
             if rem {
-                asm!(self; mov rdx, [r15 + off::T0]);
+                asm!(self; mov rdx, [r15 - 0x38]);
             } else {
                 asm!(self; mov rdx, -1);
             }
@@ -664,7 +671,7 @@ impl Cg<'_> {
                 if rem {
                     asm!(self; xor edx, edx);
                 } else {
-                    asm!(self; mov rdx, [r15 + off::T0] ; neg rdx);
+                    asm!(self; mov rdx, [r15 - 0x38] ; neg rdx);
                 }
             }
         }

@@ -26,7 +26,9 @@ mod stores;
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
 use javm_exec::Program;
+use javm_exec::engine::Resume;
 use javm_exec::gas::{BlockCost, GasProfile};
+use javm_exec::program::{HALT_ADDRESS, MAX_JUMP_TABLE_LEN};
 
 use crate::ctx::{ExitKind, off};
 use crate::signal::SideEntry;
@@ -54,16 +56,32 @@ pub(crate) struct Compiled {
     pub(crate) entry: u32,
     /// Offset of the shared exit path.
     pub(crate) exit: u32,
+    /// The host-call sites (`ecalli`, `ecall`), in the order of their indices (the
+    /// index their exit reports).
+    pub(crate) host_sites: Vec<HostSite>,
+    /// Offset of the shared panic of dynamic jumps, where the jump table's entry 0
+    /// and its entries for invalid targets lead (`None`: no dynamic jumps).
+    pub(crate) djump_panic: Option<u32>,
+}
+
+/// A host call (`ecalli` or `ecall`) in the code: its exit reports the site's index,
+/// so the run loop finds what it reports with one lookup.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HostSite {
+    /// Where execution resumes: after the block the call ends
+    /// ([`Resume::after_block`], decided here so that the exit needs no lookup).
+    pub(crate) resume: Resume,
+    /// The call's PC.
+    pub(crate) pc: u32,
+    /// `ecalli`'s immediate (mod 2^32); `None` for `ecall`.
+    pub(crate) id: Option<u32>,
 }
 
 /// A deferred cold stub.
 enum Stub {
-    /// Restore `undo` gas units, then exit out of gas at block `block`.
-    OutOfGas {
-        label: DynamicLabel,
-        block: u32,
-        undo: i32,
-    },
+    /// Exit at the entry of block `block`: out of gas, or an interrupt request
+    /// (see [`Cg::block_entry`]).
+    OutOfGas { label: DynamicLabel, block: u32 },
     /// Exit with `kind` at instruction `idx`.
     Exit {
         label: DynamicLabel,
@@ -99,6 +117,13 @@ pub(crate) struct Cg<'p> {
     /// The shared exit path.
     exit_label: DynamicLabel,
     stubs: Vec<Stub>,
+    /// The shared tail of each exit kind, made on first use (see [`Cg::exit`]).
+    tails: Vec<(ExitKind, DynamicLabel)>,
+    /// The host-call sites so far (see [`HostSite`]).
+    pub(crate) host_sites: Vec<HostSite>,
+    /// The shared failure path of dynamic jumps and its panic, made on first use
+    /// (see [`Cg::djump_fail`]).
+    djump: Option<(DynamicLabel, DynamicLabel)>,
     /// The panic stub of the current instruction, if one was made.
     panic_label: Option<(u32, DynamicLabel)>,
     pub(crate) side: Vec<SideEntry>,
@@ -172,6 +197,9 @@ pub(crate) fn compile(
         program,
         block_labels,
         stubs: Vec::with_capacity(n / 4 + 16),
+        tails: Vec::new(),
+        djump: None,
+        host_sites: Vec::new(),
         panic_label: None,
         side: Vec::with_capacity(n / 4),
         gp,
@@ -198,10 +226,7 @@ pub(crate) fn compile(
         let label = cg.block_labels[b];
         dynasm!(cg.ops ; .arch x64 ; =>label);
         if cg.starts_block(b as u32) {
-            if polls[b] {
-                cg.interrupt_check(b as u32);
-            }
-            cg.gas_check(b as u32, to_i64(cost.cost), to_i64(cost.need()))?;
+            cg.block_entry(b as u32, to_i64(cost.cost), to_i64(cost.need()), polls[b])?;
         } else if cost.need() != 0 {
             return Err(format!(
                 "block {b} continues its predecessor but has a price"
@@ -297,6 +322,7 @@ pub(crate) fn compile(
         }
     }
     cg.emit_stubs();
+    let djump_panic = cg.emit_djump_fail()?;
 
     cg.ops
         .commit()
@@ -311,6 +337,7 @@ pub(crate) fn compile(
         block_offsets.push(o.0 as u32);
     }
     let side = std::mem::take(&mut cg.side);
+    let host_sites = std::mem::take(&mut cg.host_sites);
     if !side.windows(2).all(|w| w[0].native < w[1].native) {
         return Err("memory access table is not sorted".into());
     }
@@ -327,6 +354,8 @@ pub(crate) fn compile(
         side,
         entry,
         exit,
+        host_sites,
+        djump_panic,
     })
 }
 
@@ -355,7 +384,7 @@ impl Cg<'_> {
 
     /// `entry(guest_base: rdi, target: rsi)`: save the host's callee-saved registers,
     /// remember the host stack, load the guest registers, jump to `target`. The shared
-    /// `exit` path does the reverse.
+    /// `exit` path does the reverse; the host-call tail comes right before it.
     fn trampoline(&mut self) {
         dynasm!(self.ops ; .arch x64
             ; push rbx ; push rbp ; push r12 ; push r13 ; push r14 ; push r15
@@ -367,7 +396,16 @@ impl Cg<'_> {
         for (i, &r) in GUEST.iter().enumerate() {
             dynasm!(self.ops ; .arch x64 ; mov Rq(r), [r15 + off::reg(i)]);
         }
-        dynasm!(self.ops ; .arch x64 ; jmp rdx ; =>self.exit_label);
+        dynasm!(self.ops ; .arch x64 ; jmp rdx);
+        // The host-call tail falls into the exit path: the hottest exit takes no
+        // jump to the cold end of the code and back.
+        let host_call = self.tail(ExitKind::HostCall);
+        dynasm!(self.ops ; .arch x64
+            ; =>host_call
+            ; mov DWORD [r15 + off::EXIT_KIND], ExitKind::HostCall as i32
+            ; mov [r15 + off::EXIT_IDX], edx
+            ; =>self.exit_label
+        );
         for (i, &r) in GUEST.iter().enumerate() {
             dynasm!(self.ops ; .arch x64 ; mov [r15 + off::reg(i)], Rq(r));
         }
@@ -379,90 +417,101 @@ impl Cg<'_> {
         );
     }
 
-    /// Leave with [`ExitKind::Interrupt`] at block `b` if the instance's interrupt
-    /// flag is set (before the block is charged).
-    fn interrupt_check(&mut self, b: u32) {
-        let stub = self.exit_stub(ExitKind::Interrupt, b);
-        dynasm!(self.ops ; .arch x64
-            ; cmp BYTE [r15 + off::INTERRUPT], 0
-            ; jne =>stub
-        );
-    }
-
-    /// Charge block `b` on entry: require `need`, deduct `cost`.
-    fn gas_check(&mut self, b: u32, cost: i64, need: i64) -> Result<(), String> {
+    /// Charge block `b` on entry: require `need`, deduct `cost`; with `poll`, also
+    /// leave if the instance's interrupt mirror is set. Both checks lead to one
+    /// [`ExitKind::OutOfGas`] stub, which the run loop tells apart: where
+    /// [`subtracts_first`] holds, the gas check deducts before it compares and the
+    /// poll follows it, so the stub is reached with the cost deducted either way
+    /// (the run loop adds it back); otherwise the poll sits between the compare and
+    /// the deduction, and the stub is reached with nothing deducted. The poll's
+    /// place does not matter to the result: a block left at its entry is not
+    /// charged, and the run loop takes an interrupt before it looks at the gas,
+    /// as the interpreter does.
+    fn block_entry(&mut self, b: u32, cost: i64, need: i64, poll: bool) -> Result<(), String> {
         if need < 1 || cost < 0 || cost > need {
             return Err(format!(
                 "block {b} has an invalid price (cost {cost}, need {need})"
             ));
         }
         let label = self.ops.new_dynamic_label();
+        let poll = |cg: &mut Self| {
+            if poll {
+                dynasm!(cg.ops ; .arch x64
+                    ; cmp BYTE [r15 + off::INTERRUPT], 0
+                    ; jne =>label
+                );
+            }
+        };
         match (i32::try_from(cost), i32::try_from(need)) {
-            (Ok(c), Ok(_)) if cost == need => {
+            (Ok(c), Ok(_)) if subtracts_first(cost, need) => {
                 // `jl` after `sub` compares the true (unwrapped) difference.
                 self.gas_op(GasOp::Sub, c);
                 dynasm!(self.ops ; .arch x64 ; jl =>label);
-                self.stubs.push(Stub::OutOfGas {
-                    label,
-                    block: b,
-                    undo: c,
-                });
+                poll(self);
             }
             (Ok(c), Ok(nd)) => {
                 self.gas_op(GasOp::Cmp, nd);
                 dynasm!(self.ops ; .arch x64 ; jl =>label);
+                poll(self);
                 self.gas_op(GasOp::Sub, c);
-                self.stubs.push(Stub::OutOfGas {
-                    label,
-                    block: b,
-                    undo: 0,
-                });
             }
             _ => {
                 dynasm!(self.ops ; .arch x64
                     ; mov rdx, QWORD need ; cmp [r15 + off::GAS], rdx ; jl =>label
+                );
+                poll(self);
+                dynasm!(self.ops ; .arch x64
                     ; mov rdx, QWORD cost ; sub [r15 + off::GAS], rdx
                 );
-                self.stubs.push(Stub::OutOfGas {
-                    label,
-                    block: b,
-                    undo: 0,
-                });
             }
         }
+        self.stubs.push(Stub::OutOfGas { label, block: b });
         Ok(())
     }
 
-    /// Exit inline with `kind` at instruction `idx` (for terminators).
+    /// Exit inline with `kind` at `idx` (an instruction, or a block for the kinds
+    /// that report one): `mov edx, idx` and a jump to the kind's shared tail.
     pub(crate) fn exit(&mut self, kind: ExitKind, idx: u32) {
-        let packed = (u64::from(idx) << 32 | kind as u64) as i64;
-        let exit = self.exit_label;
-        dynasm!(self.ops ; .arch x64
-            ; mov rdx, QWORD packed
-            ; mov [r15 + off::EXIT_KIND], rdx
-            ; jmp =>exit
-        );
+        let tail = self.tail(kind);
+        dynasm!(self.ops ; .arch x64 ; mov edx, idx as i32 ; jmp =>tail);
     }
 
-    /// Leave with exit `kind` for block `block` and `arg` in the context's argument
-    /// field (host calls pass their PC and immediate this way, so the run loop needs
-    /// no table lookups to report them).
-    pub(crate) fn exit_with_arg(&mut self, kind: ExitKind, block: u32, arg: u64) {
-        let arg = arg as i64;
-        dynasm!(self.ops ; .arch x64
-            ; mov rdx, QWORD arg
-            ; mov [r15 + off::FAULT_ADDR], rdx
-        );
-        self.exit(kind, block);
+    /// The shared tail of exit `kind`, which stores the kind and EDX as the exit's
+    /// index and leaves (emitted with the stubs).
+    fn tail(&mut self, kind: ExitKind) -> DynamicLabel {
+        if let Some(&(_, l)) = self.tails.iter().find(|(k, _)| *k == kind) {
+            return l;
+        }
+        let l = self.ops.new_dynamic_label();
+        self.tails.push((kind, l));
+        l
     }
 
-    /// The PC of instruction `idx`.
-    pub(crate) fn pc_of(&self, idx: u32) -> u32 {
-        self.program
+    /// Leave for the host call at instruction `idx`, which ends block `block`, with
+    /// [`ExitKind::HostCall`] and the index of its [`HostSite`].
+    pub(crate) fn host_call(
+        &mut self,
+        idx: u32,
+        block: u32,
+        id: Option<u32>,
+    ) -> Result<(), String> {
+        let site =
+            u32::try_from(self.host_sites.len()).map_err(|_| "too many host calls".to_string())?;
+        let pc = self
+            .program
             .pcs()
             .get(idx as usize)
             .copied()
-            .unwrap_or(u32::MAX)
+            .ok_or_else(|| format!("no instruction {idx}"))?;
+        let profile = if self.gp {
+            GasProfile::Gp
+        } else {
+            GasProfile::Jar1
+        };
+        let resume = Resume::after_block(self.program, profile, block);
+        self.host_sites.push(HostSite { resume, pc, id });
+        self.exit(ExitKind::HostCall, site);
+        Ok(())
     }
 
     /// The label of block `b`'s entry.
@@ -487,13 +536,6 @@ impl Cg<'_> {
             idx,
         });
         self.panic_label = Some((idx, label));
-        label
-    }
-
-    /// The label of a cold stub that exits with `kind` at `idx`.
-    pub(crate) fn exit_stub(&mut self, kind: ExitKind, idx: u32) -> DynamicLabel {
-        let label = self.ops.new_dynamic_label();
-        self.stubs.push(Stub::Exit { label, kind, idx });
         label
     }
 
@@ -540,15 +582,14 @@ impl Cg<'_> {
         label
     }
 
-    /// Emit a [`Stub::StoreSlow`]; `emulate` is the shared tail that leaves with
-    /// [`ExitKind::Emulate`] at the instruction in EDX. On entry from the check of a
-    /// `StoreAddr::Ind` store, RDX still holds the granule index.
+    /// Emit a [`Stub::StoreSlow`], which leaves with [`ExitKind::Emulate`] at `idx`
+    /// unless the store may proceed. On entry from the check of a `StoreAddr::Ind`
+    /// store, RDX still holds the granule index.
     fn emit_store_slow(
         &mut self,
         label: DynamicLabel,
         back: DynamicLabel,
         (idx, addr, width): (u32, StoreAddr, u8),
-        emulate: DynamicLabel,
     ) {
         let w = i32::from(width);
         let exit = self.ops.new_dynamic_label();
@@ -573,14 +614,15 @@ impl Cg<'_> {
                     self.lea(false, RDX, b, x);
                     dynasm!(self.ops ; .arch x64
                         ; and edx, 7
-                        ; cmp edx, 8 - w
-                        ; ja BYTE =>exit
                     );
+                    self.cmp_imm(RDX, 8 - w);
+                    dynasm!(self.ops ; .arch x64 ; ja BYTE =>exit);
                 }
                 dynasm!(self.ops ; .arch x64 ; jmp =>back);
             }
         }
-        dynasm!(self.ops ; .arch x64 ; =>exit ; mov edx, idx as i32 ; jmp =>emulate);
+        dynasm!(self.ops ; .arch x64 ; =>exit);
+        self.exit(ExitKind::Emulate, idx);
     }
 
     /// Number of blocks.
@@ -593,52 +635,121 @@ impl Cg<'_> {
         self.program.jump_targets().len()
     }
 
-    /// Cold stubs are two instructions each (`mov edx, index; jmp tail`, plus the
-    /// gas undo for out-of-gas stubs); one shared tail per exit kind stores the exit.
+    /// Cold stubs. Each exit stub is `mov edx, index` and a short jump (7 bytes) to
+    /// a relay after every [`STUBS_PER_RELAY`] stubs of its kind, which jumps to the
+    /// kind's shared tail; the tail stores the kind and the index and leaves.
     fn emit_stubs(&mut self) {
-        let mut tails: Vec<(ExitKind, DynamicLabel)> = Vec::new();
-        let mut tail = |ops: &mut VecAssembler<X64Relocation>, kind: ExitKind| match tails
-            .iter()
-            .find(|(k, _)| *k == kind)
-        {
-            Some(&(_, l)) => l,
-            None => {
-                let l = ops.new_dynamic_label();
-                tails.push((kind, l));
-                l
-            }
-        };
+        let mut exits: Vec<(ExitKind, DynamicLabel, u32)> = Vec::with_capacity(self.stubs.len());
         for stub in std::mem::take(&mut self.stubs) {
-            let (label, kind, idx, undo) = match stub {
-                Stub::OutOfGas { label, block, undo } => (label, ExitKind::OutOfGas, block, undo),
-                Stub::Exit { label, kind, idx } => (label, kind, idx, 0),
+            match stub {
+                Stub::OutOfGas { label, block } => exits.push((ExitKind::OutOfGas, label, block)),
+                Stub::Exit { label, kind, idx } => exits.push((kind, label, idx)),
                 Stub::StoreSlow {
                     label,
                     back,
                     idx,
                     addr,
                     width,
-                } => {
-                    let emulate = tail(&mut self.ops, ExitKind::Emulate);
-                    self.emit_store_slow(label, back, (idx, addr, width), emulate);
-                    continue;
-                }
-            };
-            let t = tail(&mut self.ops, kind);
-            dynasm!(self.ops ; .arch x64 ; =>label);
-            if undo != 0 {
-                self.gas_op(GasOp::Add, undo);
+                } => self.emit_store_slow(label, back, (idx, addr, width)),
             }
-            dynasm!(self.ops ; .arch x64 ; mov edx, idx as i32 ; jmp =>t);
         }
-        let exit = self.exit_label;
-        for (kind, label) in tails {
-            dynasm!(self.ops ; .arch x64
-                ; =>label
-                ; mov DWORD [r15 + off::EXIT_KIND], kind as i32
-                ; mov [r15 + off::EXIT_IDX], edx
-                ; jmp =>exit
-            );
+        // Stable: each kind's stubs stay in program order.
+        exits.sort_by_key(|e| e.0 as u32);
+        for group in exits.chunk_by(|a, b| a.0 == b.0) {
+            let tail = self.tail(group[0].0);
+            let chunks = group.chunks(STUBS_PER_RELAY);
+            let last = chunks.len() - 1;
+            for (i, chunk) in chunks.enumerate() {
+                let relay = if i == last {
+                    tail
+                } else {
+                    self.ops.new_dynamic_label()
+                };
+                for &(_, label, idx) in chunk {
+                    dynasm!(self.ops ; .arch x64
+                        ; =>label ; mov edx, idx as i32 ; jmp BYTE =>relay
+                    );
+                }
+                if i != last {
+                    dynasm!(self.ops ; .arch x64 ; =>relay ; jmp =>tail);
+                }
+                if i == last {
+                    self.emit_tail(group[0].0);
+                }
+            }
+        }
+        // Tails of kinds with inline exits only (the host-call tail is part of the
+        // trampoline).
+        let tails: Vec<ExitKind> = self.tails.iter().map(|t| t.0).collect();
+        for kind in tails {
+            if kind != ExitKind::HostCall && !exits.iter().any(|e| e.0 == kind) {
+                self.emit_tail(kind);
+            }
         }
     }
+
+    /// The shared cold path of dynamic jumps (`lower.rs`, `djump`), entered with
+    /// the instruction's index in the context and the rotated address in EDX.
+    pub(crate) fn djump_fail(&mut self) -> DynamicLabel {
+        if let Some((fail, _)) = self.djump {
+            return fail;
+        }
+        let labels = (self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
+        self.djump = Some(labels);
+        labels.0
+    }
+
+    /// Emit [`Cg::djump_fail`]'s code if it was used: the halt address (rotated
+    /// like every address) halts, any other address panics. Returns the offset of
+    /// the panic, the target of the jump table's invalid entries.
+    fn emit_djump_fail(&mut self) -> Result<Option<u32>, String> {
+        let Some((fail, panic)) = self.djump else {
+            return Ok(None);
+        };
+        let exit = self.exit_label;
+        let halt = HALT_ADDRESS.rotate_right(1) as i32;
+        dynasm!(self.ops ; .arch x64
+            ; =>fail
+            ; cmp edx, halt
+            ; jne BYTE =>panic
+            ; mov DWORD [r15 + off::EXIT_KIND], ExitKind::Halt as i32
+            ; jmp =>exit
+        );
+        let at = self.ops.offset().0;
+        dynasm!(self.ops ; .arch x64
+            ; =>panic
+            ; mov DWORD [r15 + off::EXIT_KIND], ExitKind::Panic as i32
+            ; jmp =>exit
+        );
+        u32::try_from(at)
+            .map(Some)
+            .map_err(|_| "native code exceeds 4 GiB".to_string())
+    }
+
+    /// The shared tail of `kind` (see [`Cg::tail`]).
+    fn emit_tail(&mut self, kind: ExitKind) {
+        let (label, exit) = (self.tail(kind), self.exit_label);
+        dynasm!(self.ops ; .arch x64
+            ; =>label
+            ; mov DWORD [r15 + off::EXIT_KIND], kind as i32
+            ; mov [r15 + off::EXIT_IDX], edx
+            ; jmp =>exit
+        );
+    }
+}
+
+// A valid dynamic-jump table index (at most the table's length) never equals the
+// rotated halt address, which `djump_fail` tells apart from the rest.
+const _: () = assert!((MAX_JUMP_TABLE_LEN as u32) < HALT_ADDRESS.rotate_right(1));
+
+/// Exit stubs per relay jump: a stub's short jump must reach past the rest of its
+/// group (7 bytes each) to the relay.
+const STUBS_PER_RELAY: usize = 16;
+
+/// Whether a block's gas check deducts `cost` before it compares (a `sub` and a
+/// `jl`: when the cost is the whole need and fits an immediate). A failed check of
+/// that form leaves the cost deducted, and the run loop adds it back; the other
+/// forms compare first.
+pub(crate) fn subtracts_first(cost: i64, need: i64) -> bool {
+    cost == need && i32::try_from(cost).is_ok()
 }
