@@ -1,7 +1,9 @@
 //! Blocks of several stores through one base register (the recompiler checks them as
 //! a group, `javm-jit-x86/src/codegen/stores.rs`), against the interpreter: bases
 //! near page boundaries and near 2^32, pages written, read-only, pinned or unmapped,
-//! the base changed between stores, faults and host actions mid-block. Every exit,
+//! the base changed between stores, a second base (two clusters, or one where their
+//! groups overlap), divisions and rotates through RCX that end groups (so copies
+//! return to the inline code mid-block), faults and host actions mid-block. Every exit,
 //! register, gas value, page state and byte is compared by the differential oracle.
 
 #![cfg(jit)]
@@ -31,6 +33,7 @@ fn kinds() -> impl Strategy<Value = [Option<PageKind>; 4]> {
 fn item() -> impl Strategy<Value = String> {
     let width = prop_oneof![Just("u8"), Just("u16"), Just("u32"), Just("u64")];
     let off = prop_oneof![-16i32..48, 4040i32..4120, -4100i32..-4080];
+    let (width2, off2) = (width.clone(), off.clone());
     prop_oneof![
         6 => (width.clone(), off.clone()).prop_map(|(w, x)| format!("store_ind_{w} r3, r2, {x}")),
         2 => (width.clone(), off.clone(), any::<i8>())
@@ -39,6 +42,9 @@ fn item() -> impl Strategy<Value = String> {
         1 => (-16i32..16).prop_map(|x| format!("add_imm_64 r2, r2, {x}")),
         1 => off.prop_map(|x| format!("load_ind_u64 r2, r5, {x}")),
         1 => Just("add_64 r3, r3, r4".to_string()),
+        2 => (width2, off2).prop_map(|(w, x)| format!("store_ind_{w} r3, r7, {x}")),
+        1 => Just("div_u_64 r8, r3, r6".to_string()),
+        1 => Just("rot_r_64 r8, r3, r4".to_string()),
     ]
 }
 
@@ -88,6 +94,7 @@ fn case(
     regs[2] = u64::from(start.wrapping_add(base));
     regs[3] = 0x0102_0304_0506_0708;
     regs[5] = u64::from(start);
+    regs[7] = u64::from(start.wrapping_add(base).wrapping_add(24));
     Case {
         program,
         layout: Arc::new(layout),
@@ -105,7 +112,7 @@ proptest! {
     fn store_groups_agree_with_the_interpreter(
         kinds in kinds(),
         prewrite in proptest::collection::vec(any::<u8>(), 0..4),
-        items in proptest::collection::vec(item(), 3..12),
+        items in proptest::collection::vec(item(), 3..16),
         base in prop_oneof![0u32..64, 4080u32..4112, 8160u32..8200, 16300u32..16400],
         top in proptest::bool::weighted(0.2),
         gp in any::<bool>(),

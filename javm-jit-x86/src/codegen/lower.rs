@@ -7,6 +7,7 @@ use dynasmrt::{DynasmApi, DynasmLabelApi, dynasm};
 use javm_exec::Instruction as I;
 use javm_exec::Reg;
 
+use super::labels::Cc;
 use super::regs::{RDX, host};
 use super::stores::StoreCheck;
 use super::{Cg, StoreAddr};
@@ -87,12 +88,13 @@ macro_rules! branch {
     ($s:expr, $idx:expr, $target:expr, $jcc:ident, $a:expr, reg $b:expr) => {{
         let l = $s.target($target, $idx)?;
         let (a, b) = (host($a), host($b));
-        asm!($s; cmp Rq(a), Rq(b) ; $jcc =>l);
+        asm!($s; cmp Rq(a), Rq(b));
+        $s.jcc(Cc::$jcc, l);
     }};
     ($s:expr, $idx:expr, $target:expr, $jcc:ident, $a:expr, imm $x:expr) => {{
         let l = $s.target($target, $idx)?;
         $s.cmp_imm(host($a), $x);
-        asm!($s; $jcc =>l);
+        $s.jcc(Cc::$jcc, l);
     }};
 }
 
@@ -144,7 +146,7 @@ impl Cg<'_> {
             I::Jump(o) => {
                 if o.target.block() != Some(block + 1) {
                     let l = self.target(o.target, idx)?;
-                    asm!(self; jmp =>l);
+                    self.jmp(l);
                 }
             }
             I::JumpInd(o) => {
@@ -155,7 +157,7 @@ impl Cg<'_> {
                 self.load_imm(host(o.a), o.x);
                 if o.target.block() != Some(block + 1) {
                     let l = self.target(o.target, idx)?;
-                    asm!(self; jmp =>l);
+                    self.jmp(l);
                 }
             }
             I::LoadImmJumpInd(o) => {
@@ -164,22 +166,22 @@ impl Cg<'_> {
                 self.load_imm(host(o.a), o.x);
                 self.djump(idx)?;
             }
-            I::BranchEqImm(o) => branch!(self, idx, o.target, je, o.a, imm o.x),
-            I::BranchNeImm(o) => branch!(self, idx, o.target, jne, o.a, imm o.x),
-            I::BranchLtUImm(o) => branch!(self, idx, o.target, jb, o.a, imm o.x),
-            I::BranchLeUImm(o) => branch!(self, idx, o.target, jbe, o.a, imm o.x),
-            I::BranchGeUImm(o) => branch!(self, idx, o.target, jae, o.a, imm o.x),
-            I::BranchGtUImm(o) => branch!(self, idx, o.target, ja, o.a, imm o.x),
-            I::BranchLtSImm(o) => branch!(self, idx, o.target, jl, o.a, imm o.x),
-            I::BranchLeSImm(o) => branch!(self, idx, o.target, jle, o.a, imm o.x),
-            I::BranchGeSImm(o) => branch!(self, idx, o.target, jge, o.a, imm o.x),
-            I::BranchGtSImm(o) => branch!(self, idx, o.target, jg, o.a, imm o.x),
-            I::BranchEq(o) => branch!(self, idx, o.target, je, o.a, reg o.b),
-            I::BranchNe(o) => branch!(self, idx, o.target, jne, o.a, reg o.b),
-            I::BranchLtU(o) => branch!(self, idx, o.target, jb, o.a, reg o.b),
-            I::BranchLtS(o) => branch!(self, idx, o.target, jl, o.a, reg o.b),
-            I::BranchGeU(o) => branch!(self, idx, o.target, jae, o.a, reg o.b),
-            I::BranchGeS(o) => branch!(self, idx, o.target, jge, o.a, reg o.b),
+            I::BranchEqImm(o) => branch!(self, idx, o.target, E, o.a, imm o.x),
+            I::BranchNeImm(o) => branch!(self, idx, o.target, Ne, o.a, imm o.x),
+            I::BranchLtUImm(o) => branch!(self, idx, o.target, B, o.a, imm o.x),
+            I::BranchLeUImm(o) => branch!(self, idx, o.target, Be, o.a, imm o.x),
+            I::BranchGeUImm(o) => branch!(self, idx, o.target, Ae, o.a, imm o.x),
+            I::BranchGtUImm(o) => branch!(self, idx, o.target, A, o.a, imm o.x),
+            I::BranchLtSImm(o) => branch!(self, idx, o.target, L, o.a, imm o.x),
+            I::BranchLeSImm(o) => branch!(self, idx, o.target, Le, o.a, imm o.x),
+            I::BranchGeSImm(o) => branch!(self, idx, o.target, Ge, o.a, imm o.x),
+            I::BranchGtSImm(o) => branch!(self, idx, o.target, G, o.a, imm o.x),
+            I::BranchEq(o) => branch!(self, idx, o.target, E, o.a, reg o.b),
+            I::BranchNe(o) => branch!(self, idx, o.target, Ne, o.a, reg o.b),
+            I::BranchLtU(o) => branch!(self, idx, o.target, B, o.a, reg o.b),
+            I::BranchLtS(o) => branch!(self, idx, o.target, L, o.a, reg o.b),
+            I::BranchGeU(o) => branch!(self, idx, o.target, Ae, o.a, reg o.b),
+            I::BranchGeS(o) => branch!(self, idx, o.target, Ge, o.a, reg o.b),
 
             // Immediates and moves.
             I::LoadImm64(o) => {
@@ -483,8 +485,8 @@ impl Cg<'_> {
             ; ror edx, 1
         );
         self.cmp_imm(RDX, entries);
+        self.jcc(Cc::Ae, fail);
         asm!(self
-            ; jae =>fail
             ; mov [r15 - 0x28], rax
             ; mov rax, [r15 - 0x50] // the jump table
             ; mov rdx, [rax + rdx * 8]
@@ -541,14 +543,12 @@ impl Cg<'_> {
     fn store_abs(&mut self, idx: u32, x: i32, v: Val, width: u8) {
         let granule = i64::from(x as u32 >> 3);
         let disp = i32::try_from(granule + i64::from(SHADOW_DISP)).unwrap_or(i32::MIN);
-        let back = self.ops.new_dynamic_label();
+        let back = self.label();
         let slow = self.store_slow(idx, StoreAddr::Abs(x as u32), width, back);
-        asm!(self
-            ; cmp BYTE [r15 + disp], SHADOW_FULL as i8
-            ; jne =>slow
-            ; =>back
-            ; mov edx, x
-        );
+        asm!(self; cmp BYTE [r15 + disp], SHADOW_FULL as i8);
+        self.jcc(Cc::Ne, slow);
+        self.bind(back);
+        asm!(self; mov edx, x);
         self.store(idx, v, width);
     }
 
@@ -570,15 +570,15 @@ impl Cg<'_> {
                 return;
             }
         }
-        let back = self.ops.new_dynamic_label();
+        let back = self.label();
         let slow = self.store_slow(idx, StoreAddr::Ind(b, x), width, back);
         self.lea(false, RDX, b, x);
         asm!(self
             ; shr edx, 3
             ; cmp BYTE [r15 + rdx + SHADOW_DISP], SHADOW_FULL as i8
-            ; jne =>slow
-            ; =>back
         );
+        self.jcc(Cc::Ne, slow);
+        self.bind(back);
         self.lea(false, RDX, b, x);
         self.store(idx, v, width);
     }

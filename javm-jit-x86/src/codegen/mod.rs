@@ -19,6 +19,7 @@
 
 mod enc;
 mod fuse;
+mod labels;
 mod lower;
 pub(crate) mod regs;
 mod stores;
@@ -29,6 +30,7 @@ use javm_exec::Program;
 use javm_exec::engine::Resume;
 use javm_exec::gas::{BlockCost, GasProfile};
 use javm_exec::program::{HALT_ADDRESS, MAX_JUMP_TABLE_LEN};
+use labels::{Cc, Label, Labels};
 
 use crate::ctx::{ExitKind, off};
 use crate::signal::SideEntry;
@@ -81,10 +83,10 @@ pub(crate) struct HostSite {
 enum Stub {
     /// Exit at the entry of block `block`: out of gas, or an interrupt request
     /// (see [`Cg::block_entry`]).
-    OutOfGas { label: DynamicLabel, block: u32 },
+    OutOfGas { label: Label, block: u32 },
     /// Exit with `kind` at instruction `idx`.
     Exit {
-        label: DynamicLabel,
+        label: Label,
         kind: ExitKind,
         idx: u32,
     },
@@ -93,8 +95,8 @@ enum Stub {
     /// otherwise leave with [`ExitKind::Emulate`] at `idx` for the run loop to apply
     /// the access rule.
     StoreSlow {
-        label: DynamicLabel,
-        back: DynamicLabel,
+        label: Label,
+        back: Label,
         idx: u32,
         addr: StoreAddr,
         width: u8,
@@ -113,19 +115,21 @@ pub(crate) enum StoreAddr {
 pub(crate) struct Cg<'p> {
     pub(crate) ops: VecAssembler<X64Relocation>,
     program: &'p Program,
-    block_labels: Vec<DynamicLabel>,
+    /// The code generator's own labels (`labels.rs`).
+    labels: Labels,
+    block_labels: Vec<Label>,
     /// The shared exit path.
-    exit_label: DynamicLabel,
+    exit_label: Label,
     stubs: Vec<Stub>,
     /// The shared tail of each exit kind, made on first use (see [`Cg::exit`]).
-    tails: Vec<(ExitKind, DynamicLabel)>,
+    tails: Vec<(ExitKind, Label)>,
     /// The host-call sites so far (see [`HostSite`]).
     pub(crate) host_sites: Vec<HostSite>,
     /// The shared failure path of dynamic jumps and its panic, made on first use
     /// (see [`Cg::djump_fail`]).
-    djump: Option<(DynamicLabel, DynamicLabel)>,
+    djump: Option<(Label, Label)>,
     /// The panic stub of the current instruction, if one was made.
-    panic_label: Option<(u32, DynamicLabel)>,
+    panic_label: Option<(u32, Label)>,
     pub(crate) side: Vec<SideEntry>,
     /// Whether the program runs under the `gp` profile (sbrk allowed).
     pub(crate) gp: bool,
@@ -145,12 +149,16 @@ struct FusedTail {
     back: DynamicLabel,
 }
 
-/// A block's checked copy still to be emitted: from instruction `first` to the
-/// block's end, entered at `entries` by failed group checks.
+/// A cluster's checked copy still to be emitted (`stores.rs`): instructions
+/// `first..end` of block `block`, entered at `entries` by failed group checks; it
+/// continues at `back`, bound at the inline code of instruction `end` (`None`: the
+/// cluster ends the block, and the copy continues at the next block).
 struct CheckedCopy {
     block: u32,
     first: u32,
-    entries: Vec<(u32, DynamicLabel)>,
+    end: u32,
+    entries: Vec<(u32, Label)>,
+    back: Option<DynamicLabel>,
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -173,27 +181,19 @@ pub(crate) fn compile(
     }
     let n = program.instructions().len();
     // Reserve enough that the buffer rarely grows (a growth copies everything so far):
-    // division-heavy code reaches about 22 bytes per instruction. Untouched capacity
-    // costs address space only.
-    // Labels: one per block, and per instruction about one (stubs, store slow
-    // paths and their way back); relocations: about two per instruction (the gas
-    // check's branch, a store's branch out and back). Growing either vector copies
-    // it; capacity that is never touched costs address space only.
-    let mut ops = VecAssembler::<X64Relocation>::new_with_capacity(
-        0,
-        n * 40 + 4096,
-        0,
-        4,
-        2 * blocks.len() + n + 64,
-        4,
-        2 * (n + blocks.len()),
-    );
-    let block_labels: Vec<DynamicLabel> =
-        (0..blocks.len()).map(|_| ops.new_dynamic_label()).collect();
-    let exit_label = ops.new_dynamic_label();
+    // division-heavy code reaches about 22 bytes per instruction, and one-byte blocks
+    // about 30. Untouched capacity costs address space only. dynasm's own labels
+    // serve only local jumps (`labels.rs`).
+    let ops = VecAssembler::<X64Relocation>::new_with_capacity(0, n * 32 + 4096, 0, 4, 64, 4, 64);
+    // Labels: one per block and about one per instruction (stubs, store slow paths);
+    // forward jumps: about one per instruction.
+    let mut labels = Labels::with_capacity(blocks.len() + n + 64, n + 64);
+    let block_labels: Vec<Label> = (0..blocks.len()).map(|_| labels.make()).collect();
+    let exit_label = labels.make();
     let mut cg = Cg {
         exit_label,
         ops,
+        labels,
         program,
         block_labels,
         stubs: Vec::with_capacity(n / 4 + 16),
@@ -211,12 +211,7 @@ pub(crate) fn compile(
 
     let entry = cg.ops.offset().0 as u32;
     cg.trampoline();
-    let exit = cg
-        .ops
-        .labels()
-        .resolve_dynamic(cg.exit_label)
-        .map_err(|e| format!("exit label: {e}"))?
-        .0 as u32;
+    let exit = cg.labels.offset(cg.exit_label)?;
 
     let mut ins_offsets = vec![0u32; n];
     let mut ins_ends = vec![0u32; n];
@@ -224,7 +219,7 @@ pub(crate) fn compile(
     let polls = program.interrupt_points();
     for (b, (block, cost)) in blocks.iter().zip(costs).enumerate() {
         let label = cg.block_labels[b];
-        dynasm!(cg.ops ; .arch x64 ; =>label);
+        cg.bind(label);
         if cg.starts_block(b as u32) {
             cg.block_entry(b as u32, to_i64(cost.cost), to_i64(cost.need()), polls[b])?;
         } else if cost.need() != 0 {
@@ -235,28 +230,35 @@ pub(crate) fn compile(
         if block.end <= block.first || block.end as usize > n {
             return Err(format!("block {b} has no instructions"));
         }
-        cg.plan_store_checks(
+        let clusters = cg.plan_store_checks(
             &instructions[block.first as usize..block.end as usize],
             block.first,
         );
-        let entries: Vec<(u32, DynamicLabel)> = cg
-            .store_checks
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| match *c {
-                stores::StoreCheck::Head { retry, .. } => Some((block.first + i as u32, retry)),
-                _ => None,
-            })
-            .collect();
-        if let Some(&(first, _)) = entries.first() {
+        let block_copies = copies.len();
+        for (first, end) in clusters {
+            let entries: Vec<(u32, Label)> = (first..end)
+                .filter_map(|i| match cg.store_check(i) {
+                    stores::StoreCheck::Head { retry, .. } => Some((i, retry)),
+                    _ => None,
+                })
+                .collect();
+            let back = (end < block.end).then(|| cg.ops.new_dynamic_label());
             copies.push(CheckedCopy {
                 block: b as u32,
                 first,
+                end,
                 entries,
+                back,
             });
         }
         let mut idx = block.first;
         while idx < block.end {
+            // Where a cluster's copy comes back to the inline code.
+            for c in &copies[block_copies..] {
+                if let Some(back) = c.back.filter(|_| c.end == idx) {
+                    dynasm!(cg.ops ; .arch x64 ; =>back);
+                }
+            }
             let start = cg.ops.offset().0 as u32;
             ins_offsets[idx as usize] = start;
             cg.panic_label = None;
@@ -290,13 +292,14 @@ pub(crate) fn compile(
     cg.store_checks.clear();
     let mut resume_offsets = ins_offsets.clone();
     // The later instructions of each fused run, one by one, for execution that
-    // starts inside the run (`fuse.rs`) — unless the run lies in its block's checked
+    // starts inside the run (`fuse.rs`) — unless the run lies in a cluster's checked
     // copy, which then serves those resumes (it is emitted below and lowers every
-    // instruction on its own).
+    // instruction on its own). A run has no stores, so it lies wholly inside or
+    // wholly outside a cluster, which starts and ends with stores.
     for tail in tails {
         if copies
             .iter()
-            .any(|c| c.block == tail.block && c.first <= tail.first)
+            .any(|c| c.block == tail.block && c.first <= tail.first && tail.first < c.end)
         {
             continue;
         }
@@ -308,17 +311,22 @@ pub(crate) fn compile(
         dynasm!(cg.ops ; .arch x64 ; jmp =>tail.back);
     }
     for copy in copies {
-        let block = &blocks[copy.block as usize];
-        for idx in copy.first..block.end {
-            if let Some(&(_, label)) = copy.entries.iter().find(|e| e.0 == idx) {
-                dynasm!(cg.ops ; .arch x64 ; =>label);
+        let mut entries = copy.entries.iter().peekable();
+        for idx in copy.first..copy.end {
+            if let Some(&(_, label)) = entries.next_if(|e| e.0 == idx) {
+                cg.bind(label);
             }
             resume_offsets[idx as usize] = cg.ops.offset().0 as u32;
             cg.panic_label = None;
             cg.lower(instructions[idx as usize], idx, copy.block)?;
         }
-        if let Ok(next) = cg.block_label(copy.block + 1) {
-            dynasm!(cg.ops ; .arch x64 ; jmp =>next);
+        match copy.back {
+            Some(back) => dynasm!(cg.ops ; .arch x64 ; jmp =>back),
+            None => {
+                if let Ok(next) = cg.block_label(copy.block + 1) {
+                    cg.jmp(next);
+                }
+            }
         }
     }
     cg.emit_stubs();
@@ -327,24 +335,22 @@ pub(crate) fn compile(
     cg.ops
         .commit()
         .map_err(|e| format!("unresolved label: {e}"))?;
-    let mut block_offsets = Vec::with_capacity(blocks.len());
-    for &l in &cg.block_labels {
-        let o = cg
-            .ops
-            .labels()
-            .resolve_dynamic(l)
-            .map_err(|e| format!("unbound block label: {e}"))?;
-        block_offsets.push(o.0 as u32);
-    }
+    let block_offsets = cg
+        .block_labels
+        .iter()
+        .map(|&l| cg.labels.offset(l))
+        .collect::<Result<Vec<u32>, String>>()?;
     let side = std::mem::take(&mut cg.side);
     let host_sites = std::mem::take(&mut cg.host_sites);
     if !side.windows(2).all(|w| w[0].native < w[1].native) {
         return Err("memory access table is not sorted".into());
     }
-    let code = cg.ops.finalize().map_err(|e| format!("finalize: {e}"))?;
-    if u32::try_from(code.len()).is_err() {
-        return Err("native code exceeds 4 GiB".into());
+    let mut code = cg.ops.finalize().map_err(|e| format!("finalize: {e}"))?;
+    // Every jump displacement fits 32 bits within 2 GiB of code.
+    if i32::try_from(code.len()).is_err() {
+        return Err("native code exceeds 2 GiB".into());
     }
+    cg.labels.patch(&mut code)?;
     Ok(Compiled {
         code,
         block_offsets,
@@ -361,25 +367,33 @@ pub(crate) fn compile(
 
 impl Cg<'_> {
     /// Plan the store checks of the block of `instructions` starting at instruction
-    /// `first` (see `stores.rs`).
-    fn plan_store_checks(&mut self, instructions: &[javm_exec::Instruction], first: u32) {
+    /// `first` (see `stores.rs`); returns its clusters, as instruction indices.
+    fn plan_store_checks(
+        &mut self,
+        instructions: &[javm_exec::Instruction],
+        first: u32,
+    ) -> Vec<(u32, u32)> {
         self.checks_first = first;
         self.store_checks.clear();
         if !stores::may_group(instructions) {
-            return;
+            return Vec::new();
         }
-        let planned = stores::plan(instructions);
-        for p in planned {
+        let plan = stores::plan(instructions);
+        for p in plan.parts {
             self.store_checks.push(match p {
                 stores::Planned::Own => stores::StoreCheck::Own,
                 stores::Planned::Member => stores::StoreCheck::Member,
                 stores::Planned::Head { lo, hi } => stores::StoreCheck::Head {
                     lo,
                     hi,
-                    retry: self.ops.new_dynamic_label(),
+                    retry: self.labels.make(),
                 },
             });
         }
+        plan.clusters
+            .iter()
+            .map(|&(a, b)| (first + a as u32, first + b as u32))
+            .collect()
     }
 
     /// `entry(guest_base: rdi, target: rsi)`: save the host's callee-saved registers,
@@ -400,12 +414,12 @@ impl Cg<'_> {
         // The host-call tail falls into the exit path: the hottest exit takes no
         // jump to the cold end of the code and back.
         let host_call = self.tail(ExitKind::HostCall);
+        self.bind(host_call);
         dynasm!(self.ops ; .arch x64
-            ; =>host_call
             ; mov DWORD [r15 + off::EXIT_KIND], ExitKind::HostCall as i32
             ; mov [r15 + off::EXIT_IDX], edx
-            ; =>self.exit_label
         );
+        self.bind(self.exit_label);
         for (i, &r) in GUEST.iter().enumerate() {
             dynasm!(self.ops ; .arch x64 ; mov [r15 + off::reg(i)], Rq(r));
         }
@@ -433,32 +447,31 @@ impl Cg<'_> {
                 "block {b} has an invalid price (cost {cost}, need {need})"
             ));
         }
-        let label = self.ops.new_dynamic_label();
+        let label = self.label();
         let poll = |cg: &mut Self| {
             if poll {
-                dynasm!(cg.ops ; .arch x64
-                    ; cmp BYTE [r15 + off::INTERRUPT], 0
-                    ; jne =>label
-                );
+                dynasm!(cg.ops ; .arch x64 ; cmp BYTE [r15 + off::INTERRUPT], 0);
+                cg.jcc(Cc::Ne, label);
             }
         };
         match (i32::try_from(cost), i32::try_from(need)) {
             (Ok(c), Ok(_)) if subtracts_first(cost, need) => {
                 // `jl` after `sub` compares the true (unwrapped) difference.
                 self.gas_op(GasOp::Sub, c);
-                dynasm!(self.ops ; .arch x64 ; jl =>label);
+                self.jcc(Cc::L, label);
                 poll(self);
             }
             (Ok(c), Ok(nd)) => {
                 self.gas_op(GasOp::Cmp, nd);
-                dynasm!(self.ops ; .arch x64 ; jl =>label);
+                self.jcc(Cc::L, label);
                 poll(self);
                 self.gas_op(GasOp::Sub, c);
             }
             _ => {
                 dynasm!(self.ops ; .arch x64
-                    ; mov rdx, QWORD need ; cmp [r15 + off::GAS], rdx ; jl =>label
+                    ; mov rdx, QWORD need ; cmp [r15 + off::GAS], rdx
                 );
+                self.jcc(Cc::L, label);
                 poll(self);
                 dynasm!(self.ops ; .arch x64
                     ; mov rdx, QWORD cost ; sub [r15 + off::GAS], rdx
@@ -473,16 +486,17 @@ impl Cg<'_> {
     /// that report one): `mov edx, idx` and a jump to the kind's shared tail.
     pub(crate) fn exit(&mut self, kind: ExitKind, idx: u32) {
         let tail = self.tail(kind);
-        dynasm!(self.ops ; .arch x64 ; mov edx, idx as i32 ; jmp =>tail);
+        dynasm!(self.ops ; .arch x64 ; mov edx, idx as i32);
+        self.jmp(tail);
     }
 
     /// The shared tail of exit `kind`, which stores the kind and EDX as the exit's
     /// index and leaves (emitted with the stubs).
-    fn tail(&mut self, kind: ExitKind) -> DynamicLabel {
+    fn tail(&mut self, kind: ExitKind) -> Label {
         if let Some(&(_, l)) = self.tails.iter().find(|(k, _)| *k == kind) {
             return l;
         }
-        let l = self.ops.new_dynamic_label();
+        let l = self.label();
         self.tails.push((kind, l));
         l
     }
@@ -515,7 +529,7 @@ impl Cg<'_> {
     }
 
     /// The label of block `b`'s entry.
-    pub(crate) fn block_label(&self, b: u32) -> Result<DynamicLabel, String> {
+    pub(crate) fn block_label(&self, b: u32) -> Result<Label, String> {
         self.block_labels
             .get(b as usize)
             .copied()
@@ -523,13 +537,13 @@ impl Cg<'_> {
     }
 
     /// The label of a cold stub that panics at instruction `idx`.
-    pub(crate) fn panic_stub(&mut self, idx: u32) -> DynamicLabel {
+    pub(crate) fn panic_stub(&mut self, idx: u32) -> Label {
         if let Some((i, l)) = self.panic_label
             && i == idx
         {
             return l;
         }
-        let label = self.ops.new_dynamic_label();
+        let label = self.label();
         self.stubs.push(Stub::Exit {
             label,
             kind: ExitKind::Panic,
@@ -540,11 +554,7 @@ impl Cg<'_> {
     }
 
     /// Where a static branch at `idx` to `target` goes: the block, or a panic stub.
-    pub(crate) fn target(
-        &mut self,
-        target: javm_exec::Target,
-        idx: u32,
-    ) -> Result<DynamicLabel, String> {
+    pub(crate) fn target(&mut self, target: javm_exec::Target, idx: u32) -> Result<Label, String> {
         match target.block() {
             Some(b) if self.starts_block(b) => self.block_label(b),
             _ => Ok(self.panic_stub(idx)),
@@ -569,9 +579,9 @@ impl Cg<'_> {
         idx: u32,
         addr: StoreAddr,
         width: u8,
-        back: DynamicLabel,
-    ) -> DynamicLabel {
-        let label = self.ops.new_dynamic_label();
+        back: Label,
+    ) -> Label {
+        let label = self.label();
         self.stubs.push(Stub::StoreSlow {
             label,
             back,
@@ -587,41 +597,37 @@ impl Cg<'_> {
     /// store, RDX still holds the granule index.
     fn emit_store_slow(
         &mut self,
-        label: DynamicLabel,
-        back: DynamicLabel,
+        label: Label,
+        back: Label,
         (idx, addr, width): (u32, StoreAddr, u8),
     ) {
         let w = i32::from(width);
-        let exit = self.ops.new_dynamic_label();
-        dynasm!(self.ops ; .arch x64 ; =>label);
+        let exit = self.label();
+        self.bind(label);
         match addr {
             StoreAddr::Abs(a) if (a & 7) as i32 + w > 8 => {}
             StoreAddr::Abs(a) => {
                 let granule = i64::from(a >> 3);
                 let disp = i32::try_from(granule + i64::from(SHADOW_DISP)).unwrap_or(i32::MIN);
-                dynasm!(self.ops ; .arch x64
-                    ; cmp BYTE [r15 + disp], SHADOW_IN_PAGE as i8
-                    ; jne BYTE =>exit
-                    ; jmp =>back
-                );
+                dynasm!(self.ops ; .arch x64 ; cmp BYTE [r15 + disp], SHADOW_IN_PAGE as i8);
+                self.jcc_short(Cc::Ne, exit);
+                self.jmp(back);
             }
             StoreAddr::Ind(b, x) => {
                 dynasm!(self.ops ; .arch x64
                     ; cmp BYTE [r15 + rdx + SHADOW_DISP], SHADOW_IN_PAGE as i8
-                    ; jne BYTE =>exit
                 );
+                self.jcc_short(Cc::Ne, exit);
                 if w > 1 {
                     self.lea(false, RDX, b, x);
-                    dynasm!(self.ops ; .arch x64
-                        ; and edx, 7
-                    );
+                    dynasm!(self.ops ; .arch x64 ; and edx, 7);
                     self.cmp_imm(RDX, 8 - w);
-                    dynasm!(self.ops ; .arch x64 ; ja BYTE =>exit);
+                    self.jcc_short(Cc::A, exit);
                 }
-                dynasm!(self.ops ; .arch x64 ; jmp =>back);
+                self.jmp(back);
             }
         }
-        dynasm!(self.ops ; .arch x64 ; =>exit);
+        self.bind(exit);
         self.exit(ExitKind::Emulate, idx);
     }
 
@@ -639,7 +645,7 @@ impl Cg<'_> {
     /// a relay after every [`STUBS_PER_RELAY`] stubs of its kind, which jumps to the
     /// kind's shared tail; the tail stores the kind and the index and leaves.
     fn emit_stubs(&mut self) {
-        let mut exits: Vec<(ExitKind, DynamicLabel, u32)> = Vec::with_capacity(self.stubs.len());
+        let mut exits: Vec<(ExitKind, Label, u32)> = Vec::with_capacity(self.stubs.len());
         for stub in std::mem::take(&mut self.stubs) {
             match stub {
                 Stub::OutOfGas { label, block } => exits.push((ExitKind::OutOfGas, label, block)),
@@ -660,20 +666,16 @@ impl Cg<'_> {
             let chunks = group.chunks(STUBS_PER_RELAY);
             let last = chunks.len() - 1;
             for (i, chunk) in chunks.enumerate() {
-                let relay = if i == last {
-                    tail
-                } else {
-                    self.ops.new_dynamic_label()
-                };
+                let relay = if i == last { tail } else { self.label() };
                 for &(_, label, idx) in chunk {
-                    dynasm!(self.ops ; .arch x64
-                        ; =>label ; mov edx, idx as i32 ; jmp BYTE =>relay
-                    );
+                    self.bind(label);
+                    dynasm!(self.ops ; .arch x64 ; mov edx, idx as i32);
+                    self.jmp_short(relay);
                 }
                 if i != last {
-                    dynasm!(self.ops ; .arch x64 ; =>relay ; jmp =>tail);
-                }
-                if i == last {
+                    self.bind(relay);
+                    self.jmp(tail);
+                } else {
                     self.emit_tail(group[0].0);
                 }
             }
@@ -690,11 +692,11 @@ impl Cg<'_> {
 
     /// The shared cold path of dynamic jumps (`lower.rs`, `djump`), entered with
     /// the instruction's index in the context and the rotated address in EDX.
-    pub(crate) fn djump_fail(&mut self) -> DynamicLabel {
+    pub(crate) fn djump_fail(&mut self) -> Label {
         if let Some((fail, _)) = self.djump {
             return fail;
         }
-        let labels = (self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
+        let labels = (self.label(), self.label());
         self.djump = Some(labels);
         labels.0
     }
@@ -708,19 +710,15 @@ impl Cg<'_> {
         };
         let exit = self.exit_label;
         let halt = HALT_ADDRESS.rotate_right(1) as i32;
-        dynasm!(self.ops ; .arch x64
-            ; =>fail
-            ; cmp edx, halt
-            ; jne BYTE =>panic
-            ; mov DWORD [r15 + off::EXIT_KIND], ExitKind::Halt as i32
-            ; jmp =>exit
-        );
+        self.bind(fail);
+        dynasm!(self.ops ; .arch x64 ; cmp edx, halt);
+        self.jcc_short(Cc::Ne, panic);
+        dynasm!(self.ops ; .arch x64 ; mov DWORD [r15 + off::EXIT_KIND], ExitKind::Halt as i32);
+        self.jmp(exit);
         let at = self.ops.offset().0;
-        dynasm!(self.ops ; .arch x64
-            ; =>panic
-            ; mov DWORD [r15 + off::EXIT_KIND], ExitKind::Panic as i32
-            ; jmp =>exit
-        );
+        self.bind(panic);
+        dynasm!(self.ops ; .arch x64 ; mov DWORD [r15 + off::EXIT_KIND], ExitKind::Panic as i32);
+        self.jmp(exit);
         u32::try_from(at)
             .map(Some)
             .map_err(|_| "native code exceeds 4 GiB".to_string())
@@ -729,12 +727,12 @@ impl Cg<'_> {
     /// The shared tail of `kind` (see [`Cg::tail`]).
     fn emit_tail(&mut self, kind: ExitKind) {
         let (label, exit) = (self.tail(kind), self.exit_label);
+        self.bind(label);
         dynasm!(self.ops ; .arch x64
-            ; =>label
             ; mov DWORD [r15 + off::EXIT_KIND], kind as i32
             ; mov [r15 + off::EXIT_IDX], edx
-            ; jmp =>exit
         );
+        self.jmp(exit);
     }
 }
 

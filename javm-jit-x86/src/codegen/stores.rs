@@ -12,18 +12,27 @@
 //! past the highest, so in those pages. The top page of the address space is never
 //! `SHADOW_FULL`, so a group whose range would wrap past 2^32 fails its check.
 //!
-//! A failed check must not run the group's later stores unchecked, so a block with a
-//! group also gets a *checked copy* of its instructions from its first group store to
-//! its end, in which every store checks for itself; a failed group check continues
-//! there, at the same instruction. Execution that resumes inside such a block (after
-//! a fault, a store the run loop performed, or `sbrk`) resumes in the copy too, so
-//! no check made before an exit is trusted after it.
+//! A failed check must not run the group's later stores unchecked, so the
+//! instructions a group spans (its first store to its last) also get a *checked copy*,
+//! in which every store checks for itself; a failed group check continues there, at
+//! the same instruction. Overlapping spans share one copy (a *cluster*), which jumps
+//! back to the inline code after the cluster's last store, where no group is open.
+//! Execution that resumes inside a cluster (after a fault, a store the run loop
+//! performed, or `sbrk`) resumes in the copy too, so no check made before an exit is
+//! trusted after it.
+//!
+//! The copy doubles the native code of what it spans, so a group never spans an
+//! instruction whose lowering is long ([`costly`]: divisions, high multiplies,
+//! rotates through RCX): such an instruction closes every open group. With it, a
+//! copied instruction costs at most twice the cheap lowerings, and no input can
+//! make the copies dominate the code (`tests/amplification.rs`).
 
-use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, dynasm};
+use dynasmrt::{DynasmApi, dynasm};
 use javm_exec::Instruction as I;
 use javm_exec::Reg;
 
 use super::Cg;
+use super::labels::{Cc, Label};
 use super::regs::{RDX, host};
 use crate::window::{SHADOW_DISP, SHADOW_FULL};
 
@@ -41,11 +50,7 @@ pub(crate) enum StoreCheck {
     Own,
     /// First store of a group: checks offsets `lo` and `hi` of its base register
     /// for the whole group; on failure continues in the checked copy at `retry`.
-    Head {
-        lo: i32,
-        hi: i32,
-        retry: DynamicLabel,
-    },
+    Head { lo: i32, hi: i32, retry: Label },
     /// A later store of a group: no check.
     Member,
 }
@@ -106,14 +111,53 @@ pub(crate) enum Planned {
     Member,
 }
 
-/// The part of each instruction of a block (in order) in a store group.
-pub(crate) fn plan(block: &[I]) -> Vec<Planned> {
+/// Whether an instruction's lowering is long enough that a checked copy must not
+/// duplicate it (see the module documentation): a division or remainder, a high
+/// multiply, or a rotate through RCX — about 10 to 34 native bytes per PVM byte,
+/// against at most 7 for every other instruction a group can span.
+pub(crate) fn costly(ins: &I) -> bool {
+    matches!(
+        ins,
+        I::DivU32(_)
+            | I::DivS32(_)
+            | I::RemU32(_)
+            | I::RemS32(_)
+            | I::DivU64(_)
+            | I::DivS64(_)
+            | I::RemU64(_)
+            | I::RemS64(_)
+            | I::MulUpperSS(_)
+            | I::MulUpperUU(_)
+            | I::MulUpperSU(_)
+            | I::RotL64(_)
+            | I::RotL32(_)
+            | I::RotR64(_)
+            | I::RotR32(_)
+            | I::RotR64ImmAlt(_)
+            | I::RotR32ImmAlt(_)
+    )
+}
+
+/// A block's store groups, as planned: the part of each instruction (in order), and
+/// the clusters — runs `first..end` of instructions (indices in the block) covered
+/// by overlapping group spans, in order, each starting at a group's first store and
+/// ending after a group's last.
+pub(crate) struct Plan {
+    pub(crate) parts: Vec<Planned>,
+    pub(crate) clusters: Vec<(usize, usize)>,
+}
+
+/// Plan the store groups of a block.
+pub(crate) fn plan(block: &[I]) -> Plan {
     let mut out = vec![Planned::Own; block.len()];
+    let mut spans: Vec<(usize, usize)> = Vec::new();
     let mut open: Vec<Open> = Vec::new();
-    let close = |g: Open, out: &mut Vec<Planned>| {
+    let mut close = |g: Open, out: &mut Vec<Planned>| {
         if g.stores.len() < MIN_GROUP {
             return;
         }
+        let (first, last) = (g.stores[0].0, g.stores[g.stores.len() - 1].0);
+        spans.push((first, last + 1));
         let (lo, hi) = (g.lo, g.hi);
         for (k, &(pos, _)) in g.stores.iter().enumerate() {
             out[pos] = if k == 0 {
@@ -142,9 +186,10 @@ pub(crate) fn plan(block: &[I]) -> Vec<Planned> {
             }
             continue;
         }
+        let costly = costly(ins);
         let mut i = 0;
         while i < open.len() {
-            if ins.may_write(open[i].base) {
+            if costly || ins.may_write(open[i].base) {
                 let g = open.swap_remove(i);
                 close(g, &mut out);
             } else {
@@ -155,7 +200,18 @@ pub(crate) fn plan(block: &[I]) -> Vec<Planned> {
     for g in open {
         close(g, &mut out);
     }
-    out
+    spans.sort_unstable();
+    let mut clusters: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+    for (first, end) in spans {
+        match clusters.last_mut() {
+            Some(c) if first < c.1 => c.1 = c.1.max(end),
+            _ => clusters.push((first, end)),
+        }
+    }
+    Plan {
+        parts: out,
+        clusters,
+    }
 }
 
 impl Cg<'_> {
@@ -169,7 +225,7 @@ impl Cg<'_> {
 
     /// The group check of a head store through `base`: both granules `SHADOW_FULL`,
     /// or continue at `retry`.
-    pub(crate) fn group_check(&mut self, base: Reg, lo: i32, hi: i32, retry: DynamicLabel) {
+    pub(crate) fn group_check(&mut self, base: Reg, lo: i32, hi: i32, retry: Label) {
         let b = host(base);
         let offsets = [lo, hi];
         for &x in &offsets[..if lo == hi { 1 } else { 2 }] {
@@ -177,8 +233,8 @@ impl Cg<'_> {
             dynasm!(self.ops ; .arch x64
                 ; shr edx, 3
                 ; cmp BYTE [r15 + rdx + SHADOW_DISP], SHADOW_FULL as i8
-                ; jne =>retry
             );
+            self.jcc(Cc::Ne, retry);
         }
     }
 }
@@ -199,7 +255,7 @@ mod tests {
             "store_ind_u64 r1, r2, 0\nstore_ind_u64 r3, r2, 16\nload_ind_u64 r4, r2, 8\n\
              store_imm_ind_u8 r2, 40, 7\nstore_ind_u64 r1, r5, 0\ntrap",
         );
-        let p = plan(&b);
+        let p = plan(&b).parts;
         assert_eq!(
             p[0],
             Planned::Head { lo: 0, hi: 40 },
@@ -219,17 +275,40 @@ mod tests {
              store_ind_u64 r1, r2, 0\nstore_ind_u64 r1, r2, 8\nstore_ind_u64 r1, r2, 4089\ntrap",
         );
         assert!(
-            plan(&b).iter().all(|p| *p == Planned::Own),
+            plan(&b).parts.iter().all(|p| *p == Planned::Own),
             "{:?}",
-            plan(&b)
+            plan(&b).parts
         );
         let b = block(
             "store_ind_u64 r1, r2, 0\nstore_ind_u64 r1, r2, 8\nload_ind_u64 r2, r3, 0\n\
              store_ind_u64 r1, r2, 16\ntrap",
         );
         assert!(
-            plan(&b).iter().all(|p| *p == Planned::Own),
+            plan(&b).parts.iter().all(|p| *p == Planned::Own),
             "a load into the base ends it"
         );
+    }
+
+    #[test]
+    fn a_costly_instruction_ends_every_group() {
+        let b = block(
+            "store_ind_u64 r1, r2, 0\nstore_ind_u64 r1, r2, 8\ndiv_s_64 r3, r4, r5\n\
+             store_ind_u64 r1, r2, 16\ntrap",
+        );
+        assert!(plan(&b).parts.iter().all(|p| *p == Planned::Own));
+        assert!(costly(&b[2]) && !costly(&b[0]));
+    }
+
+    #[test]
+    fn clusters_cover_overlapping_spans_only() {
+        // Group of r2 at 0..=3, group of r3 at 2..=6 (overlapping: one cluster),
+        // then a move that is in no span, then a group of r4 at 8..=10.
+        let b = block(
+            "store_ind_u64 r1, r2, 0\nstore_ind_u64 r1, r2, 8\nstore_ind_u64 r1, r3, 0\n\
+             store_ind_u64 r1, r2, 16\nstore_ind_u64 r1, r3, 8\nadd_64 r6, r6, r6\n\
+             store_ind_u64 r1, r3, 16\nmove_reg r7, r6\nstore_ind_u64 r1, r4, 0\n\
+             store_ind_u64 r1, r4, 8\nstore_ind_u64 r1, r4, 16\nadd_64 r6, r6, r6\ntrap",
+        );
+        assert_eq!(plan(&b).clusters, vec![(0, 7), (8, 11)]);
     }
 }
