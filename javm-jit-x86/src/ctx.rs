@@ -15,8 +15,8 @@ pub(crate) const CTX_PAGE: usize = 4096;
 pub(crate) const REG_SLOTS: usize = 16;
 
 /// The context. `#[repr(C)]`: compiled code addresses its fields by offset. It is
-/// placed at the *end* of the context page, so the hottest field (`gas`, last) is at
-/// R15 − 8 and encodes with an 8-bit displacement.
+/// placed at the *end* of the context page ([`CTX_GAP`] bytes before it), so the
+/// hottest fields (`gas`, last, at R15 − 24) encode with 8-bit displacements.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct JitContext {
@@ -52,20 +52,26 @@ pub(crate) struct JitContext {
 pub(crate) const CTX_SIZE: usize = std::mem::size_of::<JitContext>();
 const _: () = assert!(CTX_SIZE <= CTX_PAGE && CTX_SIZE.is_multiple_of(16));
 
+/// Bytes between the end of [`JitContext`] and the guest base: room for the
+/// interrupt mirror outside the struct but within an 8-bit displacement of R15.
+pub(crate) const CTX_GAP: usize = 16;
+const _: () = assert!(CTX_SIZE + CTX_GAP <= CTX_PAGE);
+
 /// Distance below the guest base of the *interrupt mirror*: one byte in the context
-/// page, outside [`JitContext`] and a cache line below it, that is non-zero while an
-/// interrupt request may be pending. Compiled code polls it at loop heads with one
-/// `cmp`; the instance's [`javm_exec::InterruptNotify`] sets it from the requesting
-/// thread (so no Rust reference to the context ever covers it), and the instance
-/// clears it before it takes a request. The flag in the `InterruptHandle` stays the
-/// truth: a mirror left set after its request was taken only costs one exit that
-/// finds nothing to take and re-enters.
-pub(crate) const INTERRUPT_MIRROR: usize = CTX_SIZE + 64;
-const _: () = assert!(INTERRUPT_MIRROR < CTX_PAGE);
+/// page, in the gap after [`JitContext`], that is non-zero while an interrupt request
+/// may be pending. Compiled code polls it at loop heads with one 5-byte `cmp`; the
+/// instance's [`javm_exec::InterruptNotify`] sets it from the requesting thread (so
+/// no Rust reference to the context ever covers it), and the instance clears it
+/// before it takes a request. It shares a cache line with the gas counter: the
+/// requesting thread's one write costs the running thread one miss. The flag in the
+/// `InterruptHandle` stays the truth: a mirror left set after its request was taken
+/// only costs one exit that finds nothing to take and re-enters.
+pub(crate) const INTERRUPT_MIRROR: usize = 8;
+const _: () = assert!(INTERRUPT_MIRROR <= CTX_GAP);
 
 /// Displacement of a context field from R15 (the guest base).
 const fn disp(field: usize) -> i32 {
-    field as i32 - CTX_SIZE as i32
+    field as i32 - (CTX_SIZE + CTX_GAP) as i32
 }
 
 /// R15-relative displacements of the context fields.

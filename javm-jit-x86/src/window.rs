@@ -43,7 +43,7 @@ use std::sync::atomic::AtomicU8;
 
 use nix::sys::mman::{MapFlags, MmapAdvise, ProtFlags, madvise, mmap_anonymous, mprotect, munmap};
 
-use crate::ctx::{CTX_PAGE, CTX_SIZE, INTERRUPT_MIRROR, JitContext};
+use crate::ctx::{CTX_GAP, CTX_PAGE, CTX_SIZE, INTERRUPT_MIRROR, JitContext};
 
 /// Bytes of guest address space.
 pub(crate) const GUEST_SIZE: usize = 1 << 32;
@@ -445,13 +445,15 @@ impl Window {
 
     /// The context, at the end of the context page (just below guest address 0).
     pub(crate) fn ctx(&self) -> *mut JitContext {
-        // SAFETY: CTX_SIZE ≤ CTX_PAGE: the context lies inside the context page.
-        unsafe { self.start.as_ptr().add(HEADER - CTX_SIZE).cast() }
+        // SAFETY: CTX_SIZE + CTX_GAP ≤ CTX_PAGE: the context lies inside the context
+        // page, CTX_GAP bytes below the guest base.
+        unsafe { self.start.as_ptr().add(HEADER - CTX_GAP - CTX_SIZE).cast() }
     }
 
     /// The interrupt mirror byte ([`crate::ctx::INTERRUPT_MIRROR`]).
     pub(crate) fn interrupt_mirror(&self) -> *const AtomicU8 {
-        // SAFETY: INTERRUPT_MIRROR < CTX_PAGE: the byte lies inside the context page.
+        // SAFETY: INTERRUPT_MIRROR ≤ CTX_GAP < CTX_PAGE: the byte lies inside the
+        // context page, after the context.
         unsafe { self.start.as_ptr().add(HEADER - INTERRUPT_MIRROR).cast() }
     }
 

@@ -6,9 +6,8 @@
 //! The bound is today's worst case with a little room (42; the worst is 40.5, a
 //! grouped `store_imm_ind_u32` of two bytes), not yet the aim of 32: stores through
 //! a register (their shadow check, slow path and, in groups, the cluster's checked
-//! copy) and a one-byte `jump` to itself (34.3: a loop head with gas check,
-//! interrupt poll, the jump and the shared stub) exceed it. Every other kind is at
-//! most 30.2. Blobs that mix store groups with the longest lowerings (whose checked
+//! copy) exceed it. Every other kind is at most 31.3 (a one-byte `jump` to itself: a
+//! loop head with gas check, interrupt poll, the jump and the shared stub). Blobs that mix store groups with the longest lowerings (whose checked
 //! copies once duplicated them) are held to the same bound.
 //!
 //! The same blobs bound the memory of loading and compiling: the peak heap in use

@@ -21,14 +21,14 @@ use crate::ctx::off;
 #[derive(Clone, Copy)]
 #[repr(u8)]
 pub(super) enum GasOp {
-    /// `sub qword [r15 − 8], imm`.
+    /// `sub qword [r15 − 24], imm`.
     Sub = 5,
-    /// `cmp qword [r15 − 8], imm`.
+    /// `cmp qword [r15 − 24], imm`.
     Cmp = 7,
 }
 
-// The gas encodings below address the counter as [r15 − 8].
-const _: () = assert!(off::GAS == -8);
+// The gas encodings below address the counter as [r15 − 24].
+const _: () = assert!(off::GAS == -24);
 
 impl Cg<'_> {
     /// `op qword [r15 + GAS], imm`, with an 8-bit immediate where it fits (5 bytes
@@ -37,9 +37,9 @@ impl Cg<'_> {
         // REX.W + REX.B (r15); ModRM mod = 01 (disp8), rm = r15 & 7.
         let modrm = 0x40 | (op as u8) << 3 | 7;
         match i8::try_from(imm) {
-            Ok(i) => self.ops.extend([0x49, 0x83, modrm, 0xF8, i as u8]),
+            Ok(i) => self.ops.extend([0x49, 0x83, modrm, (-24i8) as u8, i as u8]),
             Err(_) => {
-                self.ops.extend([0x49, 0x81, modrm, 0xF8]);
+                self.ops.extend([0x49, 0x81, modrm, (-24i8) as u8]);
                 self.ops.extend(imm.to_le_bytes());
             }
         }

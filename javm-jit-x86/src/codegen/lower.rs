@@ -102,21 +102,21 @@ macro_rules! branch {
 macro_rules! rot_cl {
     ($s:expr, $rot:ident, q, $d:expr, $v:expr, $count:expr) => {{
         let (d, c) = (host($d), host($count));
-        asm!($s; mov [r15 - 0x20], rcx);
+        asm!($s; mov [r15 - 0x30], rcx);
         match $v {
             Val::Reg(r) => asm!($s; mov rdx, Rq(host(r))),
             Val::Imm(x) => asm!($s; mov rdx, x),
         }
-        asm!($s; mov ecx, Rd(c) ; $rot rdx, cl ; mov rcx, [r15 - 0x20] ; mov Rq(d), rdx);
+        asm!($s; mov ecx, Rd(c) ; $rot rdx, cl ; mov rcx, [r15 - 0x30] ; mov Rq(d), rdx);
     }};
     ($s:expr, $rot:ident, d, $d:expr, $v:expr, $count:expr) => {{
         let (d, c) = (host($d), host($count));
-        asm!($s; mov [r15 - 0x20], rcx);
+        asm!($s; mov [r15 - 0x30], rcx);
         match $v {
             Val::Reg(r) => asm!($s; mov edx, Rd(host(r))),
             Val::Imm(x) => asm!($s; mov edx, x),
         }
-        asm!($s; mov ecx, Rd(c) ; $rot edx, cl ; mov rcx, [r15 - 0x20] ; movsxd Rq(d), edx);
+        asm!($s; mov ecx, Rd(c) ; $rot edx, cl ; mov rcx, [r15 - 0x30] ; movsxd Rq(d), edx);
     }};
 }
 
@@ -124,12 +124,12 @@ macro_rules! rot_cl {
 // 8 bits (a constant's name would get 32): EXIT_IDX, SAVE_RCX, SAVE_RAX, T1, T0
 // and JT_PTR, in this order.
 const _: () = assert!(
-    off::EXIT_IDX == -12
-        && off::SAVE_RCX == -0x20
-        && off::SAVE_RAX == -0x28
-        && off::T1 == -0x30
-        && off::T0 == -0x38
-        && off::JT_PTR == -0x50
+    off::EXIT_IDX == -28
+        && off::SAVE_RCX == -0x30
+        && off::SAVE_RAX == -0x38
+        && off::T1 == -0x40
+        && off::T0 == -0x48
+        && off::JT_PTR == -0x60
 );
 
 impl Cg<'_> {
@@ -383,22 +383,22 @@ impl Cg<'_> {
             I::MulUpperSS(o) => {
                 let (d, a, b) = (host(o.d), host(o.a), host(o.b));
                 asm!(self
-                    ; mov [r15 - 0x38], Rq(a)
-                    ; mov [r15 - 0x28], rax
+                    ; mov [r15 - 0x48], Rq(a)
+                    ; mov [r15 - 0x38], rax
                     ; mov rax, Rq(b)
-                    ; imul QWORD [r15 - 0x38]
-                    ; mov rax, [r15 - 0x28]
+                    ; imul QWORD [r15 - 0x48]
+                    ; mov rax, [r15 - 0x38]
                     ; mov Rq(d), rdx
                 );
             }
             I::MulUpperUU(o) => {
                 let (d, a, b) = (host(o.d), host(o.a), host(o.b));
                 asm!(self
-                    ; mov [r15 - 0x38], Rq(a)
-                    ; mov [r15 - 0x28], rax
+                    ; mov [r15 - 0x48], Rq(a)
+                    ; mov [r15 - 0x38], rax
                     ; mov rax, Rq(b)
-                    ; mul QWORD [r15 - 0x38]
-                    ; mov rax, [r15 - 0x28]
+                    ; mul QWORD [r15 - 0x48]
+                    ; mov rax, [r15 - 0x38]
                     ; mov Rq(d), rdx
                 );
             }
@@ -406,16 +406,16 @@ impl Cg<'_> {
                 // hi(a ×s b) = hi(a ×u b) − (a < 0 ? b : 0)
                 let (d, a, b) = (host(o.d), host(o.a), host(o.b));
                 asm!(self
-                    ; mov [r15 - 0x38], Rq(a)
-                    ; mov [r15 - 0x30], Rq(b)
-                    ; mov [r15 - 0x28], rax
-                    ; mov rax, [r15 - 0x38]
-                    ; mul QWORD [r15 - 0x30]
-                    ; mov rax, [r15 - 0x38]
+                    ; mov [r15 - 0x48], Rq(a)
+                    ; mov [r15 - 0x40], Rq(b)
+                    ; mov [r15 - 0x38], rax
+                    ; mov rax, [r15 - 0x48]
+                    ; mul QWORD [r15 - 0x40]
+                    ; mov rax, [r15 - 0x48]
                     ; sar rax, 63
-                    ; and rax, [r15 - 0x30]
+                    ; and rax, [r15 - 0x40]
                     ; sub rdx, rax
-                    ; mov rax, [r15 - 0x28]
+                    ; mov rax, [r15 - 0x38]
                     ; mov Rq(d), rdx
                 );
             }
@@ -481,16 +481,16 @@ impl Cg<'_> {
             .map_err(|_| "jump table too long for the recompiler".to_string())?;
         let fail = self.djump_fail();
         asm!(self
-            ; mov DWORD [r15 - 12], idx as i32
+            ; mov DWORD [r15 - 28], idx as i32
             ; ror edx, 1
         );
         self.cmp_imm(RDX, entries);
         self.jcc(Cc::Ae, fail);
         asm!(self
-            ; mov [r15 - 0x28], rax
-            ; mov rax, [r15 - 0x50] // the jump table
+            ; mov [r15 - 0x38], rax
+            ; mov rax, [r15 - 0x60] // the jump table
             ; mov rdx, [rax + rdx * 8]
-            ; mov rax, [r15 - 0x28]
+            ; mov rax, [r15 - 0x38]
             ; jmp rdx
         );
         Ok(())
@@ -609,29 +609,29 @@ impl Cg<'_> {
             self.ops.new_dynamic_label(),
             self.ops.new_dynamic_label(),
         );
-        asm!(self; mov [r15 - 0x38], Rq(a) ; mov rdx, Rq(b));
+        asm!(self; mov [r15 - 0x48], Rq(a) ; mov rdx, Rq(b));
         if w32 {
             asm!(self; test edx, edx ; jz =>zero);
             if kind == Div::S {
                 asm!(self; cmp edx, -1 ; je =>minus1);
             }
             asm!(self
-                ; mov [r15 - 0x30], rdx
-                ; mov [r15 - 0x28], rax
-                ; mov eax, [r15 - 0x38]
+                ; mov [r15 - 0x40], rdx
+                ; mov [r15 - 0x38], rax
+                ; mov eax, [r15 - 0x48]
             );
             match kind {
-                Div::U => asm!(self; xor edx, edx ; div DWORD [r15 - 0x30]),
-                Div::S => asm!(self; cdq ; idiv DWORD [r15 - 0x30]),
+                Div::U => asm!(self; xor edx, edx ; div DWORD [r15 - 0x40]),
+                Div::S => asm!(self; cdq ; idiv DWORD [r15 - 0x40]),
             }
             if rem {
                 asm!(self; movsxd rdx, edx);
             } else {
                 asm!(self; movsxd rdx, eax);
             }
-            asm!(self; mov rax, [r15 - 0x28] ; jmp =>done ; =>zero);
+            asm!(self; mov rax, [r15 - 0x38] ; jmp =>done ; =>zero);
             if rem {
-                asm!(self; movsxd rdx, DWORD [r15 - 0x38]);
+                asm!(self; movsxd rdx, DWORD [r15 - 0x48]);
             } else {
                 asm!(self; mov rdx, -1);
             }
@@ -640,7 +640,7 @@ impl Cg<'_> {
                 if rem {
                     asm!(self; xor edx, edx);
                 } else {
-                    asm!(self; mov edx, [r15 - 0x38] ; neg edx ; movsxd rdx, edx);
+                    asm!(self; mov edx, [r15 - 0x48] ; neg edx ; movsxd rdx, edx);
                 }
             }
         } else {
@@ -649,20 +649,20 @@ impl Cg<'_> {
                 asm!(self; cmp rdx, -1 ; je =>minus1);
             }
             asm!(self
-                ; mov [r15 - 0x30], rdx
-                ; mov [r15 - 0x28], rax
-                ; mov rax, [r15 - 0x38]
+                ; mov [r15 - 0x40], rdx
+                ; mov [r15 - 0x38], rax
+                ; mov rax, [r15 - 0x48]
             );
             match kind {
-                Div::U => asm!(self; xor edx, edx ; div QWORD [r15 - 0x30]),
-                Div::S => asm!(self; cqo ; idiv QWORD [r15 - 0x30]),
+                Div::U => asm!(self; xor edx, edx ; div QWORD [r15 - 0x40]),
+                Div::S => asm!(self; cqo ; idiv QWORD [r15 - 0x40]),
             }
             if !rem {
                 asm!(self; mov rdx, rax);
             }
-            asm!(self; mov rax, [r15 - 0x28] ; jmp =>done ; =>zero);
+            asm!(self; mov rax, [r15 - 0x38] ; jmp =>done ; =>zero);
             if rem {
-                asm!(self; mov rdx, [r15 - 0x38]);
+                asm!(self; mov rdx, [r15 - 0x48]);
             } else {
                 asm!(self; mov rdx, -1);
             }
@@ -671,7 +671,7 @@ impl Cg<'_> {
                 if rem {
                     asm!(self; xor edx, edx);
                 } else {
-                    asm!(self; mov rdx, [r15 - 0x38] ; neg rdx);
+                    asm!(self; mov rdx, [r15 - 0x48] ; neg rdx);
                 }
             }
         }

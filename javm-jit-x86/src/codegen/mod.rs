@@ -450,7 +450,9 @@ impl Cg<'_> {
         let label = self.label();
         let poll = |cg: &mut Self| {
             if poll {
-                dynasm!(cg.ops ; .arch x64 ; cmp BYTE [r15 + off::INTERRUPT], 0);
+                // A literal displacement: dynasm encodes it in 8 bits.
+                const _: () = assert!(off::INTERRUPT == -8);
+                dynasm!(cg.ops ; .arch x64 ; cmp BYTE [r15 - 8], 0);
                 cg.jcc(Cc::Ne, label);
             }
         };
