@@ -20,8 +20,8 @@
 //! byte, compile throughput and the peak heap of each phase per blob byte).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use javm_exec::blob::{encode_code_blob, parse_code_blob};
@@ -68,6 +68,16 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
+
+/// Held by every test of this binary: the counters are process-wide, so a test that
+/// measures the heap must not run beside another that allocates.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Take this binary's one-test-at-a-time lock (a test that failed while holding it
+/// does not fail the others).
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Run `f` and return its result with the peak heap it added above what was in use
 /// before it.
@@ -164,6 +174,7 @@ fn mixed(n: usize) -> Vec<(&'static str, Program)> {
 
 #[test]
 fn native_code_per_pvm_byte_is_bounded_for_mixed_kinds() {
+    let _serial = serial();
     let jit = Recompiler::new().unwrap();
     let report = std::env::var_os("JAVM_AMPLIFICATION_REPORT").is_some();
     let n = if report { 1 << 13 } else { 1 << 8 };
@@ -186,6 +197,7 @@ fn native_code_per_pvm_byte_is_bounded_for_mixed_kinds() {
 
 #[test]
 fn native_code_and_memory_per_pvm_byte_are_bounded_for_every_instruction_kind() {
+    let _serial = serial();
     let jit = Recompiler::new().unwrap();
     let interp = Interpreter::new();
     let report = std::env::var_os("JAVM_AMPLIFICATION_REPORT").is_some();
