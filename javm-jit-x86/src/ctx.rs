@@ -24,8 +24,10 @@ pub(crate) struct JitContext {
     pub(crate) regs: [u64; REG_SLOTS],
     /// The module's dynamic jump table (absolute native addresses, 0 = invalid).
     pub(crate) jt_ptr: u64,
-    /// The host stack pointer to return to.
-    pub(crate) host_rsp: u64,
+    /// Unused (compiled code never moves RSP, so the exit path finds the host's
+    /// stack where the trampoline left it); keeps the fields after it where the
+    /// 8-bit displacements of `codegen` expect them.
+    pub(crate) spare: u64,
     /// The exit's argument, written by the fault handler. [`ExitKind::Fault`]: the
     /// first bad byte; [`ExitKind::HostError`]: errno.
     pub(crate) fault_addr: u64,
@@ -39,10 +41,11 @@ pub(crate) struct JitContext {
     pub(crate) save_rcx: u64,
     /// Unused; keeps the size a multiple of 16.
     pub(crate) reserved: u64,
-    /// Why compiled code returned (an [`ExitKind`] as `u32`).
-    pub(crate) exit_kind: u32,
-    /// The instruction index of the exit; a block index for [`ExitKind::OutOfGas`],
-    /// a host-call site for [`ExitKind::HostCall`].
+    /// Unused (exits return their kind in a register, [`pack_exit`]); keeps the
+    /// fields after it where the 8-bit displacements of `codegen` expect them.
+    pub(crate) unused: u32,
+    /// A dynamic jump's table index while it is checked, for the exit that
+    /// reports it (halt or panic at that instruction).
     pub(crate) exit_idx: u32,
     /// Remaining gas (minus the step bias while stepping, see `instance.rs`).
     pub(crate) gas: i64,
@@ -79,11 +82,7 @@ pub(crate) mod off {
     use super::*;
     pub(crate) const GAS: i32 = disp(offset_of!(JitContext, gas));
     pub(crate) const REGS: i32 = disp(offset_of!(JitContext, regs));
-    pub(crate) const EXIT_KIND: i32 = disp(offset_of!(JitContext, exit_kind));
     pub(crate) const EXIT_IDX: i32 = disp(offset_of!(JitContext, exit_idx));
-    // Exit stubs store kind and index with one 8-byte write.
-    const _: () = assert!(EXIT_IDX == EXIT_KIND + 4);
-    pub(crate) const HOST_RSP: i32 = disp(offset_of!(JitContext, host_rsp));
     pub(crate) const JT_PTR: i32 = disp(offset_of!(JitContext, jt_ptr));
     pub(crate) const T0: i32 = disp(offset_of!(JitContext, t0));
     pub(crate) const T1: i32 = disp(offset_of!(JitContext, t1));
@@ -103,25 +102,25 @@ pub(crate) mod off {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub(crate) enum ExitKind {
-    /// `trap` at `exit_idx`.
+    /// `trap` at the exit index.
     Trap = 1,
-    /// A panic at `exit_idx` (invalid instruction, bad branch or jump target, jar1 sbrk).
+    /// A panic at the exit index (invalid instruction, bad branch or jump target, jar1 sbrk).
     Panic = 2,
-    /// A dynamic jump to the halt address at `exit_idx`.
+    /// A dynamic jump to the halt address at the exit index.
     Halt = 3,
-    /// `ecalli` or `ecall`; `exit_idx` is the call's index among the module's host
+    /// `ecalli` or `ecall`; the exit index is the call's index among the module's host
     /// calls (`codegen::HostSite`: its block, PC and immediate).
     HostCall = 5,
-    /// Left at the entry of block `exit_idx`, before it is charged: not enough gas,
+    /// Left at the entry of block the exit index, before it is charged: not enough gas,
     /// or the interrupt mirror was set (the run loop tells which; the block's cost
     /// is still deducted where `codegen::subtracts_first` holds).
     OutOfGas = 6,
-    /// A rejected access at `exit_idx`; `fault_addr` is the first bad byte.
+    /// A rejected access at the exit index; `fault_addr` is the first bad byte.
     Fault = 7,
-    /// The access at `exit_idx` is for the run loop to perform: a store the write
+    /// The access at the exit index is for the run loop to perform: a store the write
     /// shadow does not allow outright, or a load that wraps past 2^32.
     Emulate = 9,
-    /// GP `sbrk` at `exit_idx`: the run loop performs it.
+    /// GP `sbrk` at the exit index: the run loop performs it.
     Sbrk = 10,
     /// The fault handler could not change a page's protection (`fault_addr` = errno).
     HostError = 11,
@@ -129,8 +128,20 @@ pub(crate) enum ExitKind {
     Inconsistent = 12,
 }
 
+/// How compiled code reports an exit: the exit path is entered with this in RDX and
+/// the trampoline returns it. `idx` is the exit's index (see [`ExitKind`]); the
+/// fault handler sends its exits the same way.
+pub(crate) const fn pack_exit(kind: ExitKind, idx: u32) -> u64 {
+    ((idx as u64) << 32) | kind as u64
+}
+
+/// The kind (not yet decoded) and index of a [`pack_exit`] value.
+pub(crate) const fn unpack_exit(exit: u64) -> (u32, u32) {
+    (exit as u32, (exit >> 32) as u32)
+}
+
 impl ExitKind {
-    /// Decode the context's `exit_kind`.
+    /// Decode the kind half of a [`pack_exit`] value.
     pub(crate) fn from_u32(v: u32) -> Option<ExitKind> {
         use ExitKind::*;
         Some(match v {

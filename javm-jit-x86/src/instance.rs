@@ -17,6 +17,7 @@ use javm_exec::memory::{
 use javm_exec::{GasProfile, NUM_REGS, Reg};
 use nix::sys::mman::ProtFlags;
 
+use crate::codegen::HostSite;
 use crate::ctx::{ExitKind, JitContext};
 use crate::module::JitModule;
 use crate::signal::{self, ActiveGuard, Running, materialize_unit};
@@ -159,7 +160,8 @@ impl JitInstance {
     }
 
     /// Run compiled code from native offset `target` until it exits.
-    fn enter(&mut self, target: u32) -> Result<(ExitKind, u32, u64), EngineError> {
+    #[inline(always)]
+    fn enter(&mut self, target: u32) -> Result<(ExitKind, u32), EngineError> {
         signal::prepare_thread().map_err(EngineError::Unavailable)?;
         // A fresh pointer to the page map at every entry: the host may have used the
         // map through `&mut` since the last one.
@@ -167,10 +169,10 @@ impl JitInstance {
         let code_start = self.running.code_start;
         let base = self.running.guest_base;
         // SAFETY: `entry` is the offset of the trampoline emitted by `codegen`, with
-        // the `sysv64` signature (guest base, target address).
-        let entry: unsafe extern "sysv64" fn(*mut u8, usize) =
+        // the `sysv64` signature (guest base, target address) -> exit kind and index.
+        let entry: unsafe extern "sysv64" fn(*mut u8, usize) -> u64 =
             unsafe { std::mem::transmute(code_start + self.module.entry as usize) };
-        {
+        let exit = {
             let _active = ActiveGuard::new(&self.running);
             // SAFETY: the code is finalized (read + execute) and owned by the module
             // this instance holds; `base` is this instance's window with its context
@@ -178,17 +180,15 @@ impl JitInstance {
             // Guest code touches only the window and the context; faults in it are
             // handled by `signal` using `self.running`, which outlives the call and
             // which nothing else touches while it runs.
-            unsafe { entry(base, code_start + target as usize) };
-        }
-        let ctx = self.ctx_mut();
-        let kind = ExitKind::from_u32(ctx.exit_kind).ok_or_else(|| {
-            EngineError::Internal(format!(
-                "compiled code returned exit kind {}",
-                ctx.exit_kind
-            ))
-        })?;
-        ctx.exit_kind = 0;
-        Ok((kind, ctx.exit_idx, ctx.fault_addr))
+            unsafe { entry(base, code_start + target as usize) }
+        };
+        let (kind, idx) = crate::ctx::unpack_exit(exit);
+        let Some(kind) = ExitKind::from_u32(kind) else {
+            return Err(EngineError::Internal(format!(
+                "compiled code returned exit kind {kind}"
+            )));
+        };
+        Ok((kind, idx))
     }
 
     fn run_loop(&mut self, step: bool) -> Result<Option<Exit>, EngineError> {
@@ -201,7 +201,6 @@ impl JitInstance {
         // `Arc`, two atomic operations per run) leaves `self` free to be mutated.
         let module: &JitModule = unsafe { &*Arc::as_ptr(&self.module) };
         let program = &*module.program;
-        let pc_at = |i: u32| program.pcs().get(i as usize).copied().unwrap_or(u32::MAX);
         loop {
             let (target, bias) = match self.resume {
                 Resume::Done(e) => return Err(EngineError::Finished(e)),
@@ -249,102 +248,155 @@ impl JitInstance {
             // added back below, which brings the sum into range again.
             let gas = self.ctx().gas.wrapping_add(bias);
             self.ctx_mut().gas = gas;
-            let (kind, idx, arg) = result?;
-            macro_rules! finish {
-                ($exit:expr, $resume:expr, $pc:expr) => {{
-                    self.pc = $pc;
-                    self.resume = $resume;
-                    return Ok(Some($exit));
-                }};
-            }
-            match kind {
-                ExitKind::Trap => finish!(Exit::Trap, Resume::Done(Exit::Trap), pc_at(idx)),
-                ExitKind::Panic => finish!(Exit::Panic, Resume::Done(Exit::Panic), pc_at(idx)),
-                ExitKind::Halt => finish!(Exit::Halt, Resume::Done(Exit::Halt), pc_at(idx)),
-                // `idx` is the call's site; it ends its block, so execution
-                // resumes at the next.
-                ExitKind::HostCall => {
-                    let site = *module.host_sites.get(idx as usize).ok_or_else(|| {
-                        EngineError::Internal(format!("exit at unknown host call {idx}"))
-                    })?;
-                    finish!(
-                        site.id.map_or(Exit::Ecall, Exit::HostCall),
-                        site.resume,
-                        site.pc
-                    )
-                }
-                // Left at the entry of block `idx` (`codegen::Cg::block_entry`):
-                // an interrupt request first, as the interpreter checks it first,
-                // then the gas.
-                ExitKind::OutOfGas => {
-                    let (cost, need) = *module.prices.get(idx as usize).ok_or_else(|| {
-                        EngineError::Internal(format!("exit at unknown block {idx}"))
-                    })?;
-                    if crate::codegen::subtracts_first(cost, need) {
-                        let gas = self.ctx().gas.wrapping_add(cost);
-                        self.ctx_mut().gas = gas;
-                    }
-                    let pc = program.blocks()[idx as usize].pc;
-                    if module.polls[idx as usize] && self.take_interrupt() {
-                        finish!(Exit::Interrupted, Resume::Enter(idx), pc)
-                    }
-                    if step {
-                        // Stopped before entering block `idx`: not an exit.
-                        self.pc = pc;
-                        self.resume = Resume::Enter(idx);
-                        return Ok(None);
-                    }
-                    if self.ctx().gas >= need {
-                        // The poll saw a request taken by someone else since:
-                        // enter the block.
-                        self.resume = Resume::Enter(idx);
-                        continue;
-                    }
-                    self.ctx_mut().gas = 0;
-                    finish!(Exit::OutOfGas, Resume::Enter(idx), pc)
-                }
-                ExitKind::Fault => match bad_access_exit(self.profile(), arg as u32) {
-                    e @ Exit::PageFault(_) => finish!(e, Resume::At(idx), pc_at(idx)),
-                    e => finish!(e, Resume::Done(e), pc_at(idx)),
-                },
-                ExitKind::Emulate => {
-                    if let Some(e) = self.emulate(idx)? {
-                        return Ok(Some(e));
-                    }
-                    self.resume = Resume::At(idx + 1);
-                }
-                ExitKind::Sbrk => {
-                    let Some(I::Sbrk(o)) = program.instructions().get(idx as usize).copied() else {
-                        return Err(EngineError::Internal(
-                            "sbrk exit at another instruction".into(),
-                        ));
-                    };
-                    let size = self.ctx().regs[o.a.index()];
-                    let v = self.map.sbrk(size);
-                    self.ctx_mut().regs[o.d.index()] = v;
-                    self.resume = Resume::At(idx + 1);
-                }
-                ExitKind::HostError => {
-                    let e = EngineError::OutOfMemory(format!(
-                        "cannot change the protection of a guest page: {}",
-                        std::io::Error::from_raw_os_error(arg as i32)
-                    ));
-                    self.pc = pc_at(idx);
-                    self.broken = Some(e.clone());
-                    return Err(e);
-                }
-                ExitKind::Inconsistent => {
-                    let e = EngineError::Internal(format!(
-                        "a guest access at {:#x} faulted although its pages allow it",
-                        arg
-                    ));
-                    self.broken = Some(e.clone());
-                    return Err(e);
-                }
+            let (kind, idx) = result?;
+            match self.on_exit(kind, idx, step)? {
+                Flow::Return(exit) => return Ok(exit),
+                Flow::Continue => {}
             }
         }
     }
 
+    /// Turn an exit of compiled code into the run's result or into the next entry.
+    /// A host call, the exit a host sees most often, is taken here; the others in
+    /// [`Self::on_other_exit`].
+    #[inline]
+    fn on_exit(&mut self, kind: ExitKind, idx: u32, step: bool) -> Result<Flow, EngineError> {
+        if kind == ExitKind::HostCall {
+            return self.on_host_call(idx);
+        }
+        self.on_other_exit(kind, idx, step)
+    }
+
+    /// The exit of the host call at site `idx` ([`HostSite`]); the
+    /// call ends its block, so execution resumes at the next, from the site's
+    /// precomputed resume point.
+    #[inline]
+    fn on_host_call(&mut self, idx: u32) -> Result<Flow, EngineError> {
+        let Some(site) = self.module.host_sites.get(idx as usize).copied() else {
+            return Err(EngineError::Internal(format!(
+                "exit at unknown host call {idx}"
+            )));
+        };
+        Ok(Flow::Return(Some(self.take_host_call(site))))
+    }
+
+    /// Stop at host-call site `site`: the exit, and the resume point after it.
+    #[inline(always)]
+    fn take_host_call(&mut self, site: HostSite) -> Exit {
+        self.pc = site.pc;
+        self.resume = site.resume;
+        site.id.map_or(Exit::Ecall, Exit::HostCall)
+    }
+
+    /// [`Self::on_exit`] for every kind but a host call.
+    #[inline(never)]
+    fn on_other_exit(&mut self, kind: ExitKind, idx: u32, step: bool) -> Result<Flow, EngineError> {
+        // SAFETY: as in `run_loop`.
+        let module: &JitModule = unsafe { &*Arc::as_ptr(&self.module) };
+        let program = &*module.program;
+        let pc_at = |i: u32| program.pcs().get(i as usize).copied().unwrap_or(u32::MAX);
+        // The argument of a fault or host-error exit, which the fault handler wrote.
+        let arg = self.ctx().fault_addr;
+        macro_rules! finish {
+            ($exit:expr, $resume:expr, $pc:expr) => {{
+                self.pc = $pc;
+                self.resume = $resume;
+                return Ok(Flow::Return(Some($exit)));
+            }};
+        }
+        match kind {
+            ExitKind::Trap => finish!(Exit::Trap, Resume::Done(Exit::Trap), pc_at(idx)),
+            ExitKind::Panic => finish!(Exit::Panic, Resume::Done(Exit::Panic), pc_at(idx)),
+            ExitKind::Halt => finish!(Exit::Halt, Resume::Done(Exit::Halt), pc_at(idx)),
+            ExitKind::HostCall => return self.on_host_call(idx),
+            // Left at the entry of block `idx` (`codegen::Cg::block_entry`):
+            // an interrupt request first, as the interpreter checks it first,
+            // then the gas.
+            ExitKind::OutOfGas => {
+                let (cost, need) = *module
+                    .prices
+                    .get(idx as usize)
+                    .ok_or_else(|| EngineError::Internal(format!("exit at unknown block {idx}")))?;
+                if crate::codegen::subtracts_first(cost, need) {
+                    let gas = self.ctx().gas.wrapping_add(cost);
+                    self.ctx_mut().gas = gas;
+                }
+                let pc = program.blocks()[idx as usize].pc;
+                if module.polls[idx as usize] && self.take_interrupt() {
+                    finish!(Exit::Interrupted, Resume::Enter(idx), pc)
+                }
+                if step {
+                    // Stopped before entering block `idx`: not an exit.
+                    self.pc = pc;
+                    self.resume = Resume::Enter(idx);
+                    return Ok(Flow::Return(None));
+                }
+                if self.ctx().gas >= need {
+                    // The poll saw a request taken by someone else since:
+                    // enter the block.
+                    self.resume = Resume::Enter(idx);
+                    return Ok(Flow::Continue);
+                }
+                self.ctx_mut().gas = 0;
+                finish!(Exit::OutOfGas, Resume::Enter(idx), pc)
+            }
+            ExitKind::Fault => match bad_access_exit(self.profile(), arg as u32) {
+                e @ Exit::PageFault(_) => finish!(e, Resume::At(idx), pc_at(idx)),
+                e => finish!(e, Resume::Done(e), pc_at(idx)),
+            },
+            ExitKind::Emulate => {
+                if let Some(e) = self.emulate(idx)? {
+                    return Ok(Flow::Return(Some(e)));
+                }
+                self.resume = Resume::At(idx + 1);
+            }
+            ExitKind::Sbrk => {
+                let Some(I::Sbrk(o)) = program.instructions().get(idx as usize).copied() else {
+                    return Err(EngineError::Internal(
+                        "sbrk exit at another instruction".into(),
+                    ));
+                };
+                let size = self.ctx().regs[o.a.index()];
+                let v = self.map.sbrk(size);
+                self.ctx_mut().regs[o.d.index()] = v;
+                self.resume = Resume::At(idx + 1);
+            }
+            ExitKind::HostError => {
+                let e = EngineError::OutOfMemory(format!(
+                    "cannot change the protection of a guest page: {}",
+                    std::io::Error::from_raw_os_error(arg as i32)
+                ));
+                self.pc = pc_at(idx);
+                self.broken = Some(e.clone());
+                return Err(e);
+            }
+            ExitKind::Inconsistent => {
+                let e = EngineError::Internal(format!(
+                    "a guest access at {:#x} faulted although its pages allow it",
+                    arg
+                ));
+                self.broken = Some(e.clone());
+                return Err(e);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// The error for a run (not a step) that returned without an exit.
+fn stopped() -> EngineError {
+    EngineError::Internal("run stopped without an exit".into())
+}
+
+/// What the run loop does after an exit of compiled code.
+enum Flow {
+    /// Return this from the run (`None`: a step that stopped before a block).
+    Return(Option<Exit>),
+    /// Enter compiled code again, at the instance's resume point.
+    Continue,
+}
+
+impl JitInstance {
     /// Record in the window's write shadow that `page` is now `PresentRw`.
     fn mark_writable(&mut self, page: u32) {
         let rw = |p: u32| self.map.state(p) == PageState::PresentRw;
@@ -487,8 +539,31 @@ impl Drop for JitInstance {
 
 impl Instance for JitInstance {
     fn run(&mut self) -> Result<Exit, EngineError> {
-        self.run_loop(false)?
-            .ok_or_else(|| EngineError::Internal("run stopped without an exit".into()))
+        // The common entry, at a block (a start, or the block after a host call),
+        // goes straight in and takes a host call's exit without the general loop.
+        if let (Resume::Enter(b), None) = (self.resume, &self.broken) {
+            // SAFETY: as in `run_loop`.
+            let module: &JitModule = unsafe { &*Arc::as_ptr(&self.module) };
+            let Some(&target) = module.block_offsets.get(b as usize) else {
+                return Err(EngineError::Internal(format!(
+                    "resume at unknown block {b}"
+                )));
+            };
+            // Taken before the call, so that finding the site after it is one load
+            // rather than a chain through the instance and the module.
+            let sites = &*module.host_sites;
+            let (kind, idx) = self.enter(target)?;
+            if kind == ExitKind::HostCall
+                && let Some(&site) = sites.get(idx as usize)
+            {
+                return Ok(self.take_host_call(site));
+            }
+            match self.on_exit(kind, idx, false)? {
+                Flow::Return(exit) => return exit.ok_or_else(stopped),
+                Flow::Continue => {}
+            }
+        }
+        self.run_loop(false)?.ok_or_else(stopped)
     }
 
     fn step_block(&mut self) -> Result<Option<Exit>, EngineError> {

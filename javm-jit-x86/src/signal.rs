@@ -187,11 +187,18 @@ fn ensure_alt_stack() -> Result<(), String> {
 
 /// Prepare this thread to run guest code: handlers installed, alternate stack set.
 /// After the first success on a thread this is one thread-local read.
-#[inline]
+#[inline(always)]
 pub(crate) fn prepare_thread() -> Result<(), String> {
     if READY.get() {
         return Ok(());
     }
+    prepare_new_thread()
+}
+
+/// [`prepare_thread`] the first time on a thread.
+#[cold]
+#[inline(never)]
+fn prepare_new_thread() -> Result<(), String> {
     install()?;
     ensure_alt_stack()?;
     READY.set(true);
@@ -261,9 +268,10 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut l
         // SAFETY: `ctx` is the running instance's context, not otherwise borrowed
         // while guest code runs.
         let ctx = unsafe { &mut *r.ctx };
-        ctx.exit_kind = kind as u32;
-        ctx.exit_idx = entry.idx;
         ctx.fault_addr = arg;
+        // The exit path takes the exit in RDX, which held the access's address.
+        uc.uc_mcontext.gregs[libc::REG_RDX as usize] =
+            crate::ctx::pack_exit(kind, entry.idx) as i64;
         uc.uc_mcontext.gregs[libc::REG_RIP as usize] = r.exit_addr as i64;
     }
 }

@@ -84,3 +84,71 @@ fn lowerings_match_their_golden_listings() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The exit path returns to the host with the RSP it finds (`codegen`'s trampoline):
+/// no lowering, stub or tail may push, pop, call, return or otherwise touch RSP. Every
+/// opcode is compiled in a short program (three copies, so stores also form a group)
+/// and its whole listing, cold code included, is searched.
+#[test]
+fn compiled_code_never_touches_rsp() {
+    use javm_exec::isa::{Args, Format, encode};
+    use javm_exec::{Opcode, Program, Reg};
+    let jit = Recompiler::new().unwrap();
+    let (a, b, d) = (Reg::R1, Reg::R2, Reg::R12);
+    let mut checked = 0;
+    for op in Opcode::ALL {
+        let mut code = Vec::new();
+        let mut starts = Vec::new();
+        for _ in 0..3 {
+            let pc = code.len() as u32;
+            let t = i64::from(pc);
+            let args = match op.format() {
+                Format::NoArgs => Args::NoArgs,
+                Format::Imm => Args::Imm { x: 7 },
+                Format::RegImm64 => Args::RegImm64 { a, x: u64::MAX - 2 },
+                Format::ImmImm => Args::ImmImm { x: 0x20000, y: 5 },
+                Format::Offset => Args::Offset { target: t },
+                Format::RegImm => Args::RegImm { a, x: 0x20008 },
+                Format::RegImmImm => Args::RegImmImm { a, x: 16, y: 9 },
+                Format::RegImmOffset => Args::RegImmOffset { a, x: 3, target: t },
+                Format::RegReg => Args::RegReg { d, a },
+                Format::RegRegImm => Args::RegRegImm { a, b, x: 24 },
+                Format::RegRegOffset => Args::RegRegOffset { a, b, target: t },
+                Format::RegRegImmImm => Args::RegRegImmImm { a, b, x: 2, y: 0 },
+                Format::RegRegReg => Args::RegRegReg { d, a, b },
+            };
+            let Ok(e) = encode(op, &args, pc) else {
+                break;
+            };
+            starts.push(code.len());
+            code.extend_from_slice(e.as_slice());
+        }
+        starts.push(code.len());
+        code.push(0);
+        let mut bitmask = vec![0u8; code.len().div_ceil(8)];
+        for s in starts {
+            bitmask[s / 8] |= 1 << (s % 8);
+        }
+        let program = Arc::new(Program::new(code, bitmask, vec![]).unwrap());
+        let module = jit
+            .prepare(&program, GasSchedule::new(GasProfile::Jar1, 0))
+            .unwrap();
+        for line in javm_jit_x86::native::listing(&module).lines() {
+            let ins = line.trim_start();
+            let mnemonic = ins.split_whitespace().nth(1).unwrap_or("");
+            assert!(
+                !line.contains("rsp")
+                    && !line.contains("esp")
+                    && ![
+                        "push", "pushf", "pushfq", "pop", "popf", "popfq", "call", "ret", "enter",
+                        "leave"
+                    ]
+                    .contains(&mnemonic),
+                "{}: compiled code touches RSP: {line}",
+                op.mnemonic()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked > 100, "only {checked} opcodes compiled");
+}
