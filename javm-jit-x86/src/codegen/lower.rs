@@ -558,8 +558,8 @@ impl Cg<'_> {
         let b = host(base);
         match self.store_check(idx) {
             StoreCheck::Own => {}
-            StoreCheck::Head { lo, hi, retry } => {
-                self.group_check(base, lo, hi, retry);
+            StoreCheck::Head { lo, last, retry } => {
+                self.group_check(base, lo, last, retry);
                 self.lea(false, RDX, b, x);
                 self.store(idx, v, width);
                 return;

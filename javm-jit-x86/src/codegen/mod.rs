@@ -383,9 +383,9 @@ impl Cg<'_> {
             self.store_checks.push(match p {
                 stores::Planned::Own => stores::StoreCheck::Own,
                 stores::Planned::Member => stores::StoreCheck::Member,
-                stores::Planned::Head { lo, hi } => stores::StoreCheck::Head {
+                stores::Planned::Head { lo, last } => stores::StoreCheck::Head {
                     lo,
-                    hi,
+                    last,
                     retry: self.labels.make(),
                 },
             });

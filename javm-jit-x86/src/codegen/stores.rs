@@ -3,14 +3,18 @@
 //! Every compiled store checks the window's write shadow (`window.rs`) before it
 //! writes. Within a basic block, stores through the same base register that no
 //! instruction in between may change, at offsets less than a page apart, form a
-//! *group*: the group's first store checks the shadow granules of the lowest and of
-//! the highest offset once, and the group's stores then write without further checks.
+//! *group*: the group's first store checks the shadow granules of the group's first
+//! and last byte once, and the group's stores then write without further checks.
 //!
-//! Why that is enough: the two granules being `SHADOW_FULL` means both pages are
-//! `PresentRw` (and the page after the highest granule too, if it is its page's last),
-//! and every byte a group store writes lies between the lowest offset and eight bytes
-//! past the highest, so in those pages. The top page of the address space is never
-//! `SHADOW_FULL`, so a group whose range would wrap past 2^32 fails its check.
+//! Why that is enough: the first byte's granule must be `SHADOW_FULL`, so its page
+//! is `PresentRw` and is not the top page of the address space (which is never
+//! `SHADOW_FULL`); the last byte's granule must be `SHADOW_FULL` or
+//! `SHADOW_IN_PAGE`, so its page is `PresentRw`. The range is at most a page long,
+//! so it does not wrap past 2^32 (it starts below the top page) and lies in those
+//! two pages, which holds every byte a group store writes. The last byte's granule
+//! may be `SHADOW_IN_PAGE` because nothing is written past that byte: a group that
+//! fills a stack frame up to the top of the stack, whose next page is read-only,
+//! passes its check.
 //!
 //! A failed check must not run the group's later stores unchecked, so the
 //! instructions a group spans (its first store to its last) also get a *checked copy*,
@@ -34,38 +38,40 @@ use javm_exec::Reg;
 use super::Cg;
 use super::labels::{Cc, Label};
 use super::regs::{RDX, host};
-use crate::window::{SHADOW_DISP, SHADOW_FULL};
+use crate::window::{SHADOW_DISP, SHADOW_FULL, SHADOW_IN_PAGE};
 
 /// Fewest stores for which a group check pays (two granule checks against one per
 /// store).
 const MIN_GROUP: usize = 3;
-/// Largest distance between a group's lowest and highest offset: the range then
-/// spans at most two pages.
-const MAX_SPAN: i64 = 4096 - 8;
+/// Largest distance between a group's first and last byte: the range then spans at
+/// most two pages.
+const MAX_SPAN: i64 = 4096 - 1;
 
 /// How one store of a block is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StoreCheck {
     /// On its own (also every store of a checked copy).
     Own,
-    /// First store of a group: checks offsets `lo` and `hi` of its base register
-    /// for the whole group; on failure continues in the checked copy at `retry`.
-    Head { lo: i32, hi: i32, retry: Label },
+    /// First store of a group: checks offsets `lo` (the first byte written) and
+    /// `last` (the last) of its base register for the whole group; on failure
+    /// continues in the checked copy at `retry`.
+    Head { lo: i32, last: i32, retry: Label },
     /// A later store of a group: no check.
     Member,
 }
 
-/// The base register and offset of a store through a register, `None` for anything
-/// else.
-pub(crate) fn indirect_store(ins: &I) -> Option<(Reg, i32)> {
+/// The base register, offset and width of a store through a register, `None` for
+/// anything else.
+pub(crate) fn indirect_store(ins: &I) -> Option<(Reg, i32, u8)> {
     match *ins {
-        I::StoreImmIndU8(o)
-        | I::StoreImmIndU16(o)
-        | I::StoreImmIndU32(o)
-        | I::StoreImmIndU64(o) => Some((o.a, o.x)),
-        I::StoreIndU8(o) | I::StoreIndU16(o) | I::StoreIndU32(o) | I::StoreIndU64(o) => {
-            Some((o.b, o.x))
-        }
+        I::StoreImmIndU8(o) => Some((o.a, o.x, 1)),
+        I::StoreImmIndU16(o) => Some((o.a, o.x, 2)),
+        I::StoreImmIndU32(o) => Some((o.a, o.x, 4)),
+        I::StoreImmIndU64(o) => Some((o.a, o.x, 8)),
+        I::StoreIndU8(o) => Some((o.b, o.x, 1)),
+        I::StoreIndU16(o) => Some((o.b, o.x, 2)),
+        I::StoreIndU32(o) => Some((o.b, o.x, 4)),
+        I::StoreIndU64(o) => Some((o.b, o.x, 8)),
         _ => None,
     }
 }
@@ -80,22 +86,22 @@ pub(crate) fn may_group(block: &[I]) -> bool {
         .is_some()
 }
 
-/// An open group: its base register, its stores as `(index in block, offset)`, and
-/// the lowest and highest offset.
+/// An open group: its base register, its stores (indices in the block), and the
+/// offsets of the first and the last byte its stores write.
 struct Open {
     base: Reg,
-    stores: Vec<(usize, i32)>,
-    lo: i32,
-    hi: i32,
+    stores: Vec<usize>,
+    lo: i64,
+    last: i64,
 }
 
 impl Open {
-    fn new(base: Reg, pos: usize, x: i32) -> Open {
+    fn new(base: Reg, pos: usize, x: i32, width: u8) -> Open {
         Open {
             base,
-            stores: vec![(pos, x)],
-            lo: x,
-            hi: x,
+            stores: vec![pos],
+            lo: i64::from(x),
+            last: i64::from(x) + i64::from(width) - 1,
         }
     }
 }
@@ -105,8 +111,9 @@ impl Open {
 pub(crate) enum Planned {
     /// Not in a group (or not a store).
     Own,
-    /// First store of a group whose offsets span `lo..=hi`.
-    Head { lo: i32, hi: i32 },
+    /// First store of a group whose stores write offsets `lo..=last` of the base
+    /// (`last` as a 32-bit displacement: mod 2^32, like the addresses).
+    Head { lo: i32, last: i32 },
     /// A later store of a group.
     Member,
 }
@@ -156,33 +163,36 @@ pub(crate) fn plan(block: &[I]) -> Plan {
         if g.stores.len() < MIN_GROUP {
             return;
         }
-        let (first, last) = (g.stores[0].0, g.stores[g.stores.len() - 1].0);
-        spans.push((first, last + 1));
-        let (lo, hi) = (g.lo, g.hi);
-        for (k, &(pos, _)) in g.stores.iter().enumerate() {
+        let (first, end) = (g.stores[0], g.stores[g.stores.len() - 1] + 1);
+        spans.push((first, end));
+        // `lo` is a store's offset; `last` may exceed `i32::MAX` by up to 7, and is
+        // taken mod 2^32 as the displacement of a 32-bit address computation.
+        let (lo, last) = (g.lo as i32, g.last as i32);
+        for (k, &pos) in g.stores.iter().enumerate() {
             out[pos] = if k == 0 {
-                Planned::Head { lo, hi }
+                Planned::Head { lo, last }
             } else {
                 Planned::Member
             };
         }
     };
     for (pos, ins) in block.iter().enumerate() {
-        if let Some((base, x)) = indirect_store(ins) {
+        if let Some((base, x, width)) = indirect_store(ins) {
+            let new = Open::new(base, pos, x, width);
             match open.iter().position(|g| g.base == base) {
                 Some(i) => {
                     let g = &mut open[i];
-                    let (lo, hi) = (g.lo.min(x), g.hi.max(x));
-                    if i64::from(hi) - i64::from(lo) > MAX_SPAN {
+                    let (lo, last) = (g.lo.min(new.lo), g.last.max(new.last));
+                    if last - lo > MAX_SPAN {
                         let g = open.swap_remove(i);
                         close(g, &mut out);
-                        open.push(Open::new(base, pos, x));
+                        open.push(new);
                     } else {
-                        g.stores.push((pos, x));
-                        (g.lo, g.hi) = (lo, hi);
+                        g.stores.push(pos);
+                        (g.lo, g.last) = (lo, last);
                     }
                 }
-                None => open.push(Open::new(base, pos, x)),
+                None => open.push(new),
             }
             continue;
         }
@@ -223,18 +233,21 @@ impl Cg<'_> {
             .unwrap_or(StoreCheck::Own)
     }
 
-    /// The group check of a head store through `base`: both granules `SHADOW_FULL`,
-    /// or continue at `retry`.
-    pub(crate) fn group_check(&mut self, base: Reg, lo: i32, hi: i32, retry: Label) {
+    /// The group check of a head store through `base` (see the module
+    /// documentation): the granule of the first byte `SHADOW_FULL` and that of the
+    /// last byte `SHADOW_FULL` or `SHADOW_IN_PAGE` (at least `SHADOW_FULL`), or
+    /// continue at `retry`. A group that writes one byte only needs its page.
+    pub(crate) fn group_check(&mut self, base: Reg, lo: i32, last: i32, retry: Label) {
+        const _: () = assert!(SHADOW_IN_PAGE > SHADOW_FULL && SHADOW_FULL > 0);
         let b = host(base);
-        let offsets = [lo, hi];
-        for &x in &offsets[..if lo == hi { 1 } else { 2 }] {
+        let checks = [(lo, Cc::Ne), (last, Cc::B)];
+        for &(x, fail) in &checks[if lo == last { 1 } else { 0 }..] {
             self.lea(false, RDX, b, x);
             dynasm!(self.ops ; .arch x64
                 ; shr edx, 3
                 ; cmp BYTE [r15 + rdx + SHADOW_DISP], SHADOW_FULL as i8
             );
-            self.jcc(Cc::Ne, retry);
+            self.jcc(fail, retry);
         }
     }
 }
@@ -258,7 +271,7 @@ mod tests {
         let p = plan(&b).parts;
         assert_eq!(
             p[0],
-            Planned::Head { lo: 0, hi: 40 },
+            Planned::Head { lo: 0, last: 40 },
             "with the group's range"
         );
         assert_eq!(
