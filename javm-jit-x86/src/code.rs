@@ -141,6 +141,15 @@ impl WritableCode {
                 MapFlags::MAP_PRIVATE,
             )
         }?;
+        // The guard page is made inaccessible once, here: only the code pages change
+        // protection afterwards (finalizing, pooling, reuse), so every mapping, fresh
+        // or recycled, has its guard from the start.
+        // SAFETY: the last page of the mapping just created, which nothing uses.
+        if let Err(e) = unsafe { mprotect(p.byte_add(code_pages), PAGE, ProtFlags::PROT_NONE) } {
+            // SAFETY: unmapping the mapping just created, which nothing uses.
+            let _ = unsafe { munmap(p, map_len) };
+            return Err(e.into());
+        }
         if code_pages >= POPULATE_MIN {
             // Every code page is written right below; for a large program one
             // pre-fault of the whole range is cheaper than a page fault per page (for
@@ -160,8 +169,9 @@ impl WritableCode {
         Ok(w)
     }
 
-    /// Make the code read + execute (and the tail page inaccessible). Consumes the
-    /// writable handle, so nothing can write the code afterwards.
+    /// Make the code read + execute (the guard page after it is inaccessible since
+    /// the mapping was created). Consumes the writable handle, so nothing can write
+    /// the code afterwards.
     pub(crate) fn finalize(self) -> io::Result<ExecutableCode> {
         let me = std::mem::ManuallyDrop::new(self);
         let code_pages = me.map_len - PAGE;
@@ -170,7 +180,7 @@ impl WritableCode {
             len: me.len,
             map_len: me.map_len,
         };
-        // SAFETY: both ranges lie inside the mapping `exec` owns; changing their
+        // SAFETY: the code pages lie inside the mapping `exec` owns; changing their
         // protection affects no other object.
         unsafe {
             mprotect(
@@ -178,7 +188,6 @@ impl WritableCode {
                 code_pages,
                 ProtFlags::PROT_READ | ProtFlags::PROT_EXEC,
             )?;
-            mprotect(exec.ptr.add(code_pages).cast(), PAGE, ProtFlags::PROT_NONE)?;
         }
         // On an error above `exec` unmaps on drop.
         Ok(exec)
