@@ -33,7 +33,7 @@
 
 use dynasmrt::{DynasmApi, dynasm};
 use javm_exec::Instruction as I;
-use javm_exec::Reg;
+use javm_exec::{Opcode, Reg};
 
 use super::Cg;
 use super::labels::{Cc, Label};
@@ -60,20 +60,19 @@ pub(crate) enum StoreCheck {
     Member,
 }
 
-/// The base register, offset and width of a store through a register, `None` for
-/// anything else.
-pub(crate) fn indirect_store(ins: &I) -> Option<(Reg, i32, u8)> {
-    match *ins {
-        I::StoreImmIndU8(o) => Some((o.a, o.x, 1)),
-        I::StoreImmIndU16(o) => Some((o.a, o.x, 2)),
-        I::StoreImmIndU32(o) => Some((o.a, o.x, 4)),
-        I::StoreImmIndU64(o) => Some((o.a, o.x, 8)),
-        I::StoreIndU8(o) => Some((o.b, o.x, 1)),
-        I::StoreIndU16(o) => Some((o.b, o.x, 2)),
-        I::StoreIndU32(o) => Some((o.b, o.x, 4)),
-        I::StoreIndU64(o) => Some((o.b, o.x, 8)),
-        _ => None,
-    }
+/// The base register, offset and width (from the ISA's access table) of a store
+/// through a register, `None` for anything else.
+pub(crate) fn indirect_store(ins: &I) -> Option<(Reg, i32, u32)> {
+    let (base, x) = match *ins {
+        I::StoreImmIndU8(o)
+        | I::StoreImmIndU16(o)
+        | I::StoreImmIndU32(o)
+        | I::StoreImmIndU64(o) => (o.a, o.x),
+        I::StoreIndU8(o) | I::StoreIndU16(o) | I::StoreIndU32(o) | I::StoreIndU64(o) => (o.b, o.x),
+        _ => return None,
+    };
+    let width = ins.opcode().and_then(Opcode::memory_access)?.width;
+    Some((base, x, width))
 }
 
 /// Whether a block has enough stores through registers for a group (a cheap scan
@@ -96,7 +95,7 @@ struct Open {
 }
 
 impl Open {
-    fn new(base: Reg, pos: usize, x: i32, width: u8) -> Open {
+    fn new(base: Reg, pos: usize, x: i32, width: u32) -> Open {
         Open {
             base,
             stores: vec![pos],
