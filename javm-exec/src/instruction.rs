@@ -290,6 +290,31 @@ macro_rules! define_instruction {
                         .unwrap_or(Instruction::Invalid),)*
                 }
             }
+
+            /// [`Instruction::resolve`] written into `out` (left as it is when the
+            /// operands do not fit the opcode's format). The loader fills its table
+            /// this way: each arm stores its fields straight into the slot, where a
+            /// returned value is assembled on the stack and copied with wider loads
+            /// than the stores that built it (a store-forwarding stall per
+            /// instruction).
+            #[inline]
+            pub fn resolve_into(
+                out: &mut Instruction,
+                opcode: Option<Opcode>,
+                args: &Args,
+                resolve: &dyn Fn(i64) -> Target,
+            ) {
+                let Some(opcode) = opcode else {
+                    *out = Instruction::Invalid;
+                    return;
+                };
+                match opcode {
+                    $(Opcode::$name => match resolve_operands(args, resolve) {
+                        Some(o) => *out = Instruction::$name(o),
+                        None => *out = Instruction::Invalid,
+                    },)*
+                }
+            }
         }
     };
 }

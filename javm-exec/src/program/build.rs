@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use super::{Block, Program, ProgramError, hash_parts};
 use crate::instruction::{Instruction, Target};
-use crate::isa::CodeView;
+use crate::isa::{CodeView, Opcode};
 
 /// Largest accepted code: 16 MiB (JAM service code is a few MiB at most). Predecoding
 /// costs about 20 bytes per instruction, so this bounds what a hostile blob can make
@@ -23,10 +23,12 @@ pub const MAX_JUMP_TABLE_LEN: usize = 1 << 24;
 /// (`terminator_at(position index)`) — not a position that only ends its block because
 /// it is no instruction start (DESIGN-DECISIONS §60). The loader and
 /// [`super::Program::resolve_target`] both use this one rule.
+/// `block_at(pc)` names the block starting at `pc`, if one does.
 pub(super) fn resolve_target(
     target: i64,
     len: u32,
     blocks: &[Block],
+    block_at: impl Fn(u32) -> Option<u32>,
     valid_at: impl Fn(u32) -> bool,
     terminator_at: impl Fn(u32) -> bool,
 ) -> Target {
@@ -36,14 +38,52 @@ pub(super) fn resolve_target(
     if t >= len {
         return Target::INVALID;
     }
-    match blocks.binary_search_by_key(&t, |b| b.pc) {
-        Ok(b)
-            if valid_at(blocks[b].first)
-                && (blocks[b].first == 0 || terminator_at(blocks[b].first - 1)) =>
+    match block_at(t) {
+        Some(b)
+            if valid_at(blocks[b as usize].first)
+                && (blocks[b as usize].first == 0
+                    || terminator_at(blocks[b as usize].first - 1)) =>
         {
-            Target(b as u32)
+            Target(b)
         }
         _ => Target::INVALID,
+    }
+}
+
+/// The block starts of a program as a bit per PC with a running count per 64 PCs:
+/// the block starting at a PC in constant time, for resolving every target while
+/// loading (a binary search over the blocks was a fifth of loading, its loads
+/// dependent and scattered).
+struct BlockStarts {
+    bits: Vec<u64>,
+    before: Vec<u32>,
+}
+
+impl BlockStarts {
+    fn new(len: u32, blocks: &[Block]) -> BlockStarts {
+        let words = (len as usize + 1).div_ceil(64);
+        let mut bits = vec![0u64; words];
+        for b in blocks {
+            bits[b.pc as usize / 64] |= 1 << (b.pc % 64);
+        }
+        let mut count = 0u32;
+        let before = bits
+            .iter()
+            .map(|w| {
+                let c = count;
+                count += w.count_ones();
+                c
+            })
+            .collect();
+        BlockStarts { bits, before }
+    }
+
+    /// The index of the block starting at `pc`, if one does.
+    #[inline]
+    fn at(&self, pc: u32) -> Option<u32> {
+        let (w, b) = (pc as usize / 64, pc % 64);
+        let word = *self.bits.get(w)?;
+        (word >> b & 1 == 1).then(|| self.before[w] + (word & ((1u64 << b) - 1)).count_ones())
     }
 }
 
@@ -78,27 +118,28 @@ pub(super) fn build(
     let view = CodeView::new(&code, &bitmask);
     let len = view.len();
 
-    // Positions: instruction starts, 0, len, closed under pc + 1 + skip(pc).
-    let mut is_pos = vec![false; len as usize + 1];
-    is_pos[0] = true;
-    is_pos[len as usize] = true;
-    for pc in 0..len {
-        if view.bit(u64::from(pc)) {
-            is_pos[pc as usize] = true;
-        }
-        if is_pos[pc as usize] {
-            is_pos[(pc + 1 + view.skip(pc)) as usize] = true;
-        }
+    // Positions: instruction starts, 0, len, closed under pc + 1 + skip(pc). One walk
+    // from 0 visits them all in order: `pc + 1 + skip(pc)` is the next instruction
+    // start (or `len`, whose bit reads as set) unless that is more than 25 bytes on,
+    // and then it is the landing 25 bytes on, so the walk never steps over a start.
+    let starts: usize = bitmask.iter().map(|b| b.count_ones() as usize).sum();
+    let mut pcs: Vec<u32> = Vec::with_capacity(starts + 2);
+    let mut pc = 0u32;
+    while pc < len {
+        pcs.push(pc);
+        pc += 1 + view.skip(pc);
     }
-    let pcs: Vec<u32> = (0..=len).filter(|&pc| is_pos[pc as usize]).collect();
-    drop(is_pos);
+    pcs.push(len);
 
-    // Blocks start at 0 and after every terminator; decode once to find them.
-    let decoded: Vec<_> = pcs.iter().map(|&pc| view.decode(pc)).collect();
+    // Blocks start at 0 and after every terminator. Only the opcodes are kept for
+    // the target rule; operands are decoded below, straight into the instruction
+    // table (a table of decoded operands cost a store-forwarding stall per
+    // instruction when it was copied).
+    let opcodes: Vec<Option<Opcode>> = pcs.iter().map(|&pc| view.opcode_at(pc)).collect();
     let mut blocks = Vec::new();
     let mut first = 0u32;
     for (i, &pc) in pcs.iter().enumerate() {
-        if view.ends_block(pc) || i + 1 == decoded.len() {
+        if view.ends_block(pc) || i + 1 == opcodes.len() {
             let end = i as u32 + 1;
             blocks.push(Block {
                 pc: pcs[first as usize],
@@ -109,23 +150,22 @@ pub(super) fn build(
         }
     }
 
+    let starts = BlockStarts::new(len, &blocks);
     let resolve = |target: i64| {
         resolve_target(
             target,
             len,
             &blocks,
-            |i| decoded[i as usize].opcode.is_some(),
-            |i| {
-                decoded[i as usize]
-                    .opcode
-                    .is_some_and(|op| op.is_terminator())
-            },
+            |pc| starts.at(pc),
+            |i| opcodes[i as usize].is_some(),
+            |i| opcodes[i as usize].is_some_and(|op| op.is_terminator()),
         )
     };
-    let instructions: Vec<Instruction> = decoded
-        .iter()
-        .map(|d| Instruction::resolve(d.opcode, &d.args, &resolve))
-        .collect();
+    let mut instructions = vec![Instruction::Invalid; pcs.len()];
+    for (slot, &pc) in instructions.iter_mut().zip(&pcs) {
+        let d = view.decode(pc);
+        Instruction::resolve_into(slot, d.opcode, &d.args, &resolve);
+    }
     let jump_targets: Vec<Target> = jump_table.iter().map(|&t| resolve(i64::from(t))).collect();
     let hash = hash_parts(&code, &bitmask, &jump_table);
 

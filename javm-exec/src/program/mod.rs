@@ -210,6 +210,7 @@ impl Program {
             target,
             self.code.len() as u32,
             &self.blocks,
+            |pc| self.block_starting_at(pc),
             |i| self.instructions[i as usize] != Instruction::Invalid,
             |i| self.instructions[i as usize].is_terminator(),
         )

@@ -140,3 +140,55 @@ fn hash_depends_on_every_part() {
     assert_ne!(a, d);
     assert_eq!(a, program(&[1, 0], &[0, 1], &[]).hash());
 }
+
+/// The positions by their definition: every byte is visited, and a position marks
+/// `pc + 1 + skip(pc)`.
+fn positions_by_definition(view: CodeView<'_>) -> Vec<u32> {
+    let len = view.len();
+    let mut is_pos = vec![false; len as usize + 1];
+    is_pos[0] = true;
+    is_pos[len as usize] = true;
+    for pc in 0..len {
+        if view.bit(u64::from(pc)) {
+            is_pos[pc as usize] = true;
+        }
+        if is_pos[pc as usize] {
+            is_pos[(pc + 1 + view.skip(pc)) as usize] = true;
+        }
+    }
+    (0..=len).filter(|&pc| is_pos[pc as usize]).collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+    /// Loading walks positions one skip at a time and resolves targets through a
+    /// rank table of block starts; both must give what the definitions give: every
+    /// byte visited for positions, a binary search over the blocks for targets.
+    #[test]
+    fn positions_and_targets_match_their_definitions(
+        code in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+        density in 0u32..5,
+        seed in proptest::prelude::any::<u64>(),
+        table in proptest::collection::vec(0u32..420, 0..8),
+    ) {
+        // Sparse to dense bitmasks, so that gaps of more than 24 bytes occur.
+        let mut state = seed | 1;
+        let mut next = || { state ^= state << 13; state ^= state >> 7; state ^= state << 17; state };
+        let starts: Vec<u32> = (0..code.len() as u32)
+            .filter(|_| next() % 32 < u64::from(density * density + 1))
+            .collect();
+        let p = Program::new(code.clone(), mask(&starts, code.len()), table.clone()).unwrap();
+        proptest::prop_assert_eq!(p.pcs().to_vec(), positions_by_definition(p.view()));
+        for (i, &pc) in p.pcs().iter().enumerate() {
+            if let Some(raw) = p.view().decode(pc).args.target()
+                && p.instructions()[i] != Instruction::Invalid
+            {
+                proptest::prop_assert_eq!(p.instructions()[i].target(), Some(p.resolve_target(raw)));
+            }
+        }
+        for (i, &t) in table.iter().enumerate() {
+            proptest::prop_assert_eq!(p.jump_targets()[i], p.resolve_target(i64::from(t)));
+        }
+    }
+}
