@@ -88,8 +88,10 @@ fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
     (out, PEAK.load(Ordering::Relaxed) - base)
 }
 
-/// Peak heap allowed per byte of a code blob while it is parsed and predecoded.
-const MAX_LOAD_HEAP_PER_BYTE: usize = 80;
+/// Peak heap allowed per byte of a code blob while it is parsed and predecoded
+/// (the worst kind, one-byte `trap`s, peaks at 41.2: a 16-byte instruction, its PC,
+/// its block, its opcode and the rank table per byte; DESIGN-DECISIONS §79).
+const MAX_LOAD_HEAP_PER_BYTE: usize = 48;
 /// Peak heap allowed per byte of PVM code while the interpreter prepares it.
 const MAX_INTERP_HEAP_PER_BYTE: usize = 80;
 /// Peak heap allowed per byte of PVM code while the recompiler compiles it (the
