@@ -281,22 +281,17 @@ macro_rules! define_instruction {
                 args: &Args,
                 resolve: &dyn Fn(i64) -> Target,
             ) -> Instruction {
-                let Some(opcode) = opcode else {
-                    return Instruction::Invalid;
-                };
-                match opcode {
-                    $(Opcode::$name => resolve_operands(args, resolve)
-                        .map(Instruction::$name)
-                        .unwrap_or(Instruction::Invalid),)*
-                }
+                let mut out = Instruction::Invalid;
+                Instruction::resolve_into(&mut out, opcode, args, resolve);
+                out
             }
 
-            /// [`Instruction::resolve`] written into `out` (left as it is when the
-            /// operands do not fit the opcode's format). The loader fills its table
-            /// this way: each arm stores its fields straight into the slot, where a
-            /// returned value is assembled on the stack and copied with wider loads
-            /// than the stores that built it (a store-forwarding stall per
-            /// instruction).
+            /// [`Instruction::resolve`] written into `out` (the one definition of
+            /// the resolution; `Invalid` when there is no opcode or the operands do
+            /// not fit its format). The loader fills its table this way: each arm
+            /// stores its fields straight into the slot, where a returned value is
+            /// assembled on the stack and copied with wider loads than the stores
+            /// that built it (a store-forwarding stall per instruction).
             #[inline]
             pub fn resolve_into(
                 out: &mut Instruction,
