@@ -124,7 +124,79 @@ fn handles_outlive_their_instances<E: Engine>(e: &E) {
     assert_eq!(t.join().unwrap(), 200);
 }
 
+/// A loop whose head is an interrupt point and whose second block is not: r1 and
+/// r2 count the iterations begun and completed.
+const TWO_BLOCKS: &str = "load_imm r1, 0\nfallthrough\nL: add_imm_64 r1, r1, 1\n\
+    branch_eq_imm r1, 0, @X\nadd_imm_64 r2, r2, 1\njump L\nX: trap";
+
+/// Requests at arbitrary moments — while the code runs, between runs, while the
+/// instance moves to another thread — stop the run at the loop head with exactly
+/// the gas of the iterations run: the request is never lost, and the gas counter
+/// is biased at most once and always restored (the recompiler's signal path,
+/// `javm-jit-x86/src/signal.rs`).
+fn requests_at_any_moment_keep_the_gas_exact<E: Engine>(e: &E)
+where
+    E::Instance: Send + 'static,
+{
+    // Enough gas for seconds of looping, so that a lost request ends the run out of
+    // gas (and fails the test) rather than never.
+    const GAS: i64 = 1 << 36;
+    let c = Case::asm(TWO_BLOCKS).gas(GAS);
+    let costs = c.program.block_costs(c.schedule());
+    let head = c.program.block_starting_at(c.program.pcs()[2]).unwrap() as usize;
+    let (entry, per_iteration) = (
+        costs[0].cost as i64,
+        (costs[head].cost + costs[head + 1].cost) as i64,
+    );
+    let mut inst = c.instance(e);
+    let handle = inst.interrupt_handle();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let requester = {
+        let (handle, stop) = (handle.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut x = 0x2545_f491_4f6c_dd1d_u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                std::thread::sleep(Duration::from_micros(x % 300));
+                handle.interrupt();
+            }
+        })
+    };
+    let mut last = 0;
+    for round in 0..300 {
+        // Every third round on a thread of its own.
+        let exit;
+        (inst, exit) = if round % 3 == 0 {
+            std::thread::spawn(move || {
+                let exit = inst.run();
+                (inst, exit)
+            })
+            .join()
+            .unwrap()
+        } else {
+            let exit = inst.run();
+            (inst, exit)
+        };
+        assert_eq!(exit, Ok(Exit::Interrupted), "round {round}");
+        let regs = inst.regs();
+        let iterations = regs[2] as i64;
+        assert_eq!(regs[1], regs[2], "round {round}: stopped at the loop head");
+        assert!(iterations >= last);
+        last = iterations;
+        assert_eq!(
+            GAS - inst.gas(),
+            entry + iterations * per_iteration,
+            "round {round}: gas of {iterations} iterations"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    requester.join().unwrap();
+}
+
 engine_tests!(
+    requests_at_any_moment_keep_the_gas_exact,
     stops_an_endless_loop_from_another_thread,
     a_pending_request_stops_at_the_first_loop_head,
     straight_line_code_is_not_interrupted,

@@ -95,8 +95,8 @@ struct InterruptShared {
 /// What an engine installs on its instance's [`InterruptHandle`] to hear of each
 /// request as it is made ([`InterruptHandle::set_notify`]).
 ///
-/// The recompiler uses it to mirror the request into a byte its compiled code
-/// polls with one instruction. A notifier is only a hint: an engine that stops
+/// The recompiler uses it to signal the thread running the instance, whose
+/// compiled code polls nothing. A notifier is only a hint: an engine that stops
 /// must still [`InterruptHandle::take`] the request, and one that finds nothing to
 /// take carries on.
 pub trait InterruptNotify: Send {
@@ -137,7 +137,9 @@ impl InterruptHandle {
         self.0.flag.swap(false, Ordering::SeqCst)
     }
 
-    /// The flag itself, which engines poll (non-zero byte: a request is pending).
+    /// The flag itself (non-zero byte: a request is pending), for engines that
+    /// read it directly: the interpreter at its interrupt points, the recompiler's
+    /// signal handler.
     pub fn flag(&self) -> &AtomicBool {
         &self.0.flag
     }

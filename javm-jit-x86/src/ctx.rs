@@ -47,7 +47,8 @@ pub(crate) struct JitContext {
     /// A dynamic jump's table index while it is checked, for the exit that
     /// reports it (halt or panic at that instruction).
     pub(crate) exit_idx: u32,
-    /// Remaining gas (minus the step bias while stepping, see `instance.rs`).
+    /// Remaining gas (minus `i64::MAX`, wrapping, while [`Kick::biased`] is set: while
+    /// stepping, or when an interrupt is requested; see `instance.rs`).
     pub(crate) gas: i64,
 }
 
@@ -56,21 +57,32 @@ pub(crate) const CTX_SIZE: usize = std::mem::size_of::<JitContext>();
 const _: () = assert!(CTX_SIZE <= CTX_PAGE && CTX_SIZE.is_multiple_of(16));
 
 /// Bytes between the end of [`JitContext`] and the guest base: room for the
-/// interrupt mirror outside the struct but within an 8-bit displacement of R15.
+/// [`Kick`] outside the struct. (The gas counter stays within an 8-bit displacement
+/// of R15.)
 pub(crate) const CTX_GAP: usize = 16;
 const _: () = assert!(CTX_SIZE + CTX_GAP <= CTX_PAGE);
 
-/// Distance below the guest base of the *interrupt mirror*: one byte in the context
-/// page, in the gap after [`JitContext`], that is non-zero while an interrupt request
-/// may be pending. Compiled code polls it at loop heads with one 5-byte `cmp`; the
-/// instance's [`javm_exec::InterruptNotify`] sets it from the requesting thread (so
-/// no Rust reference to the context ever covers it), and the instance clears it
-/// before it takes a request. It shares a cache line with the gas counter: the
-/// requesting thread's one write costs the running thread one miss. The flag in the
-/// `InterruptHandle` stays the truth: a mirror left set after its request was taken
-/// only costs one exit that finds nothing to take and re-enters.
-pub(crate) const INTERRUPT_MIRROR: usize = 8;
-const _: () = assert!(INTERRUPT_MIRROR <= CTX_GAP);
+/// How another thread stops a running instance (`signal.rs`, "Interrupts"): the
+/// kernel thread id of the thread that entered the instance's code last, which the
+/// instance's interrupt notifier signals, and whether the gas counter currently
+/// carries the interrupt bias. It lies in the context page, in the gap after
+/// [`JitContext`] (so no Rust reference to the context covers it), and every access
+/// to it is atomic: the requesting thread reads `tid`, and the signal handler swaps
+/// `biased` on the running thread, between any two instructions of the run loop.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Kick {
+    /// Thread id (`gettid`) of the last thread that entered; 0 before the first
+    /// entry, and cleared by every request and every exit with the bias, so that
+    /// an entry that finds its own id here has no request to look for.
+    pub(crate) tid: std::sync::atomic::AtomicI32,
+    /// 1 while `gas` holds the bias (`i64::MAX` subtracted, wrapping).
+    pub(crate) biased: std::sync::atomic::AtomicU8,
+}
+
+/// Distance of the [`Kick`] below the guest base.
+pub(crate) const KICK: usize = 8;
+const _: () = assert!(KICK <= CTX_GAP && std::mem::size_of::<Kick>() <= KICK);
 
 /// Displacement of a context field from R15 (the guest base).
 const fn disp(field: usize) -> i32 {
@@ -88,8 +100,6 @@ pub(crate) mod off {
     pub(crate) const T1: i32 = disp(offset_of!(JitContext, t1));
     pub(crate) const SAVE_RAX: i32 = disp(offset_of!(JitContext, save_rax));
     pub(crate) const SAVE_RCX: i32 = disp(offset_of!(JitContext, save_rcx));
-    /// The interrupt mirror byte ([`super::INTERRUPT_MIRROR`]).
-    pub(crate) const INTERRUPT: i32 = -(super::INTERRUPT_MIRROR as i32);
 
     /// Displacement of guest register `i`'s save slot.
     pub(crate) const fn reg(i: usize) -> i32 {
@@ -112,8 +122,9 @@ pub(crate) enum ExitKind {
     /// calls (`codegen::HostSite`: its block, PC and immediate).
     HostCall = 5,
     /// Left at the entry of block the exit index, before it is charged: not enough gas,
-    /// or the interrupt mirror was set (the run loop tells which; the block's cost
-    /// is still deducted where `codegen::subtracts_first` holds).
+    /// or the gas counter carries a bias (stepping, or an interrupt request; the run
+    /// loop tells which; the block's cost is still deducted where
+    /// `codegen::subtracts_first` holds).
     OutOfGas = 6,
     /// A rejected access at the exit index; `fault_addr` is the first bad byte.
     Fault = 7,

@@ -3,7 +3,7 @@
 
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering, compiler_fence};
 
 use javm_exec::engine::{
     EngineError, Exit, Instance, InterruptHandle, InterruptNotify, MemoryError, Resume, check_gas,
@@ -18,7 +18,7 @@ use javm_exec::{GasProfile, NUM_REGS, Reg};
 use nix::sys::mman::ProtFlags;
 
 use crate::codegen::HostSite;
-use crate::ctx::{ExitKind, JitContext};
+use crate::ctx::{ExitKind, JitContext, Kick};
 use crate::module::JitModule;
 use crate::signal::{self, ActiveGuard, Running, materialize_unit};
 use crate::window::{Window, discard, mark_unwritable, mark_writable, protect};
@@ -31,11 +31,6 @@ fn protection_error(errno: i32) -> EngineError {
     ))
 }
 
-/// While stepping, compiled code sees `gas − STEP_BIAS` (≤ 0), so the gas check of
-/// the next block always fails and returns control before that block is entered.
-/// Every block needs at least 1 gas, which `codegen` checks.
-const STEP_BIAS: i64 = i64::MAX;
-
 /// A recompiler instance.
 #[derive(Debug)]
 pub struct JitInstance {
@@ -46,11 +41,11 @@ pub struct JitInstance {
     resume: Resume,
     /// Set when the host failed mid-access; the instance cannot continue.
     broken: Option<EngineError>,
-    /// The interrupt request flag; compiled code polls its mirror in the context
-    /// page ([`crate::ctx::INTERRUPT_MIRROR`]).
+    /// The interrupt request flag (`signal.rs`, "Interrupts": a request biases the
+    /// gas counter of the running code).
     interrupt: InterruptHandle,
-    /// Whether `interrupt` carries a [`Mirror`] notifier (installed when the first
-    /// handle is given out, removed before the window goes).
+    /// Whether `interrupt` carries a [`KickNotify`] notifier (installed when the
+    /// first handle is given out, removed before the window goes).
     notifying: AtomicBool,
     /// What the fault handler needs while this instance runs, built once; the page
     /// map pointer and the gas bias are refreshed at each entry.
@@ -80,6 +75,7 @@ impl JitInstance {
         gas: i64,
     ) -> JitInstance {
         let mut window = ManuallyDrop::new(window);
+        let interrupt = InterruptHandle::new();
         let running = Running {
             code_start: module.code.start(),
             code_len: module.code.len(),
@@ -89,6 +85,8 @@ impl JitInstance {
             map: std::ptr::null_mut(),
             ctx: window.ctx(),
             exit_addr: module.code.start() + module.exit as usize,
+            interrupt: interrupt.flag(),
+            kick: window.kick(),
         };
         let mut inst = JitInstance {
             module,
@@ -97,7 +95,7 @@ impl JitInstance {
             pc,
             resume: Resume::BadPc,
             broken: None,
-            interrupt: InterruptHandle::new(),
+            interrupt,
             notifying: AtomicBool::new(false),
             running,
         };
@@ -106,35 +104,18 @@ impl JitInstance {
     }
 
     /// Set up the context for a run from `pc` (a fresh or reset window's context is
-    /// zero): registers, gas, the jump table, and the interrupt mirror from the flag.
+    /// zero): registers, gas and the jump table.
     fn start(&mut self, regs: [u64; NUM_REGS], pc: u32, gas: i64) {
         let jt = self.module.jump_table.as_ptr() as u64;
         let ctx = self.ctx_mut();
         ctx.regs[..NUM_REGS].copy_from_slice(&regs);
         ctx.gas = gas;
         ctx.jt_ptr = jt;
-        // Cleared first, then set from the flag: a request made meanwhile either
-        // set the mirror after this clear or is seen by the load below.
-        self.mirror().store(0, Ordering::SeqCst);
-        if self.interrupt.is_pending() {
-            self.mirror().store(1, Ordering::SeqCst);
-        }
         self.set_pc(pc);
     }
 
-    /// The interrupt mirror byte compiled code polls.
-    fn mirror(&self) -> &AtomicU8 {
-        // SAFETY: the byte lies in the window's context page, mapped read-write for
-        // the window's lifetime, which this instance owns; every access to it is
-        // atomic (compiled code only reads it), and no Rust reference to the context
-        // covers it.
-        unsafe { &*self.window.interrupt_mirror() }
-    }
-
-    /// Take a pending interrupt request: clear the mirror, then take the flag (in
-    /// this order, so a request made in between leaves the flag set).
+    /// Take a pending interrupt request.
     fn take_interrupt(&self) -> bool {
-        self.mirror().store(0, Ordering::SeqCst);
         self.interrupt.take()
     }
 
@@ -159,10 +140,18 @@ impl JitInstance {
         self.module.schedule.profile()
     }
 
-    /// Run compiled code from native offset `target` until it exits.
+    /// Run compiled code from native offset `target` until it exits. With `step`,
+    /// or when an interrupt is requested, the gas counter carries the bias
+    /// (`signal.rs`, "Interrupts") while the code runs, so it leaves at the next
+    /// block's gas check; the bias is gone when this returns.
     #[inline(always)]
-    fn enter(&mut self, target: u32) -> Result<(ExitKind, u32), EngineError> {
-        signal::prepare_thread().map_err(EngineError::Unavailable)?;
+    fn enter(&mut self, target: u32, step: bool) -> Result<(ExitKind, u32), EngineError> {
+        let tid = signal::prepare_thread().map_err(EngineError::Unavailable)?;
+        // The counter through a raw pointer: the signal handler may change it while
+        // `_active` below is alive, so no reference covers it then.
+        // SAFETY: `ctx` points to this instance's context, mapped for the window's
+        // lifetime; only the field's address is taken.
+        let gas = unsafe { &raw mut (*self.running.ctx).gas };
         // A fresh pointer to the page map at every entry: the host may have used the
         // map through `&mut` since the last one.
         self.running.map = &mut *self.map;
@@ -172,16 +161,34 @@ impl JitInstance {
         // the `sysv64` signature (guest base, target address) -> exit kind and index.
         let entry: unsafe extern "sysv64" fn(*mut u8, usize) -> u64 =
             unsafe { std::mem::transmute(code_start + self.module.entry as usize) };
+        // SAFETY: the slot lies in the window's context page, mapped read-write for
+        // the window's lifetime, which this instance owns; every access to it is
+        // atomic, and no Rust reference to the context covers it.
+        let kick: &Kick = unsafe { &*self.running.kick };
         let exit = {
             let _active = ActiveGuard::new(&self.running);
+            compiler_fence(Ordering::SeqCst);
+            // Marked as running first, then the check: a request that this check
+            // does not see signals a thread that runs the instance.
+            if step || kick.tid.load(Ordering::Relaxed) != tid {
+                self.enter_slow(step, tid, gas, kick);
+            }
             // SAFETY: the code is finalized (read + execute) and owned by the module
             // this instance holds; `base` is this instance's window with its context
             // just below; `target` is a block or instruction entry of the same code.
             // Guest code touches only the window and the context; faults in it are
             // handled by `signal` using `self.running`, which outlives the call and
             // which nothing else touches while it runs.
-            unsafe { entry(base, code_start + target as usize) }
+            let exit = unsafe { entry(base, code_start + target as usize) };
+            compiler_fence(Ordering::SeqCst);
+            exit
         };
+        // The guard's unmarking stays before the bias's removal below.
+        compiler_fence(Ordering::SeqCst);
+        // SAFETY: `gas` is this instance's counter and `kick` its Kick; the guard is
+        // gone, so this thread no longer runs the instance and the handler leaves
+        // both alone from here on.
+        unsafe { signal::unbias(gas, kick) };
         let (kind, idx) = crate::ctx::unpack_exit(exit);
         let Some(kind) = ExitKind::from_u32(kind) else {
             return Err(EngineError::Internal(format!(
@@ -189,6 +196,27 @@ impl JitInstance {
             )));
         };
         Ok((kind, idx))
+    }
+
+    /// The part of [`Self::enter`] that runs when stepping, on this instance's first
+    /// entry on this thread, or after an interrupt request (each of which clears
+    /// [`Kick::tid`]): record this thread as the one to signal, then bias the gas
+    /// counter if stepping or if a request is pending. Runs while this thread is
+    /// marked as running the instance.
+    #[cold]
+    #[inline(never)]
+    fn enter_slow(&self, step: bool, tid: i32, gas: *mut i64, kick: &Kick) {
+        if kick.tid.load(Ordering::Relaxed) != tid {
+            // Sequentially consistent with the flag's load below and with the
+            // requesting thread's store of the flag and swap of `tid`: either this
+            // entry sees the request, or the request signals this thread.
+            kick.tid.store(tid, Ordering::SeqCst);
+        }
+        if step || self.interrupt.is_pending() {
+            // SAFETY: `gas` is this instance's counter and `kick` its Kick (alive as
+            // long as the window); no reference covers the counter.
+            unsafe { signal::bias(gas, kick) };
+        }
     }
 
     fn run_loop(&mut self, step: bool) -> Result<Option<Exit>, EngineError> {
@@ -202,7 +230,7 @@ impl JitInstance {
         let module: &JitModule = unsafe { &*Arc::as_ptr(&self.module) };
         let program = &*module.program;
         loop {
-            let (target, bias) = match self.resume {
+            let target = match self.resume {
                 Resume::Done(e) => return Err(EngineError::Finished(e)),
                 Resume::BadPc => {
                     self.resume = Resume::Done(Exit::Panic);
@@ -228,27 +256,20 @@ impl JitInstance {
                         }
                         self.ctx_mut().gas = gas - cost;
                         let first = program.blocks()[b as usize].first;
-                        (module.resume_offsets[first as usize], STEP_BIAS)
+                        module.resume_offsets[first as usize]
                     } else {
-                        let offset = module.block_offsets.get(b as usize).ok_or_else(|| {
+                        *module.block_offsets.get(b as usize).ok_or_else(|| {
                             EngineError::Internal(format!("resume at unknown block {b}"))
-                        })?;
-                        (*offset, 0)
+                        })?
                     }
                 }
-                Resume::At(i) => (
-                    module.resume_offsets[i as usize],
-                    if step { STEP_BIAS } else { 0 },
-                ),
+                Resume::At(i) => module.resume_offsets[i as usize],
             };
-            self.ctx_mut().gas -= bias;
-            let result = self.enter(target);
-            // Wrapping: a failed `sub`-first check leaves its cost deducted below the
-            // bias (compiled code's `jl` saw the true, overflowed difference); it is
-            // added back below, which brings the sum into range again.
-            let gas = self.ctx().gas.wrapping_add(bias);
-            self.ctx_mut().gas = gas;
-            let (kind, idx) = result?;
+            // With `step`, compiled code runs with the bias and stops before the next
+            // block. A failed `sub`-first check leaves its cost deducted below the
+            // bias (compiled code's `jl` saw the true, overflowed difference); the
+            // wrapping removal of the bias brings the sum into range again.
+            let (kind, idx) = self.enter(target, step)?;
             match self.on_exit(kind, idx, step)? {
                 Flow::Return(exit) => return Ok(exit),
                 Flow::Continue => {}
@@ -332,7 +353,16 @@ impl JitInstance {
                     return Ok(Flow::Return(None));
                 }
                 if self.ctx().gas >= need {
-                    // The poll saw a request taken by someone else since:
+                    if self.interrupt.is_pending() {
+                        // A request waits for the next interrupt point (§66), and
+                        // this block is none: charge it here and run it from after
+                        // its gas check, with the bias again, to the next block.
+                        self.ctx_mut().gas -= cost;
+                        let first = program.blocks()[idx as usize].first;
+                        self.resume = Resume::At(first);
+                        return Ok(Flow::Continue);
+                    }
+                    // The bias was for a request taken by someone else since:
                     // enter the block.
                     self.resume = Resume::Enter(idx);
                     return Ok(Flow::Continue);
@@ -509,19 +539,22 @@ impl JitInstance {
     }
 }
 
-/// The notifier that sets an instance's interrupt mirror from the requesting thread.
-struct Mirror(*const AtomicU8);
+/// The notifier that signals the thread running an instance (`signal.rs`,
+/// "Interrupts") from the requesting thread.
+struct KickNotify(*const Kick);
 
 // SAFETY: the pointer is only dereferenced in `notify`, which `InterruptHandle` calls
 // under its notifier lock; the instance removes the notifier (taking that lock)
-// before its window, and so the byte, goes away.
-unsafe impl Send for Mirror {}
+// before its window, and so the slot, goes away.
+unsafe impl Send for KickNotify {}
 
-impl InterruptNotify for Mirror {
+impl InterruptNotify for KickNotify {
     fn notify(&self) {
-        // SAFETY: see `unsafe impl Send for Mirror`: the byte is alive while the
-        // notifier is installed; the store is atomic.
-        unsafe { (*self.0).store(1, Ordering::SeqCst) };
+        // SAFETY: see `unsafe impl Send for KickNotify`: the slot is alive while the
+        // notifier is installed; the swap is atomic and follows the flag's store.
+        // Cleared, so that the instance's next entry looks at the flag.
+        let tid = unsafe { (*self.0).tid.swap(0, Ordering::SeqCst) };
+        signal::kick(tid);
     }
 }
 
@@ -530,7 +563,7 @@ impl Drop for JitInstance {
         // SAFETY: the window is taken exactly once, here; nothing uses it afterwards.
         let window = unsafe { ManuallyDrop::take(&mut self.window) };
         if *self.notifying.get_mut() {
-            // Returns once no `interrupt` call can still be writing the mirror.
+            // Returns once no `interrupt` call can still be reading the slot.
             self.interrupt.set_notify(None);
         }
         window.release();
@@ -552,7 +585,7 @@ impl Instance for JitInstance {
             // Taken before the call, so that finding the site after it is one load
             // rather than a chain through the instance and the module.
             let sites = &*module.host_sites;
-            let (kind, idx) = self.enter(target)?;
+            let (kind, idx) = self.enter(target, false)?;
             if kind == ExitKind::HostCall
                 && let Some(&site) = sites.get(idx as usize)
             {
@@ -596,8 +629,8 @@ impl Instance for JitInstance {
 
     fn interrupt_handle(&self) -> InterruptHandle {
         if !self.notifying.swap(true, Ordering::Relaxed) {
-            let mirror = Mirror(self.window.interrupt_mirror());
-            self.interrupt.set_notify(Some(Box::new(mirror)));
+            let notify = KickNotify(self.window.kick());
+            self.interrupt.set_notify(Some(Box::new(notify)));
         }
         self.interrupt.clone()
     }

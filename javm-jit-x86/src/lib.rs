@@ -15,6 +15,16 @@
 //! * `instance` — the run loop, exits, host access to guest memory;
 //! * `native` — disassembly of the emitted code (iced-x86; cargo feature `disasm`).
 //!
+//! # Signals
+//!
+//! On first use in a process the engine installs handlers for SIGSEGV and SIGBUS
+//! (guest page faults) and SIGURG (interrupt requests, which reach running code as
+//! a signal to its thread: compiled code polls nothing), each with `SA_ONSTACK`, and
+//! gives each thread that runs guest code an alternate signal stack. Anything that
+//! is not about a running guest is passed to the handler installed before. A host
+//! that installs its own handler for one of these signals later must chain to the
+//! previous one, or guest faults crash and interrupts wait for the next entry.
+//!
 //! The crate builds on every platform, but the engine exists only on x86-64 Linux;
 //! elsewhere [`Recompiler::new`] is absent and [`is_available`] returns false.
 //!

@@ -100,8 +100,9 @@ pub struct JitModule {
     pub(crate) jump_table: Box<[u64]>,
     /// Each block's (cost, need).
     pub(crate) prices: Box<[(i64, i64)]>,
-    /// Each block's interrupt check ([`Program::interrupt_points`]), for the first
-    /// block of a step, which the run loop charges itself.
+    /// Whether each block is an interrupt point ([`Program::interrupt_points`]):
+    /// the run loop stops a pending request there when a biased gas check leaves,
+    /// and at the first block of a step, which it charges itself.
     pub(crate) polls: Box<[bool]>,
     pub(crate) entry: u32,
     pub(crate) exit: u32,

@@ -18,11 +18,38 @@
 //!
 //! The handler allocates nothing and takes no locks: it reads plain memory, calls
 //! `mprotect` and copies bytes.
+//!
+//! **Interrupts** (DESIGN-DECISIONS §80). Compiled code does not poll for interrupt
+//! requests. A request ([`javm_exec::InterruptHandle::interrupt`]) sets its flag,
+//! swaps the instance's [`Kick::tid`] (the thread that entered its code last) for
+//! 0, and sends SIGURG (`tgkill`) to that thread. The SIGURG handler, if this
+//! thread is running an instance whose flag is set, *biases* that instance's gas
+//! counter: subtracts `i64::MAX` (wrapping) once, marked in [`Kick::biased`], so
+//! the gas check of the next block entered fails and compiled code leaves for the
+//! run loop, which removes the bias and decides (`instance.rs`).
+//!
+//! An entry marks this thread as running the instance first, then compares
+//! `Kick::tid` with its own id: equal means no request came since the last look
+//! at the flag, and the entry costs nothing more. Otherwise (first entry on this
+//! thread, or a request cleared it) it stores its id and then loads the flag, both
+//! sequentially consistent against the request's flag store and `tid` swap, and
+//! biases the counter itself if the flag is set. So a request is never missed:
+//! either the entry sees the flag, or the request's signal reaches the thread
+//! after the mark. An exit that finds the bias removes it and clears `tid` again,
+//! since the request may still be pending (a host-call exit, or a block that is
+//! not an interrupt point). Bias and handler go through one atomic swap of
+//! `biased`, so the bias is applied at most once; only this thread changes the
+//! counter, and signals arrive between instructions, so the handler never splits
+//! compiled code's `sub [gas], cost`. Any other SIGURG (no instance running here,
+//! or its flag clear) is passed to the previous handler; SIGURG's default action
+//! is to ignore it, and the handler is installed with `SA_RESTART`, so a stray one
+//! interrupts no system call that restarts.
 
 use std::cell::Cell;
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
 
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, mprotect, munmap};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
@@ -30,7 +57,7 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction
 use javm_exec::memory::pagemap::Unit;
 use javm_exec::memory::{MemoryLayout, PAGE_SIZE, PageMap, PageState};
 
-use crate::ctx::{ExitKind, JitContext};
+use crate::ctx::{ExitKind, JitContext, Kick};
 use crate::window::{GUARD_SIZE, GUEST_SIZE, protect};
 
 /// A guest memory access in compiled code.
@@ -59,21 +86,30 @@ pub(crate) struct Running {
     pub(crate) ctx: *mut JitContext,
     /// Address of the shared exit path.
     pub(crate) exit_addr: usize,
+    /// The instance's interrupt request flag (its `InterruptHandle`'s, which the
+    /// instance holds).
+    pub(crate) interrupt: *const std::sync::atomic::AtomicBool,
+    /// The instance's [`Kick`], in its context page.
+    pub(crate) kick: *const Kick,
 }
 
 thread_local! {
     static CURRENT: Cell<*const Running> = const { Cell::new(std::ptr::null()) };
     static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
     static ALT_STACK: Cell<bool> = const { Cell::new(false) };
-    /// Handlers installed and the alternate stack set for this thread.
-    static READY: Cell<bool> = const { Cell::new(false) };
+    /// This thread's id (`gettid`) once handlers are installed and the alternate
+    /// stack set for it; 0 before.
+    static READY: Cell<i32> = const { Cell::new(0) };
     static OWN_STACK: std::cell::RefCell<Option<AltStack>> = const { std::cell::RefCell::new(None) };
 }
 
-/// The previous handlers of SIGSEGV and SIGBUS.
-static PREVIOUS: OnceLock<Result<[SigAction; 2], String>> = OnceLock::new();
+/// The previous handlers of SIGSEGV, SIGBUS and SIGURG.
+static PREVIOUS: OnceLock<Result<[SigAction; 3], String>> = OnceLock::new();
 
 const SIGNALS: [Signal; 2] = [Signal::SIGSEGV, Signal::SIGBUS];
+
+/// The signal that carries interrupt requests to a running thread.
+const KICK_SIGNAL: Signal = Signal::SIGURG;
 
 /// Install the handlers (once per process). Fails only if `sigaction` does.
 pub(crate) fn install() -> Result<(), String> {
@@ -84,7 +120,7 @@ pub(crate) fn install() -> Result<(), String> {
                 SaFlags::SA_SIGINFO | SaFlags::SA_ONSTACK,
                 SigSet::empty(),
             );
-            let mut prev = [default_action(); 2];
+            let mut prev = [default_action(); 3];
             for (i, &sig) in SIGNALS.iter().enumerate() {
                 // SAFETY: `handler` has the SA_SIGINFO signature, is async-signal-safe
                 // (it allocates nothing and takes no locks) and passes every fault
@@ -92,6 +128,16 @@ pub(crate) fn install() -> Result<(), String> {
                 prev[i] = unsafe { sigaction(sig, &act) }
                     .map_err(|e| format!("cannot install the fault handler: {e}"))?;
             }
+            let kick = SigAction::new(
+                SigHandler::SigAction(kick_handler),
+                SaFlags::SA_SIGINFO | SaFlags::SA_ONSTACK | SaFlags::SA_RESTART,
+                SigSet::empty(),
+            );
+            // SAFETY: `kick_handler` has the SA_SIGINFO signature, is async-signal-safe
+            // (two atomic operations and a volatile update of the running instance's
+            // gas counter) and passes every other SIGURG to the previous handler.
+            prev[2] = unsafe { sigaction(KICK_SIGNAL, &kick) }
+                .map_err(|e| format!("cannot install the interrupt handler: {e}"))?;
             Ok(prev)
         })
         .as_ref()
@@ -186,23 +232,101 @@ fn ensure_alt_stack() -> Result<(), String> {
 }
 
 /// Prepare this thread to run guest code: handlers installed, alternate stack set.
-/// After the first success on a thread this is one thread-local read.
+/// Returns the thread's id. After the first success on a thread this is one
+/// thread-local read.
 #[inline(always)]
-pub(crate) fn prepare_thread() -> Result<(), String> {
-    if READY.get() {
-        return Ok(());
+pub(crate) fn prepare_thread() -> Result<i32, String> {
+    match READY.get() {
+        0 => prepare_new_thread(),
+        tid => Ok(tid),
     }
-    prepare_new_thread()
 }
 
 /// [`prepare_thread`] the first time on a thread.
 #[cold]
 #[inline(never)]
-fn prepare_new_thread() -> Result<(), String> {
+fn prepare_new_thread() -> Result<i32, String> {
     install()?;
     ensure_alt_stack()?;
-    READY.set(true);
-    Ok(())
+    let tid = nix::unistd::gettid().as_raw();
+    READY.set(tid);
+    Ok(tid)
+}
+
+/// Subtract the interrupt bias from the gas counter `gas` unless `kick` says it
+/// carries it already. Called on the running thread only: by the run loop before it
+/// enters compiled code and by [`kick_handler`].
+///
+/// # Safety
+/// `gas` is the running instance's gas counter and `kick` its [`Kick`]; no Rust
+/// reference covers the counter while this runs.
+#[inline]
+pub(crate) unsafe fn bias(gas: *mut i64, kick: &Kick) {
+    if kick.biased.swap(1, Ordering::SeqCst) == 0 {
+        // SAFETY: the caller's contract; volatile, as a signal handler may do this
+        // between any two instructions of the thread that owns the counter.
+        unsafe { gas.write_volatile(gas.read_volatile().wrapping_sub(i64::MAX)) };
+    }
+}
+
+/// Remove the interrupt bias, if the counter carries it, after compiled code has
+/// returned, and then clear [`Kick::tid`] so that the next entry looks at the flag
+/// again. On the path of every exit, so it is one plain load when there is no
+/// bias: with this thread no longer marked as running the instance, [`kick_handler`]
+/// leaves `kick` alone, and nothing else changes `biased`.
+///
+/// # Safety
+/// As for [`bias`], and this thread is not marked as running the instance (no
+/// [`ActiveGuard`] for it is alive).
+#[inline]
+pub(crate) unsafe fn unbias(gas: *mut i64, kick: &Kick) {
+    if kick.biased.load(Ordering::Relaxed) != 0 {
+        kick.biased.store(0, Ordering::Relaxed);
+        // A request may still be pending (the exit was not at an interrupt point,
+        // or was a host call): the next entry must look at the flag.
+        kick.tid.store(0, Ordering::Relaxed);
+        // SAFETY: as in `bias`.
+        unsafe { gas.write_volatile(gas.read_volatile().wrapping_add(i64::MAX)) };
+    }
+}
+
+/// Ask thread `tid` of this process to look at its running instance's interrupt
+/// flag (see the module documentation). A thread that has exited meanwhile is not
+/// an error: the request stays in the flag for the instance's next entry.
+pub(crate) fn kick(tid: i32) {
+    if tid == 0 {
+        return;
+    }
+    let pid = nix::unistd::getpid().as_raw();
+    // SAFETY: `tgkill` only sends a signal, to a thread of this very process (nix
+    // has no wrapper for it); SIGURG's handler is installed (`tid` entered compiled
+    // code, so `install` succeeded), and a thread id reused meanwhile by another
+    // thread of this process gets a SIGURG its handler ignores.
+    unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            libc::c_long::from(pid),
+            libc::c_long::from(tid),
+            libc::c_long::from(libc::SIGURG),
+        );
+    }
+}
+
+extern "C" fn kick_handler(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
+    let running = CURRENT.get();
+    if !running.is_null() {
+        // SAFETY: CURRENT is set only by ActiveGuard, whose `Running` outlives the
+        // guard, and only on this thread; its flag and kick live as long as the
+        // instance, and its context's gas counter is changed by this thread only.
+        unsafe {
+            let r = &*running;
+            if (*r.interrupt).load(Ordering::SeqCst) {
+                bias(&raw mut (*r.ctx).gas, &*r.kick);
+                return;
+            }
+        }
+    }
+    chain(sig, info, uctx);
 }
 
 /// Marks `running` as the instance on this thread until dropped.
@@ -354,14 +478,21 @@ pub(crate) unsafe fn materialize_unit(
     Ok(())
 }
 
-/// Pass a fault that is not ours to the previous handler.
+/// Pass a signal that is not ours to the previous handler.
 fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
-    let idx = if sig == libc::SIGBUS { 1 } else { 0 };
+    let idx = match sig {
+        libc::SIGBUS => 1,
+        libc::SIGURG => 2,
+        _ => 0,
+    };
     let prev = match PREVIOUS.get() {
         Some(Ok(p)) => p[idx],
         _ => default_action(),
     };
     match prev.handler() {
+        SigHandler::SigDfl | SigHandler::SigIgn if sig == libc::SIGURG => {
+            // Ignored by default: nothing to do.
+        }
         SigHandler::SigDfl | SigHandler::SigIgn => {
             // Restore the default action and return: the fault repeats and the
             // process dies loudly, as it would have without us.

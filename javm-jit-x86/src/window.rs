@@ -39,11 +39,10 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicU8;
 
 use nix::sys::mman::{MapFlags, MmapAdvise, ProtFlags, madvise, mmap_anonymous, mprotect, munmap};
 
-use crate::ctx::{CTX_GAP, CTX_PAGE, CTX_SIZE, INTERRUPT_MIRROR, JitContext};
+use crate::ctx::{CTX_GAP, CTX_PAGE, CTX_SIZE, JitContext, KICK, Kick};
 
 /// Bytes of guest address space.
 pub(crate) const GUEST_SIZE: usize = 1 << 32;
@@ -450,11 +449,11 @@ impl Window {
         unsafe { self.start.as_ptr().add(HEADER - CTX_GAP - CTX_SIZE).cast() }
     }
 
-    /// The interrupt mirror byte ([`crate::ctx::INTERRUPT_MIRROR`]).
-    pub(crate) fn interrupt_mirror(&self) -> *const AtomicU8 {
-        // SAFETY: INTERRUPT_MIRROR ≤ CTX_GAP < CTX_PAGE: the byte lies inside the
-        // context page, after the context.
-        unsafe { self.start.as_ptr().add(HEADER - INTERRUPT_MIRROR).cast() }
+    /// The instance's [`Kick`], in the context page after the context.
+    pub(crate) fn kick(&self) -> *const Kick {
+        // SAFETY: KICK ≤ CTX_GAP < CTX_PAGE: the slot lies inside the context page,
+        // after the context, and is 8-byte aligned (the page and HEADER are).
+        unsafe { self.start.as_ptr().add(HEADER - KICK).cast() }
     }
 
     /// Guest address 0, for reading present pages only.

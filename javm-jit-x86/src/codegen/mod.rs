@@ -81,8 +81,8 @@ pub(crate) struct HostSite {
 
 /// A deferred cold stub.
 enum Stub {
-    /// Exit at the entry of block `block`: out of gas, or an interrupt request
-    /// (see [`Cg::block_entry`]).
+    /// Exit at the entry of block `block`: out of gas, or a biased counter
+    /// (an interrupt request or stepping; see [`Cg::block_entry`]).
     OutOfGas { label: Label, block: u32 },
     /// Exit with `kind` at instruction `idx`.
     Exit {
@@ -216,12 +216,11 @@ pub(crate) fn compile(
     let mut ins_offsets = vec![0u32; n];
     let mut ins_ends = vec![0u32; n];
     let instructions = program.instructions();
-    let polls = program.interrupt_points();
     for (b, (block, cost)) in blocks.iter().zip(costs).enumerate() {
         let label = cg.block_labels[b];
         cg.bind(label);
         if cg.starts_block(b as u32) {
-            cg.block_entry(b as u32, to_i64(cost.cost), to_i64(cost.need()), polls[b])?;
+            cg.block_entry(b as u32, to_i64(cost.cost), to_i64(cost.need()))?;
         } else if cost.need() != 0 {
             return Err(format!(
                 "block {b} continues its predecessor but has a price"
@@ -436,42 +435,28 @@ impl Cg<'_> {
         );
     }
 
-    /// Charge block `b` on entry: require `need`, deduct `cost`; with `poll`, also
-    /// leave if the instance's interrupt mirror is set. Both checks lead to one
-    /// [`ExitKind::OutOfGas`] stub, which the run loop tells apart: where
-    /// [`subtracts_first`] holds, the gas check deducts before it compares and the
-    /// poll follows it, so the stub is reached with the cost deducted either way
-    /// (the run loop adds it back); otherwise the poll sits between the compare and
-    /// the deduction, and the stub is reached with nothing deducted. The poll's
-    /// place does not matter to the result: a block left at its entry is not
-    /// charged, and the run loop takes an interrupt before it looks at the gas,
-    /// as the interpreter does.
-    fn block_entry(&mut self, b: u32, cost: i64, need: i64, poll: bool) -> Result<(), String> {
+    /// Charge block `b` on entry: require `need`, deduct `cost`, or leave through
+    /// an [`ExitKind::OutOfGas`] stub. Where [`subtracts_first`] holds the check
+    /// deducts before it compares, so the stub is reached with the cost deducted
+    /// (the run loop adds it back); otherwise with nothing deducted. The same exit
+    /// serves interrupt requests and stepping, which bias the gas counter so that
+    /// this check fails (`signal.rs`, "Interrupts"): compiled code polls nothing.
+    fn block_entry(&mut self, b: u32, cost: i64, need: i64) -> Result<(), String> {
         if need < 1 || cost < 0 || cost > need {
             return Err(format!(
                 "block {b} has an invalid price (cost {cost}, need {need})"
             ));
         }
         let label = self.label();
-        let poll = |cg: &mut Self| {
-            if poll {
-                // A literal displacement: dynasm encodes it in 8 bits.
-                const _: () = assert!(off::INTERRUPT == -8);
-                dynasm!(cg.ops ; .arch x64 ; cmp BYTE [r15 - 8], 0);
-                cg.jcc(Cc::Ne, label);
-            }
-        };
         match (i32::try_from(cost), i32::try_from(need)) {
             (Ok(c), Ok(_)) if subtracts_first(cost, need) => {
                 // `jl` after `sub` compares the true (unwrapped) difference.
                 self.gas_op(GasOp::Sub, c);
                 self.jcc(Cc::L, label);
-                poll(self);
             }
             (Ok(c), Ok(nd)) => {
                 self.gas_op(GasOp::Cmp, nd);
                 self.jcc(Cc::L, label);
-                poll(self);
                 self.gas_op(GasOp::Sub, c);
             }
             _ => {
@@ -479,7 +464,6 @@ impl Cg<'_> {
                     ; mov rdx, QWORD need ; cmp [r15 + off::GAS], rdx
                 );
                 self.jcc(Cc::L, label);
-                poll(self);
                 dynasm!(self.ops ; .arch x64
                     ; mov rdx, QWORD cost ; sub [r15 + off::GAS], rdx
                 );
