@@ -275,18 +275,17 @@ impl Program {
 
     fn find_interrupt_points(&self) -> Box<[bool]> {
         let mut polls = vec![false; self.blocks.len()];
+        // Only terminators have static targets, and a terminator ends its block, so
+        // each block's last instruction is the only one to look at (the program
+        // tests compare this with a scan of every instruction).
         for (b, block) in self.blocks.iter().enumerate() {
-            for ins in self
-                .instructions
-                .get(block.first as usize..block.end as usize)
-                .unwrap_or_default()
+            if let Some(last) = block.end.checked_sub(1)
+                && let Some(ins) = self.instructions.get(last as usize)
+                && let Some(t) = ins.target().and_then(|t| t.block())
+                && t as usize <= b
+                && let Some(p) = polls.get_mut(t as usize)
             {
-                if let Some(t) = ins.target().and_then(|t| t.block())
-                    && t as usize <= b
-                    && let Some(p) = polls.get_mut(t as usize)
-                {
-                    *p = true;
-                }
+                *p = true;
             }
         }
         for t in self.jump_targets.iter().filter_map(|t| t.block()) {

@@ -190,5 +190,25 @@ proptest::proptest! {
         for (i, &t) in table.iter().enumerate() {
             proptest::prop_assert_eq!(p.jump_targets()[i], p.resolve_target(i64::from(t)));
         }
+        proptest::prop_assert_eq!(p.interrupt_points(), &interrupt_points_by_definition(&p)[..]);
     }
+}
+
+/// [`Program::interrupt_points`] by its definition: every block that some
+/// instruction of the same or a later block targets, and every jump-table target.
+fn interrupt_points_by_definition(p: &Program) -> Vec<bool> {
+    let mut polls = vec![false; p.blocks().len()];
+    for (b, block) in p.blocks().iter().enumerate() {
+        for ins in &p.instructions()[block.first as usize..block.end as usize] {
+            if let Some(t) = ins.target().and_then(|t| t.block())
+                && t as usize <= b
+            {
+                polls[t as usize] = true;
+            }
+        }
+    }
+    for t in p.jump_targets().iter().filter_map(|t| t.block()) {
+        polls[t as usize] = true;
+    }
+    polls
 }
