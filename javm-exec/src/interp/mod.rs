@@ -2,8 +2,9 @@
 //!
 //! It executes a [`Program`]'s predecoded [`crate::Instruction`]s directly: one
 //! `match` per instruction, registers in a local array, gas charged once per block on
-//! entry (checked against cost + reserve, deducting the cost), and memory through
-//! `memory::FlatMemory`'s fast path. The loop is re-entered after every exit.
+//! entry (checked against cost + reserve, deducting the cost; a block is priced the
+//! first time any instance enters it), and memory through `memory::FlatMemory`'s
+//! fast path. The loop is re-entered after every exit.
 //! The dispatch loop and its handlers are in `run.rs` (register arithmetic calls the
 //! shared [`crate::ops`]); loads and stores go through `memory.rs`.
 
@@ -12,6 +13,7 @@ pub(crate) mod memory;
 mod run;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::engine::{
     Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_schedule, check_start,
@@ -53,7 +55,15 @@ impl Interpreter {
 }
 
 /// A block's entry data in the interpreter's own table.
-#[derive(Clone, Copy, Debug)]
+///
+/// Blocks are priced lazily: `prepare` leaves every block that starts a block
+/// [`UNPRICED`], which no gas satisfies, so its first entry (by any instance of the
+/// module, on any thread) takes the slow path of the gas check, which prices it
+/// ([`InterpModule::price`]) and checks again. Pricing is deterministic, so threads
+/// that race to price a block store the same values. The price is written before
+/// `need` (release), and entries read `need` first (acquire), so an entry that sees
+/// a price sees its cost.
+#[derive(Debug)]
 struct BlockEntry {
     /// Index of the block's first instruction.
     first: u32,
@@ -61,20 +71,25 @@ struct BlockEntry {
     end: u32,
     /// PC of the block's first instruction.
     pc: u32,
-    /// Gas deducted on entry.
-    cost: i64,
     /// Whether entering checks for an interrupt request
     /// ([`Program::interrupt_points`]).
     poll: bool,
+    /// Gas deducted on entry (once priced).
+    cost: AtomicI64,
     /// Gas required on entry (cost + reserve), compared unsigned with the
-    /// (non-negative) gas; [`NOT_A_TARGET`] for a block that is no branch target.
-    need: u64,
+    /// (non-negative) gas; [`NOT_A_TARGET`] for a block that is no branch target,
+    /// [`UNPRICED`] before the block's first entry.
+    need: AtomicU64,
 }
 
 /// [`BlockEntry::need`] of a block that does not start a block under the module's
 /// profile ([`Program::starts_block`]): no gas suffices, and the slow path of a
 /// branch there panics. Runs only reach such a block by resuming after a host call.
 pub(super) const NOT_A_TARGET: u64 = u64::MAX;
+
+/// [`BlockEntry::need`] of a block not priced yet: above any gas (which is at most
+/// `i64::MAX`), so the gas check's slow path prices it.
+pub(super) const UNPRICED: u64 = u64::MAX - 1;
 
 /// A program prepared for the interpreter under one gas schedule.
 #[derive(Debug)]
@@ -94,6 +109,22 @@ impl InterpModule {
     pub fn schedule(&self) -> GasSchedule {
         self.schedule
     }
+
+    /// Price block `b` ([`Program::block_cost`]), record the price in its entry
+    /// and return its need. Called on the slow path of the first entries of a
+    /// block that starts a block; `b` indexes the block table.
+    #[cold]
+    #[inline(never)]
+    fn price(&self, b: u32) -> u64 {
+        let c = self.program.block_cost(b, self.schedule);
+        let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let need = to_i64(c.need()) as u64;
+        if let Some(e) = self.blocks.get(b as usize) {
+            e.cost.store(to_i64(c.cost), Ordering::Relaxed);
+            e.need.store(need, Ordering::Release);
+        }
+        need
+    }
 }
 
 impl Engine for Interpreter {
@@ -111,23 +142,21 @@ impl Engine for Interpreter {
     ) -> Result<Arc<InterpModule>, EngineError> {
         self.cache
             .get_or_try_insert((program.hash(), schedule), || {
-                let costs = program.block_costs(schedule);
-                let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
                 let profile = schedule.profile();
                 let polls = program.interrupt_points();
                 let blocks = (0u32..)
-                    .zip(program.blocks().iter().zip(costs))
-                    .map(|(i, (b, c))| BlockEntry {
+                    .zip(program.blocks())
+                    .map(|(i, b)| BlockEntry {
                         poll: polls.get(i as usize).copied().unwrap_or(false),
                         first: b.first,
                         end: b.end,
                         pc: b.pc,
-                        cost: to_i64(c.cost),
-                        need: if program.starts_block(i, profile) {
-                            to_i64(c.need()) as u64
+                        cost: AtomicI64::new(0),
+                        need: AtomicU64::new(if program.starts_block(i, profile) {
+                            UNPRICED
                         } else {
                             NOT_A_TARGET
-                        },
+                        }),
                     })
                     .collect();
                 Ok(InterpModule {
@@ -159,5 +188,107 @@ impl Engine for Interpreter {
             gas,
             mem,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asm::assemble;
+    use crate::engine::{Exit, Instance};
+    use crate::gas::GasProfile;
+    use crate::memory::MemoryLayout;
+
+    /// Nested loops over several blocks, with a store (a block with a reserve) and
+    /// a host call (under `gp`, the block after it continues the one before).
+    const LOOPS: &str = "load_imm r2, 40\nload_imm r5, 0x20000\nfallthrough\n\
+        outer: load_imm r3, 7\nfallthrough\n\
+        inner: add_imm_64 r4, r4, 3\nstore_ind_u64 r4, r5, 0\nadd_imm_64 r3, r3, -1\n\
+        branch_ne_imm r3, 0, inner\n\
+        ecalli 1\nadd_imm_64 r2, r2, -1\nbranch_ne_imm r2, 0, outer\ntrap";
+
+    fn init(gas: i64) -> InstanceInit {
+        let mut layout = MemoryLayout::new();
+        layout
+            .add_region(0x20000, 0x1000, crate::memory::PageKind::EphemeralZero, &[])
+            .unwrap();
+        InstanceInit {
+            layout: Arc::new(layout),
+            regs: [0; crate::NUM_REGS],
+            pc: 0,
+            gas,
+        }
+    }
+
+    /// Run to the end, answering host calls; the exits and the final gas and
+    /// registers.
+    fn run(engine: &Interpreter, module: &Arc<InterpModule>, gas: i64) -> (Vec<Exit>, i64, u64) {
+        let mut vm = engine.instantiate(module, init(gas)).unwrap();
+        let mut exits = Vec::new();
+        loop {
+            let exit = vm.run().unwrap();
+            exits.push(exit);
+            if !matches!(exit, Exit::HostCall(_)) {
+                return (exits, vm.gas(), vm.reg(crate::Reg::R4));
+            }
+        }
+    }
+
+    #[test]
+    fn lazily_priced_blocks_charge_what_the_eager_prices_say() {
+        let program = Arc::new(assemble(LOOPS).unwrap().program().unwrap());
+        for profile in [GasProfile::Jar1, GasProfile::Gp] {
+            let schedule = GasSchedule::new(profile, 1);
+            // Every entry's price, once priced, is the one `block_costs` gives.
+            let engine = Interpreter::new();
+            let module = engine.prepare(&program, schedule).unwrap();
+            let (exits, gas, r4) = run(&engine, &module, 1 << 40);
+            assert_eq!(exits.last(), Some(&Exit::Trap), "{profile:?}");
+            assert_eq!(r4, 40 * 7 * 3);
+            let costs = program.block_costs(schedule);
+            for (b, e) in module.blocks.iter().enumerate() {
+                let need = e.need.load(Ordering::Relaxed);
+                if need == UNPRICED || need == NOT_A_TARGET {
+                    continue;
+                }
+                assert_eq!(need, costs[b].need(), "{profile:?} block {b}");
+                assert_eq!(e.cost.load(Ordering::Relaxed) as u64, costs[b].cost);
+            }
+            // Every budget up to the total: the run stops at the same place, with
+            // the same gas, whether the module is fresh or already priced.
+            let used = (1i64 << 40) - gas;
+            for budget in (0..=used + 1).step_by(7) {
+                let fresh = Interpreter::new();
+                let fresh_module = fresh.prepare(&program, schedule).unwrap();
+                assert_eq!(
+                    run(&fresh, &fresh_module, budget),
+                    run(&engine, &module, budget),
+                    "{profile:?} budget {budget}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn threads_racing_to_price_a_module_agree() {
+        let program = Arc::new(assemble(LOOPS).unwrap().program().unwrap());
+        let schedule = GasSchedule::new(GasProfile::Jar1, 1);
+        let reference = {
+            let engine = Interpreter::new();
+            let module = engine.prepare(&program, schedule).unwrap();
+            run(&engine, &module, 1 << 40)
+        };
+        for _ in 0..20 {
+            let engine = Interpreter::new();
+            let module = engine.prepare(&program, schedule).unwrap();
+            std::thread::scope(|s| {
+                let runs: Vec<_> = (0..4)
+                    .map(|_| s.spawn(|| run(&engine, &module, 1 << 40)))
+                    .collect();
+                for r in runs {
+                    assert_eq!(r.join().unwrap(), reference);
+                }
+            });
+        }
     }
 }

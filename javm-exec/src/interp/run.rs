@@ -11,15 +11,15 @@
 //! * a block id that is not in the block table ([`crate::Target::INVALID`]) marks a
 //!   branch target outside ϖ.
 
-use super::NOT_A_TARGET;
 use super::instance::{InterpInstance, Resume};
 use super::memory::MemFault;
+use super::{NOT_A_TARGET, UNPRICED};
 use crate::engine::{EngineError, Exit};
 use crate::gas::GasProfile;
 use crate::instruction::{Instruction as I, imm};
 use crate::ops;
 use crate::program::DynamicJump;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 /// Run `inst` until an exit, or with `STEP` until the next block boundary.
 #[inline(never)]
@@ -52,19 +52,23 @@ pub(super) fn run<const STEP: bool>(
         Resume::Enter(b) => {
             let e = blocks
                 .get(b as usize)
-                .filter(|e| e.need != NOT_A_TARGET)
+                .filter(|e| e.need.load(Acquire) != NOT_A_TARGET)
                 .ok_or_else(|| EngineError::Internal(format!("resume at unknown block {b}")))?;
             // As at every entry of a block that checks, in steps too.
             if e.poll && interrupt.load(Relaxed) && interrupt.swap(false, Relaxed) {
                 inst.pc = e.pc;
                 return Ok(Some(Exit::Interrupted));
             }
-            if (gas as u64) < e.need {
+            let mut need = e.need.load(Acquire);
+            if need == UNPRICED {
+                need = module.price(b);
+            }
+            if (gas as u64) < need {
                 inst.gas = 0;
                 inst.pc = e.pc;
                 return Ok(Some(Exit::OutOfGas));
             }
-            gas -= e.cost;
+            gas -= e.cost.load(Relaxed);
             (e.first as usize, b)
         }
     };
@@ -94,7 +98,7 @@ pub(super) fn run<const STEP: bool>(
             let Some(e) = blocks.get(b as usize) else {
                 terminal!(Exit::Panic)
             };
-            if STEP && e.need == NOT_A_TARGET {
+            if STEP && e.need.load(Relaxed) == NOT_A_TARGET {
                 terminal!(Exit::Panic)
             }
             // An interrupt request stops the run here, before the block is charged.
@@ -107,15 +111,21 @@ pub(super) fn run<const STEP: bool>(
                 inst.resume = Resume::Enter(b);
                 return Ok(None);
             }
-            // Gas is never negative, so the unsigned compare is exact.
-            if (gas as u64) < e.need {
-                if e.need == NOT_A_TARGET {
+            // Gas is never negative, so the unsigned compare is exact. A block not
+            // priced yet fails it and is priced here, once per module.
+            let need = e.need.load(Acquire);
+            if (gas as u64) < need {
+                if need == NOT_A_TARGET {
                     terminal!(Exit::Panic)
                 }
-                gas = 0;
-                finish!(Exit::OutOfGas, Resume::Enter(b), e.pc)
+                if need == UNPRICED && (gas as u64) >= module.price(b) {
+                    // Priced, and the gas suffices: charge it below.
+                } else {
+                    gas = 0;
+                    finish!(Exit::OutOfGas, Resume::Enter(b), e.pc)
+                }
             }
-            gas -= e.cost;
+            gas -= e.cost.load(Relaxed);
             start = e.first as usize;
             end = e.end as usize;
             block = b;

@@ -216,33 +216,45 @@ impl Program {
         )
     }
 
-    /// Every block's price under `schedule` (computed on first use, then cached).
-    /// Under `gp` a block that does not [start a block](Program::starts_block) costs
-    /// nothing: its instructions are charged with the block it continues.
+    /// Every block's price under `schedule` (computed on first use, then cached):
+    /// [`Program::block_cost`] of each block.
     pub fn block_costs(&self, schedule: GasSchedule) -> &[BlockCost] {
         self.costs[schedule.slot()].get_or_init(|| {
-            let view = self.view();
-            let mut costs: Vec<BlockCost> = self
-                .blocks
-                .iter()
-                .map(|b| model::block_cost(view, b.pc, schedule))
-                .collect();
-            // Backwards, so a chain of continuations folds into its first block.
-            for b in (1..costs.len()).rev() {
-                if !self.starts_block(b as u32, schedule.profile()) {
-                    let moved = std::mem::replace(
-                        &mut costs[b],
-                        BlockCost {
-                            cost: 0,
-                            reserve: 0,
-                        },
-                    );
-                    costs[b - 1].cost = costs[b - 1].cost.saturating_add(moved.cost);
-                    costs[b - 1].reserve = costs[b - 1].reserve.saturating_add(moved.reserve);
-                }
-            }
-            costs.into_boxed_slice()
+            (0..self.blocks.len() as u32)
+                .map(|b| self.block_cost(b, schedule))
+                .collect()
         })
+    }
+
+    /// The price of block `b` under `schedule`, as its entry charges it. Under `gp`
+    /// a block that does not [start a block](Program::starts_block) costs nothing:
+    /// its instructions are charged with the block it continues, whose price adds
+    /// the prices of the blocks that continue it. Computed afresh on each call (an
+    /// engine that prices lazily calls it once per block it enters); zero for a
+    /// `b` that is no block.
+    pub fn block_cost(&self, b: u32, schedule: GasSchedule) -> BlockCost {
+        let zero = BlockCost {
+            cost: 0,
+            reserve: 0,
+        };
+        let profile = schedule.profile();
+        if !self.starts_block(b, profile) {
+            return zero;
+        }
+        let view = self.view();
+        let mut total = zero;
+        let mut next = b;
+        while let Some(block) = self.blocks.get(next as usize) {
+            if next != b && self.starts_block(next, profile) {
+                break;
+            }
+            let c = model::block_cost(view, block.pc, schedule);
+            // Saturating sums of non-negative prices do not depend on their order.
+            total.cost = total.cost.saturating_add(c.cost);
+            total.reserve = total.reserve.saturating_add(c.reserve);
+            next += 1;
+        }
+        total
     }
 
     /// Whether block `b` starts a basic block under `profile`. Every block does under
