@@ -119,7 +119,14 @@ impl<'a> CodeView<'a> {
 
     /// Decode the instruction at `pc`.
     pub fn decode(&self, pc: u32) -> Decoded {
-        let skip = self.skip(pc);
+        self.decode_with_skip(pc, self.skip(pc))
+    }
+
+    /// [`CodeView::decode`] for a caller that knows `skip(pc)` already (the loader,
+    /// from the next position). `skip` must be `self.skip(pc)`.
+    #[inline]
+    pub fn decode_with_skip(&self, pc: u32, skip: u32) -> Decoded {
+        debug_assert_eq!(skip, self.skip(pc), "skip at {pc}");
         let Some(opcode) = self.opcode_at(pc) else {
             return Decoded {
                 opcode: None,

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use super::{Block, Program, ProgramError, hash_parts};
 use crate::instruction::{Instruction, Target};
-use crate::isa::{CodeView, Opcode};
+use crate::isa::{CodeView, MAX_SKIP, Opcode};
 
 /// Largest accepted code: 16 MiB (JAM service code is a few MiB at most). Predecoding
 /// costs about 20 bytes per instruction, so this bounds what a hostile blob can make
@@ -118,18 +118,8 @@ pub(super) fn build(
     let view = CodeView::new(&code, &bitmask);
     let len = view.len();
 
-    // Positions: instruction starts, 0, len, closed under pc + 1 + skip(pc). One walk
-    // from 0 visits them all in order: `pc + 1 + skip(pc)` is the next instruction
-    // start (or `len`, whose bit reads as set) unless that is more than 25 bytes on,
-    // and then it is the landing 25 bytes on, so the walk never steps over a start.
     let starts: usize = bitmask.iter().map(|b| b.count_ones() as usize).sum();
-    let mut pcs: Vec<u32> = Vec::with_capacity(starts + 2);
-    let mut pc = 0u32;
-    while pc < len {
-        pcs.push(pc);
-        pc += 1 + view.skip(pc);
-    }
-    pcs.push(len);
+    let pcs = positions(&bitmask, len, starts);
 
     // Blocks start at 0 and after every terminator. Only the opcodes are kept for
     // the target rule; operands are decoded below, straight into the instruction
@@ -162,8 +152,14 @@ pub(super) fn build(
         )
     };
     let mut instructions = vec![Instruction::Invalid; pcs.len()];
-    for (slot, &pc) in instructions.iter_mut().zip(&pcs) {
-        let d = view.decode(pc);
+    for (i, slot) in instructions.iter_mut().enumerate() {
+        let pc = pcs[i];
+        // The next position is `pc + 1 + skip(pc)` (see `positions`); the last
+        // position, `len`, reads as `trap` with its own skip.
+        let d = match pcs.get(i + 1) {
+            Some(&next) => view.decode_with_skip(pc, next - pc - 1),
+            None => view.decode(pc),
+        };
         Instruction::resolve_into(slot, d.opcode, &d.args, &resolve);
     }
     let jump_targets: Vec<Target> = jump_table.iter().map(|&t| resolve(i64::from(t))).collect();
@@ -181,4 +177,47 @@ pub(super) fn build(
         polls: OnceLock::new(),
         hash,
     })
+}
+
+/// The positions of a program of `len` code bytes whose instruction starts are
+/// `bitmask`'s set bits (`starts` of them), in order: every start, 0 and `len`,
+/// closed under `pc + 1 + skip(pc)`. From a position the walk reaches the next
+/// start (or `len`, whose bit reads as set) if it lies at most `MAX_SKIP + 1` bytes
+/// on, and otherwise lands `MAX_SKIP + 1` bytes on and goes on from there; so the
+/// positions are the starts with those landings filled into the gaps. Reading the
+/// set bits a word at a time replaces a walk whose every step waited for the last.
+/// As a consequence the position after `pc` is always `pc + 1 + skip(pc)`.
+fn positions(bitmask: &[u8], len: u32, starts: usize) -> Vec<u32> {
+    let mut pcs: Vec<u32> = Vec::with_capacity(starts + 2);
+    pcs.push(0);
+    for (w, chunk) in bitmask.chunks(8).enumerate() {
+        let mut bytes = [0u8; 8];
+        bytes[..chunk.len()].copy_from_slice(chunk);
+        let mut word = u64::from_le_bytes(bytes);
+        while word != 0 {
+            // Bits past `len` are zero (the loader checked the padding), so every
+            // set bit is a position below `len`, and `w * 64 < len ≤ 2^32`.
+            let pc = (w as u32) * 64 + word.trailing_zeros();
+            word &= word - 1;
+            add_position(&mut pcs, pc);
+        }
+    }
+    add_position(&mut pcs, len);
+    pcs
+}
+
+/// Append position `next` to `pcs` (which ends below or at it), after the landings
+/// a walk from the last position makes on the way (see [`positions`]).
+#[inline]
+fn add_position(pcs: &mut Vec<u32>, next: u32) {
+    const STEP: u32 = MAX_SKIP + 1;
+    let mut at = pcs.last().copied().unwrap_or(0);
+    if next == at {
+        return;
+    }
+    while next - at > STEP {
+        at += STEP;
+        pcs.push(at);
+    }
+    pcs.push(next);
 }
