@@ -76,6 +76,14 @@ impl JitInstance {
     ) -> JitInstance {
         let mut window = ManuallyDrop::new(window);
         let interrupt = InterruptHandle::new();
+        // A recycled window keeps the slot of its last instance (it lies outside the
+        // context that a reset clears): start from "no entry yet, no bias".
+        // SAFETY: the slot lies in this window's context page, mapped read-write for
+        // the window's lifetime; no thread runs the window and no notifier points
+        // at it any more (the last instance removed its notifier before release).
+        let kick = unsafe { &*window.kick() };
+        kick.tid.store(0, Ordering::SeqCst);
+        kick.biased.store(0, Ordering::SeqCst);
         let running = Running {
             code_start: module.code.start(),
             code_len: module.code.len(),
