@@ -52,6 +52,14 @@ const CASES: &[(&str, &str)] = &[
         "shlo_r_imm_64 r6, r5, 63\nshlo_l_imm_64 r0, r5, 1\nor r6, r0, r6\nshlo_l_imm_64 r0, r5, 8\nshlo_r_imm_64 r6, r5, 56\nxor r7, r6, r0\nshlo_r_imm_64 r5, r12, 28\nshlo_l_imm_64 r12, r12, 36\nadd_64 r9, r12, r5\nshlo_l_imm_64 r6, r4, 32\nshlo_r_imm_64 r6, r6, 30\nshlo_l_imm_64 r2, r2, 32\nshlo_r_imm_64 r2, r2, 32\nshlo_l_imm_64 r3, r4, 32\nshlo_r_imm_64 r3, r3, 40\ntrap",
     ),
     (
+        // `codegen/lower.rs` peepholes: masks as zero extensions (byte registers of
+        // RBP, RSI and RDI need a REX prefix), -1 and 0 masks, `mulx` for the
+        // unsigned and mixed high multiplies (with the destination a source too);
+        // small shifts stay `mov` + `shl` (a scaled `lea` measured slower).
+        "peepholes",
+        "and_imm r1, r0, 255\nand_imm r2, r5, 255\nand_imm r6, r6, 255\nand_imm r3, r6, 65535\nand_imm r4, r4, -1\nand_imm r7, r8, 0\nand_imm r9, r10, 4095\nshlo_l_imm_64 r1, r0, 1\nshlo_l_imm_64 r2, r3, 2\nshlo_l_imm_64 r4, r12, 3\nshlo_l_imm_64 r5, r5, 3\nshlo_l_imm_64 r6, r7, 4\nshlo_l_imm_32 r1, r0, 1\nshlo_l_imm_32 r8, r8, 3\nshlo_l_imm_32 r9, r4, 5\nmul_upper_u_u r1, r2, r3\nmul_upper_u_u r11, r11, r12\nmul_upper_s_u r1, r2, r3\nmul_upper_s_u r12, r11, r12\ntrap",
+    ),
+    (
         "shifts_and_rotates",
         "shlo_l_64 r1, r2, r12\nshar_r_imm_32 r3, r4, 5\nrot_r_64 r12, r11, r12\nrot_r_32_imm r5, r6, 9\ntrap",
     ),

@@ -75,6 +75,22 @@ fn fnv(n: u32) -> Vec<u8> {
     h.to_le_bytes().to_vec()
 }
 
+fn digits(n: u32) -> Vec<u8> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut sum = 0u64;
+    for _ in 0..n {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let mut v = x;
+        while v != 0 {
+            sum += v % 10;
+            v /= 10;
+        }
+    }
+    sum.to_le_bytes().to_vec()
+}
+
 fn calls(n: u32) -> Vec<u8> {
     u64::from(n).to_le_bytes().to_vec()
 }
@@ -104,6 +120,12 @@ pub const WORKLOADS: &[Workload] = &[
         source: include_str!("../../examples/hash.s"),
         n: 1_000_000,
         expected: fnv,
+    },
+    Workload {
+        name: "digits",
+        source: include_str!("../../examples/digits.s"),
+        n: 100_000,
+        expected: digits,
     },
 ];
 
