@@ -58,12 +58,12 @@ impl InterpInstance {
 impl Instance for InterpInstance {
     fn run(&mut self) -> Result<Exit, EngineError> {
         // Without step mode the loop only returns at an exit.
-        super::run::run::<false>(self)?
+        super::run::run_to_exit(self)?
             .ok_or_else(|| EngineError::Internal("run stopped without an exit".into()))
     }
 
     fn step_block(&mut self) -> Result<Option<Exit>, EngineError> {
-        super::run::run::<true>(self)
+        super::run::run_step(self)
     }
 
     fn regs(&self) -> [u64; NUM_REGS] {
