@@ -23,14 +23,19 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 // The dispatch loop's speed depends on where its code starts: the same machine
 // code ran about 17% slower starting 32 bytes past a 64-byte boundary than
-// starting on one (docs/BENCHMARKS.md, "Placement of the interpreter loop"). Stable Rust cannot
-// align a function, so `run_to_exit` goes into a section of its own whose
-// alignment this directive raises to 64 bytes; the linker keeps that alignment
-// when it merges the section into `.text`. ELF only (the `.text.*` naming and the
-// directive); elsewhere the loop is placed as any function.
+// starting on one (docs/BENCHMARKS.md, "Placement of the interpreter loop").
+// Stable Rust cannot align a function, so `run_to_exit` goes into a section of its
+// own whose alignment a directive raises to 64 bytes; the linker keeps that
+// alignment when it merges the section into `.text`. Both live in this one module
+// so that rustc puts them into the same codegen unit, hence the same object file
+// and the same section (in different objects the directive would align only its
+// own, empty, part). ELF only (the `.text.*` naming and the directive); elsewhere
+// the loop is placed as any function.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-mod loop_alignment {
+mod placed {
+    use super::{EngineError, Exit, InterpInstance};
+
     // SAFETY: the directives emit no code or data; they only raise the alignment
     // of the section `run_to_exit` is placed in.
     std::arch::global_asm!(
@@ -38,17 +43,30 @@ mod loop_alignment {
         ".p2align 6",
         ".popsection",
     );
+
+    /// Run `inst` until an exit: the dispatch loop of [`Instance::run`], placed at
+    /// the start of a 64-byte aligned section (above).
+    ///
+    /// [`Instance::run`]: crate::Instance::run
+    // SAFETY: the section is an allocated, executable code section (`"ax"`, named
+    // `.text.*` so that the linker places it in the `.text` output section); the
+    // function's code is the same as anywhere else.
+    #[unsafe(link_section = ".text.javm_interp_loop")]
+    #[inline(never)]
+    pub(in crate::interp) fn run_to_exit(
+        inst: &mut InterpInstance,
+    ) -> Result<Option<Exit>, EngineError> {
+        super::run::<false>(inst)
+    }
 }
 
-/// Run `inst` until an exit: the dispatch loop of [`Instance::run`], placed at
-/// the start of a 64-byte aligned section (above).
+#[cfg(target_os = "linux")]
+pub(super) use placed::run_to_exit;
+
+/// Run `inst` until an exit: the dispatch loop of [`Instance::run`].
 ///
 /// [`Instance::run`]: crate::Instance::run
-#[cfg_attr(target_os = "linux", allow(unsafe_code))]
-// SAFETY: the section is an allocated, executable code section (`"ax"`, named
-// `.text.*` so that the linker places it in the `.text` output section); the
-// function's code is the same as anywhere else.
-#[cfg_attr(target_os = "linux", unsafe(link_section = ".text.javm_interp_loop"))]
+#[cfg(not(target_os = "linux"))]
 #[inline(never)]
 pub(super) fn run_to_exit(inst: &mut InterpInstance) -> Result<Option<Exit>, EngineError> {
     run::<false>(inst)
