@@ -16,9 +16,9 @@
 //!   [`Interpreter`], the first implementation;
 //! * [`asm`] and [`disasm`] — the text assembler and disassembler.
 //!
-//! This crate has no `unsafe` code but one attribute, which places the
-//! interpreter's loop in a 64-byte aligned code section (`interp/run.rs`); the
-//! recompiler lives in `javm-jit-x86`.
+//! This crate has no `unsafe` code but two items in `interp/run.rs` that place the
+//! interpreter's loop in a 64-byte aligned code section (a `link_section`
+//! attribute and an alignment directive); the recompiler lives in `javm-jit-x86`.
 //!
 //! # Example
 //!

@@ -306,7 +306,7 @@ impl Cg<'_> {
             I::MulImm64(o) => asm!(self; imul Rq(host(o.a)), Rq(host(o.b)), o.x),
             I::ShloLImm64(o) => {
                 // `mov` + `shl`, not a scaled `lea`: on this Intel host the `lea`
-                // made a multiply-and-shift loop 14% slower (BENCHMARKS, "Peepholes").
+                // made a multiply-and-shift loop 16% slower (BENCHMARKS, "Peepholes").
                 self.mov(o.a, o.b);
                 asm!(self; shl Rq(host(o.a)), (o.x & 63) as i8);
             }
