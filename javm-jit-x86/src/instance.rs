@@ -148,12 +148,13 @@ impl JitInstance {
         self.module.schedule.profile()
     }
 
-    /// Run compiled code from native offset `target` until it exits. With `step`,
+    /// Run compiled code from native offset `target` until it exits, and return the
+    /// exit's raw kind (see [`Self::exit_kind`]) and index. With `step`,
     /// or when an interrupt is requested, the gas counter carries the bias
     /// (`signal.rs`, "Interrupts") while the code runs, so it leaves at the next
     /// block's gas check; the bias is gone when this returns.
     #[inline(always)]
-    fn enter(&mut self, target: u32, step: bool) -> Result<(ExitKind, u32), EngineError> {
+    fn enter(&mut self, target: u32, step: bool) -> Result<(u32, u32), EngineError> {
         let tid = signal::prepare_thread().map_err(EngineError::Unavailable)?;
         // The counter through a raw pointer: the signal handler may change it while
         // `_active` below is alive, so no reference covers it then.
@@ -165,10 +166,7 @@ impl JitInstance {
         self.running.map = &mut *self.map;
         let code_start = self.running.code_start;
         let base = self.running.guest_base;
-        // SAFETY: `entry` is the offset of the trampoline emitted by `codegen`, with
-        // the `sysv64` signature (guest base, target address) -> exit kind and index.
-        let entry: unsafe extern "sysv64" fn(*mut u8, usize) -> u64 =
-            unsafe { std::mem::transmute(code_start + self.module.entry as usize) };
+        let entry = code_start + self.module.entry as usize;
         // SAFETY: the slot lies in the window's context page, mapped read-write for
         // the window's lifetime, which this instance owns; every access to it is
         // atomic, and no Rust reference to the context covers it.
@@ -181,13 +179,34 @@ impl JitInstance {
             if step || kick.tid.load(Ordering::Relaxed) != tid {
                 self.enter_slow(step, tid, gas, kick);
             }
-            // SAFETY: the code is finalized (read + execute) and owned by the module
-            // this instance holds; `base` is this instance's window with its context
-            // just below; `target` is a block or instruction entry of the same code.
-            // Guest code touches only the window and the context; faults in it are
-            // handled by `signal` using `self.running`, which outlives the call and
-            // which nothing else touches while it runs.
-            let exit = unsafe { entry(base, code_start + target as usize) };
+            let exit: u64;
+            // SAFETY: `entry` is the trampoline emitted by `codegen` (`trampoline`):
+            // it takes the guest base in RDI and the target in RSI, saves and
+            // restores RBX and RBP itself, returns the packed exit in RAX and may
+            // change every other register, which the operands below declare (the
+            // sysv64 caller-saved set and R12–R15); it moves RSP only by its own
+            // balanced pushes, the call's return address and the matching `ret`,
+            // for which the block is not `nostack`. The code is finalized (read +
+            // execute) and owned by the module this instance holds; `base` is this
+            // instance's window with its context just below; `target` is a block
+            // or instruction entry of the same code. Guest code touches only the
+            // window and the context; faults in it are handled by `signal` using
+            // `self.running`, which outlives the call and which nothing else
+            // touches while it runs.
+            unsafe {
+                std::arch::asm!(
+                    "call {entry}",
+                    entry = in(reg) entry,
+                    in("rdi") base,
+                    in("rsi") code_start + target as usize,
+                    lateout("rax") exit,
+                    out("r12") _,
+                    out("r13") _,
+                    out("r14") _,
+                    out("r15") _,
+                    clobber_abi("sysv64"),
+                );
+            }
             compiler_fence(Ordering::SeqCst);
             exit
         };
@@ -197,13 +216,14 @@ impl JitInstance {
         // gone, so this thread no longer runs the instance and the handler leaves
         // both alone from here on.
         unsafe { signal::unbias(gas, kick) };
-        let (kind, idx) = crate::ctx::unpack_exit(exit);
-        let Some(kind) = ExitKind::from_u32(kind) else {
-            return Err(EngineError::Internal(format!(
-                "compiled code returned exit kind {kind}"
-            )));
-        };
-        Ok((kind, idx))
+        Ok(crate::ctx::unpack_exit(exit))
+    }
+
+    /// The [`ExitKind`] of a raw kind that [`Self::enter`] returned.
+    fn exit_kind(kind: u32) -> Result<ExitKind, EngineError> {
+        ExitKind::from_u32(kind).ok_or_else(|| {
+            EngineError::Internal(format!("compiled code returned exit kind {kind}"))
+        })
     }
 
     /// The part of [`Self::enter`] that runs when stepping, on this instance's first
@@ -278,6 +298,7 @@ impl JitInstance {
             // bias (compiled code's `jl` saw the true, overflowed difference); the
             // wrapping removal of the bias brings the sum into range again.
             let (kind, idx) = self.enter(target, step)?;
+            let kind = Self::exit_kind(kind)?;
             match self.on_exit(kind, idx, step)? {
                 Flow::Return(exit) => return Ok(exit),
                 Flow::Continue => {}
@@ -594,12 +615,12 @@ impl Instance for JitInstance {
             // rather than a chain through the instance and the module.
             let sites = &*module.host_sites;
             let (kind, idx) = self.enter(target, false)?;
-            if kind == ExitKind::HostCall
+            if kind == ExitKind::HostCall as u32
                 && let Some(&site) = sites.get(idx as usize)
             {
                 return Ok(self.take_host_call(site));
             }
-            match self.on_exit(kind, idx, false)? {
+            match self.on_exit(Self::exit_kind(kind)?, idx, false)? {
                 Flow::Return(exit) => return exit.ok_or_else(stopped),
                 Flow::Continue => {}
             }

@@ -329,21 +329,22 @@ extern "C" fn kick_handler(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *
     chain(sig, info, uctx);
 }
 
-/// Marks `running` as the instance on this thread until dropped.
-pub(crate) struct ActiveGuard {
-    prev: *const Running,
-}
+/// Marks `running` as the instance on this thread until dropped. Guards never
+/// nest: one lives only around a call into compiled code, which cannot call back
+/// into the host, so dropping one leaves no instance marked.
+pub(crate) struct ActiveGuard(());
 
 impl ActiveGuard {
     pub(crate) fn new(running: &Running) -> ActiveGuard {
-        let prev = CURRENT.replace(running);
-        ActiveGuard { prev }
+        debug_assert!(CURRENT.get().is_null(), "nested entry into compiled code");
+        CURRENT.set(running);
+        ActiveGuard(())
     }
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        CURRENT.set(self.prev);
+        CURRENT.set(std::ptr::null());
     }
 }
 

@@ -395,18 +395,27 @@ impl Cg<'_> {
             .collect()
     }
 
-    /// `entry(guest_base: rdi, target: rsi) -> u64`: save the host's callee-saved
-    /// registers, load the guest registers, jump to
-    /// `target`. The shared `exit` path does the reverse and returns the exit's kind
-    /// and index, packed by [`crate::ctx::pack_exit`]; the host-call tail comes
-    /// right before it. Compiled code never moves RSP (no push, pop or call: the
-    /// lowerings that borrow a register save it in the context), and the fault
-    /// handler sends its exits to the exit path with the RSP of the fault, so the
-    /// exit path finds the host's stack where the trampoline left it.
+    /// `entry(guest_base: rdi, target: rsi) -> rax`, called from the run loop's
+    /// inline `asm!` (`instance.rs`, `enter`): save RBX and RBP, load the guest
+    /// registers, jump to `target`. The shared `exit` path does the reverse and
+    /// returns the exit's kind and index, packed by [`crate::ctx::pack_exit`]; the
+    /// host-call tail comes right before it. Every other register is declared
+    /// clobbered at the call site, so the compiler saves only those it still
+    /// needs (the run loop's own prologue already saves R12–R15); RBX and RBP
+    /// cannot be named there, so they are saved here. Compiled code never moves
+    /// RSP (no push, pop or call: the lowerings that borrow a register save it in
+    /// the context) and needs no particular alignment (the fault handlers run on
+    /// their own stack), and the fault handler sends its exits to the exit path
+    /// with the RSP of the fault, so the exit path finds the host's stack where
+    /// the trampoline left it.
+    ///
+    /// The blocks start at the next 64-byte boundary (the gap is `int3`), so
+    /// where a program's loops land does not depend on the size of this code:
+    /// the compiled code's speed depends on its placement (docs/BENCHMARKS.md,
+    /// "The entry trampoline").
     fn trampoline(&mut self) {
         dynasm!(self.ops ; .arch x64
-            ; push rbx ; push rbp ; push r12 ; push r13 ; push r14 ; push r15
-            ; sub rsp, 8
+            ; push rbx ; push rbp
             ; mov r15, rdi
             ; mov rdx, rsi
         );
@@ -429,10 +438,12 @@ impl Cg<'_> {
         }
         dynasm!(self.ops ; .arch x64
             ; mov rax, rdx
-            ; add rsp, 8
-            ; pop r15 ; pop r14 ; pop r13 ; pop r12 ; pop rbp ; pop rbx
+            ; pop rbp ; pop rbx
             ; ret
         );
+        while !self.ops.offset().0.is_multiple_of(64) {
+            dynasm!(self.ops ; .arch x64 ; int3);
+        }
     }
 
     /// Charge block `b` on entry: require `need`, deduct `cost`, or leave through
