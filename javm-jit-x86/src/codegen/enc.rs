@@ -37,10 +37,12 @@ impl Cg<'_> {
         // REX.W + REX.B (r15); ModRM mod = 01 (disp8), rm = r15 & 7.
         let modrm = 0x40 | (op as u8) << 3 | 7;
         match i8::try_from(imm) {
-            Ok(i) => self.ops.extend([0x49, 0x83, modrm, (-24i8) as u8, i as u8]),
+            Ok(i) => self
+                .ops
+                .extend(&[0x49, 0x83, modrm, (-24i8) as u8, i as u8]),
             Err(_) => {
-                self.ops.extend([0x49, 0x81, modrm, (-24i8) as u8]);
-                self.ops.extend(imm.to_le_bytes());
+                self.ops.extend(&[0x49, 0x81, modrm, (-24i8) as u8]);
+                self.ops.extend(&imm.to_le_bytes());
             }
         }
     }

@@ -138,7 +138,7 @@ impl Cg<'_> {
     /// `jmp l`: two bytes back to a near bound label, else five.
     pub(crate) fn jmp(&mut self, l: Label) {
         if let Some(rel) = self.backward(l, 1, 1).and_then(|r| i8::try_from(r).ok()) {
-            self.ops.extend([0xEB, rel as u8]);
+            self.ops.extend(&[0xEB, rel as u8]);
             return;
         }
         self.ops.push(0xE9);
@@ -148,10 +148,10 @@ impl Cg<'_> {
     /// `jcc l`: two bytes back to a near bound label, else six.
     pub(crate) fn jcc(&mut self, cc: Cc, l: Label) {
         if let Some(rel) = self.backward(l, 1, 1).and_then(|r| i8::try_from(r).ok()) {
-            self.ops.extend([0x70 | cc as u8, rel as u8]);
+            self.ops.extend(&[0x70 | cc as u8, rel as u8]);
             return;
         }
-        self.ops.extend([0x0F, 0x80 | cc as u8]);
+        self.ops.extend(&[0x0F, 0x80 | cc as u8]);
         self.rel32(l);
     }
 
@@ -176,11 +176,11 @@ impl Cg<'_> {
         match self.backward(l, 0, 4) {
             Some(rel) => {
                 let rel = rel as i32;
-                self.ops.extend(rel.to_le_bytes());
+                self.ops.extend(&rel.to_le_bytes());
             }
             None => {
                 self.fixup(l, false);
-                self.ops.extend([0; 4]);
+                self.ops.extend(&[0; 4]);
             }
         }
     }
