@@ -212,6 +212,10 @@ impl JitInstance {
         };
         // The guard's unmarking stays before the bias's removal below.
         compiler_fence(Ordering::SeqCst);
+        // Taken again from `self.running` rather than kept across the call, which
+        // changes every register the compiler could have kept them in.
+        // SAFETY: as above.
+        let (gas, kick) = unsafe { (&raw mut (*self.running.ctx).gas, &*self.running.kick) };
         // SAFETY: `gas` is this instance's counter and `kick` its Kick; the guard is
         // gone, so this thread no longer runs the instance and the handler leaves
         // both alone from here on.
@@ -611,12 +615,9 @@ impl Instance for JitInstance {
                     "resume at unknown block {b}"
                 )));
             };
-            // Taken before the call, so that finding the site after it is one load
-            // rather than a chain through the instance and the module.
-            let sites = &*module.host_sites;
             let (kind, idx) = self.enter(target, false)?;
             if kind == ExitKind::HostCall as u32
-                && let Some(&site) = sites.get(idx as usize)
+                && let Some(&site) = self.module.host_sites.get(idx as usize)
             {
                 return Ok(self.take_host_call(site));
             }
