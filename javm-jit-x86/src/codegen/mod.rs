@@ -441,9 +441,8 @@ impl Cg<'_> {
             ; pop rbp ; pop rbx
             ; ret
         );
-        while !self.ops.offset().0.is_multiple_of(64) {
-            dynasm!(self.ops ; .arch x64 ; int3);
-        }
+        let gap = self.ops.offset().0.next_multiple_of(64) - self.ops.offset().0;
+        self.ops.extend(&[0xCC; 64][..gap]); // int3
     }
 
     /// Charge block `b` on entry: require `need`, deduct `cost`, or leave through
