@@ -1,7 +1,8 @@
 //! Single-instruction peepholes of the recompiler (`javm-jit-x86/src/codegen/
 //! lower.rs`) against the interpreter: `and_imm` with the masks it lowers as zero
 //! extensions, moves and clears; the high multiplies lowered with `mulx`; small
-//! shifts left, whose `lea` form was tried and not kept, next to them. Every
+//! shifts left, whose `lea` form was tried and not kept, next to them; `sub_32`
+//! and `mul_32`, computed in place when the destination is a source. Every
 //! aliasing of destination and sources, register values with the sign and high
 //! bits that tell a wrong extension apart, and near-miss immediates.
 
@@ -40,6 +41,13 @@ fn item() -> impl Strategy<Value = String> {
             .prop_map(|(d, a, n)| format!("shlo_l_imm_64 r{d}, r{a}, {n}")),
         (reg(), reg(), amount).prop_map(|(d, a, n)| format!("shlo_l_imm_32 r{d}, r{a}, {n}")),
         (mul, reg(), reg(), reg()).prop_map(|(op, d, a, b)| format!("{op} r{d}, r{a}, r{b}")),
+        (
+            prop_oneof![Just("sub_32"), Just("mul_32")],
+            reg(),
+            reg(),
+            reg()
+        )
+            .prop_map(|(op, d, a, b)| format!("{op} r{d}, r{a}, r{b}")),
     ]
 }
 

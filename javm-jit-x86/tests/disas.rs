@@ -12,7 +12,7 @@ use javm_jit_x86::Recompiler;
 const CASES: &[(&str, &str)] = &[
     (
         "alu_aliasing",
-        "add_64 r1, r1, r2\nsub_64 r2, r1, r2\nsub_64 r3, r1, r2\nadd_32 r4, r4, r4\nmul_upper_u_u r11, r12, r11\ntrap",
+        "add_64 r1, r1, r2\nsub_64 r2, r1, r2\nsub_64 r3, r1, r2\nadd_32 r4, r4, r4\nmul_upper_u_u r11, r12, r11\nsub_32 r5, r5, r6\nsub_32 r6, r5, r6\nsub_32 r7, r5, r6\nsub_32 r11, r11, r11\nmul_32 r8, r8, r9\nmul_32 r9, r8, r9\nmul_32 r10, r8, r9\ntrap",
     ),
     (
         "division",

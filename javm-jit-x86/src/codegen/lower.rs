@@ -61,11 +61,18 @@ macro_rules! alu3 {
     }};
 }
 
-/// 32-bit ALU: `d = sx32(a op b)`, computed in EDX.
+/// 32-bit ALU: `d = sx32(a op b)`. In place when the destination is the first
+/// source, or the second for a commutative `op`; otherwise computed in EDX.
 macro_rules! alu32 {
-    ($s:expr, $op:ident, $d:expr, $a:expr, $b:expr) => {{
+    ($s:expr, $op:ident, $d:expr, $a:expr, $b:expr, $commutative:expr) => {{
         let (d, a, b) = (host($d), host($a), host($b));
-        asm!($s; mov edx, Rd(a) ; $op edx, Rd(b) ; movsxd Rq(d), edx);
+        if d == a {
+            asm!($s; $op Rd(d), Rd(b) ; movsxd Rq(d), Rd(d));
+        } else if d == b && $commutative {
+            asm!($s; $op Rd(d), Rd(a) ; movsxd Rq(d), Rd(d));
+        } else {
+            asm!($s; mov edx, Rd(a) ; $op edx, Rd(b) ; movsxd Rq(d), edx);
+        }
     }};
 }
 
@@ -345,8 +352,8 @@ impl Cg<'_> {
                 self.add_rr(false, RDX, host(o.a), host(o.b));
                 asm!(self; movsxd Rq(host(o.d)), edx)
             }
-            I::Sub32(o) => alu32!(self, sub, o.d, o.a, o.b),
-            I::Mul32(o) => alu32!(self, imul, o.d, o.a, o.b),
+            I::Sub32(o) => alu32!(self, sub, o.d, o.a, o.b, false),
+            I::Mul32(o) => alu32!(self, imul, o.d, o.a, o.b, true),
             I::DivU32(o) => self.div(o.d, o.a, o.b, Div::U, false, true),
             I::DivS32(o) => self.div(o.d, o.a, o.b, Div::S, false, true),
             I::RemU32(o) => self.div(o.d, o.a, o.b, Div::U, true, true),
