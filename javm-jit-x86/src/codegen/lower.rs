@@ -3,7 +3,7 @@
 //! access, R15 is the guest base. Every sequence reads all its sources before it
 //! writes its destination, so any aliasing of `d`, `a` and `b` is correct.
 
-use dynasmrt::{DynasmApi, DynasmLabelApi, dynasm};
+use dynasmrt::{DynasmApi, dynasm};
 use javm_exec::Instruction as I;
 use javm_exec::Reg;
 
@@ -619,17 +619,17 @@ impl Cg<'_> {
     /// the low halves. The result is built in RDX; RAX is borrowed and restored.
     fn div(&mut self, d: Reg, a: Reg, b: Reg, kind: Div, rem: bool, w32: bool) {
         let (d, a, b) = (host(d), host(a), host(b));
-        // Dynamic labels: cheap to create, unlike dynasm's name-keyed local labels.
-        let (zero, minus1, done) = (
-            self.ops.new_dynamic_label(),
-            self.ops.new_dynamic_label(),
-            self.ops.new_dynamic_label(),
-        );
+        // The generator's own labels (`labels.rs`): dynasm's dynamic labels cost
+        // a relocation record each, resolved when the code is committed. The jumps
+        // keep dynasm's encodings (32-bit displacements).
+        let (zero, minus1, done) = (self.label(), self.label(), self.label());
         asm!(self; mov [r15 - 0x48], Rq(a) ; mov rdx, Rq(b));
         if w32 {
-            asm!(self; test edx, edx ; jz =>zero);
+            asm!(self; test edx, edx);
+            self.jcc(Cc::E, zero);
             if kind == Div::S {
-                asm!(self; cmp edx, -1 ; je =>minus1);
+                asm!(self; cmp edx, -1);
+                self.jcc(Cc::E, minus1);
             }
             asm!(self
                 ; mov [r15 - 0x40], rdx
@@ -645,14 +645,17 @@ impl Cg<'_> {
             } else {
                 asm!(self; movsxd rdx, eax);
             }
-            asm!(self; mov rax, [r15 - 0x38] ; jmp =>done ; =>zero);
+            asm!(self; mov rax, [r15 - 0x38]);
+            self.jmp(done);
+            self.bind(zero);
             if rem {
                 asm!(self; movsxd rdx, DWORD [r15 - 0x48]);
             } else {
                 asm!(self; mov rdx, -1);
             }
             if kind == Div::S {
-                asm!(self; jmp =>done ; =>minus1);
+                self.jmp(done);
+                self.bind(minus1);
                 if rem {
                     asm!(self; xor edx, edx);
                 } else {
@@ -660,9 +663,11 @@ impl Cg<'_> {
                 }
             }
         } else {
-            asm!(self; test rdx, rdx ; jz =>zero);
+            asm!(self; test rdx, rdx);
+            self.jcc(Cc::E, zero);
             if kind == Div::S {
-                asm!(self; cmp rdx, -1 ; je =>minus1);
+                asm!(self; cmp rdx, -1);
+                self.jcc(Cc::E, minus1);
             }
             asm!(self
                 ; mov [r15 - 0x40], rdx
@@ -676,14 +681,17 @@ impl Cg<'_> {
             if !rem {
                 asm!(self; mov rdx, rax);
             }
-            asm!(self; mov rax, [r15 - 0x38] ; jmp =>done ; =>zero);
+            asm!(self; mov rax, [r15 - 0x38]);
+            self.jmp(done);
+            self.bind(zero);
             if rem {
                 asm!(self; mov rdx, [r15 - 0x48]);
             } else {
                 asm!(self; mov rdx, -1);
             }
             if kind == Div::S {
-                asm!(self; jmp =>done ; =>minus1);
+                self.jmp(done);
+                self.bind(minus1);
                 if rem {
                     asm!(self; xor edx, edx);
                 } else {
@@ -691,7 +699,8 @@ impl Cg<'_> {
                 }
             }
         }
-        asm!(self; =>done ; mov Rq(d), rdx);
+        self.bind(done);
+        asm!(self; mov Rq(d), rdx);
     }
 
     fn minmax(&mut self, d: Reg, a: Reg, b: Reg, which: MinMax) {

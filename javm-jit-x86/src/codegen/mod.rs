@@ -25,7 +25,7 @@ pub(crate) mod regs;
 mod stores;
 
 use dynasmrt::x64::X64Relocation;
-use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler, dynasm};
+use dynasmrt::{DynasmApi, VecAssembler, dynasm};
 use javm_exec::Program;
 use javm_exec::engine::Resume;
 use javm_exec::gas::{BlockCost, GasProfile};
@@ -146,7 +146,7 @@ struct FusedTail {
     block: u32,
     first: u32,
     end: u32,
-    back: DynamicLabel,
+    back: Label,
 }
 
 /// A cluster's checked copy still to be emitted (`stores.rs`): instructions
@@ -158,7 +158,7 @@ struct CheckedCopy {
     first: u32,
     end: u32,
     entries: Vec<(u32, Label)>,
-    back: Option<DynamicLabel>,
+    back: Option<Label>,
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -241,7 +241,7 @@ pub(crate) fn compile(
                     _ => None,
                 })
                 .collect();
-            let back = (end < block.end).then(|| cg.ops.new_dynamic_label());
+            let back = (end < block.end).then(|| cg.label());
             copies.push(CheckedCopy {
                 block: b as u32,
                 first,
@@ -255,7 +255,7 @@ pub(crate) fn compile(
             // Where a cluster's copy comes back to the inline code.
             for c in &copies[block_copies..] {
                 if let Some(back) = c.back.filter(|_| c.end == idx) {
-                    dynasm!(cg.ops ; .arch x64 ; =>back);
+                    cg.bind(back);
                 }
             }
             let start = cg.ops.offset().0 as u32;
@@ -264,8 +264,8 @@ pub(crate) fn compile(
             let rest = &instructions[idx as usize..block.end as usize];
             if let Some(f) = fuse::find(rest) {
                 cg.emit_fused(f);
-                let back = cg.ops.new_dynamic_label();
-                dynasm!(cg.ops ; .arch x64 ; =>back);
+                let back = cg.label();
+                cg.bind(back);
                 let end = cg.ops.offset().0 as u32;
                 let len = f.len() as u32;
                 ins_ends[idx as usize] = end;
@@ -307,7 +307,7 @@ pub(crate) fn compile(
             cg.panic_label = None;
             cg.lower(instructions[idx as usize], idx, tail.block)?;
         }
-        dynasm!(cg.ops ; .arch x64 ; jmp =>tail.back);
+        cg.jmp(tail.back);
     }
     for copy in copies {
         let mut entries = copy.entries.iter().peekable();
@@ -320,7 +320,7 @@ pub(crate) fn compile(
             cg.lower(instructions[idx as usize], idx, copy.block)?;
         }
         match copy.back {
-            Some(back) => dynasm!(cg.ops ; .arch x64 ; jmp =>back),
+            Some(back) => cg.jmp(back),
             None => {
                 if let Ok(next) = cg.block_label(copy.block + 1) {
                     cg.jmp(next);
