@@ -3,11 +3,13 @@
 //! and executable at once, and every executable buffer is followed by a guard page.
 //!
 //! Small mappings are recycled: dropping the code of a module of at most
-//! [`POOL_CODE_MAX`] bytes makes its mapping inaccessible and keeps it (up to
-//! [`POOL_MAX`] of them), and a later module that fits takes it, made writable
-//! again, instead of a fresh mapping. Its pages stay resident, so writing the new
-//! code takes no page faults (each costs microseconds on virtualised hosts, several
-//! per small module); everything past the new code is overwritten with `int3`.
+//! [`POOL_CODE_MAX`] bytes makes its mapping read-write — no longer executable —
+//! and keeps it (up to [`POOL_MAX`] of them), and a later module that fits takes it
+//! as it is, instead of a fresh mapping: one protection change per module's life
+//! (to read + execute when it is finalized) besides the one back to read-write.
+//! Its pages stay resident, so writing the new code takes no page faults (each
+//! costs microseconds on virtualised hosts, several per small module); everything
+//! past the new code is overwritten with `int3`.
 
 use std::io;
 use std::num::NonZeroUsize;
@@ -25,8 +27,9 @@ const POOL_CODE_MAX: usize = 16 * PAGE;
 /// Recycled mappings kept (at most 1 MiB with their guard pages).
 const POOL_MAX: usize = 16;
 
-/// A recycled mapping: `POOL_CODE_MAX` bytes of code pages, inaccessible, then a
-/// guard page; the first `.1` bytes held code (the rest was never written).
+/// A recycled mapping: `POOL_CODE_MAX` bytes of code pages, read-write and not
+/// executable, then a guard page; the first `.1` bytes held code (the rest was
+/// never written).
 struct Pooled(NonNull<u8>, usize);
 
 // SAFETY: a pooled mapping is owned by the pool alone; moving the address between
@@ -35,26 +38,11 @@ unsafe impl Send for Pooled {}
 
 static POOL: Mutex<Vec<Pooled>> = Mutex::new(Vec::new());
 
-/// A recycled mapping made writable, and how many of its bytes held code, if one is
+/// A recycled mapping (writable), and how many of its bytes held code, if one is
 /// pooled.
 fn take_pooled() -> Option<(NonNull<u8>, usize)> {
     let p = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
-    // SAFETY: the pool owns the mapping (no module runs code from it any more);
-    // making its code pages writable affects nothing else.
-    match unsafe {
-        mprotect(
-            p.0.cast(),
-            POOL_CODE_MAX,
-            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-        )
-    } {
-        Ok(()) => Some((p.0, p.1)),
-        Err(_) => {
-            // SAFETY: unmapping the mapping the pool owned.
-            let _ = unsafe { munmap(p.0.cast(), POOL_CODE_MAX + PAGE) };
-            None
-        }
-    }
+    Some((p.0, p.1))
 }
 
 /// Keep the mapping of `map_len` bytes at `ptr`, whose first `used` bytes hold code,
@@ -64,9 +52,18 @@ fn take_pooled() -> Option<(NonNull<u8>, usize)> {
 /// The caller owns the mapping, and nothing uses it any more.
 unsafe fn recycle(ptr: NonNull<u8>, map_len: usize, used: usize) {
     if map_len == POOL_CODE_MAX + PAGE {
-        // SAFETY: the caller owns the mapping; making it inaccessible keeps stale
-        // code from running while it is pooled.
-        if unsafe { mprotect(ptr.cast(), POOL_CODE_MAX, ProtFlags::PROT_NONE) }.is_ok() {
+        // SAFETY: the caller owns the mapping; without execute permission its
+        // stale code cannot run while it is pooled, and it is writable for the
+        // module that takes it next.
+        if unsafe {
+            mprotect(
+                ptr.cast(),
+                POOL_CODE_MAX,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            )
+        }
+        .is_ok()
+        {
             let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
             if pool.len() < POOL_MAX {
                 pool.push(Pooled(ptr, used));
