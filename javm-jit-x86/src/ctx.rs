@@ -2,9 +2,13 @@
 //! memory, and the exit protocol between compiled code and the run loop.
 //!
 //! The context sits in the page just below an instance's guest window, so compiled
-//! code reaches every field at a fixed negative displacement from R15 (the window
-//! base). Guest addresses are 32-bit offsets *added* to R15, so no guest access can
-//! reach below the window: the context holds nothing the guest can read or write.
+//! code reaches every field at a fixed negative displacement from the window base,
+//! which it addresses through the GS segment (`gs:[disp]`; the run loop sets the
+//! thread's GS base to the window, `signal::set_gs_base`). Guest addresses are
+//! 32-bit offsets *added* to that base, so no guest access can reach below the
+//! window: the context holds nothing the guest can read or write. While compiled
+//! code runs, the gas counter lives in R15; the context's `gas` holds it between
+//! runs (the trampoline loads it, the exit path stores it back).
 
 use std::mem::offset_of;
 
@@ -15,8 +19,8 @@ pub(crate) const CTX_PAGE: usize = 4096;
 pub(crate) const REG_SLOTS: usize = 16;
 
 /// The context. `#[repr(C)]`: compiled code addresses its fields by offset. It is
-/// placed at the *end* of the context page ([`CTX_GAP`] bytes before it), so the
-/// hottest fields (`gas`, last, at R15 − 24) encode with 8-bit displacements.
+/// placed at the *end* of the context page ([`CTX_GAP`] bytes before it), just
+/// below the guest base.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct JitContext {
@@ -57,8 +61,7 @@ pub(crate) const CTX_SIZE: usize = std::mem::size_of::<JitContext>();
 const _: () = assert!(CTX_SIZE <= CTX_PAGE && CTX_SIZE.is_multiple_of(16));
 
 /// Bytes between the end of [`JitContext`] and the guest base: room for the
-/// [`Kick`] outside the struct. (The gas counter stays within an 8-bit displacement
-/// of R15.)
+/// [`Kick`] outside the struct.
 pub(crate) const CTX_GAP: usize = 16;
 const _: () = assert!(CTX_SIZE + CTX_GAP <= CTX_PAGE);
 
@@ -84,12 +87,13 @@ pub(crate) struct Kick {
 pub(crate) const KICK: usize = 8;
 const _: () = assert!(KICK <= CTX_GAP && std::mem::size_of::<Kick>() <= KICK);
 
-/// Displacement of a context field from R15 (the guest base).
+/// Displacement of a context field from the guest base.
 const fn disp(field: usize) -> i32 {
     field as i32 - (CTX_SIZE + CTX_GAP) as i32
 }
 
-/// R15-relative displacements of the context fields.
+/// Base-relative displacements of the context fields (`gs:[off::X]` in compiled
+/// code).
 pub(crate) mod off {
     use super::*;
     pub(crate) const GAS: i32 = disp(offset_of!(JitContext, gas));

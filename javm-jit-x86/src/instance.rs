@@ -93,6 +93,8 @@ impl JitInstance {
             map: std::ptr::null_mut(),
             ctx: window.ctx(),
             exit_addr: module.code.start() + module.exit as usize,
+            gas_live_addr: module.code.start() + module.gas_live as usize,
+            blocks_addr: module.code.start() + module.blocks_start as usize,
             interrupt: interrupt.flag(),
             kick: window.kick(),
         };
@@ -167,6 +169,7 @@ impl JitInstance {
         let code_start = self.running.code_start;
         let base = self.running.guest_base;
         let entry = code_start + self.module.entry as usize;
+        signal::set_gs_base(base);
         // SAFETY: the slot lies in the window's context page, mapped read-write for
         // the window's lifetime, which this instance owns; every access to it is
         // atomic, and no Rust reference to the context covers it.

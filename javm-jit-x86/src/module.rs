@@ -106,6 +106,10 @@ pub struct JitModule {
     pub(crate) polls: Box<[bool]>,
     pub(crate) entry: u32,
     pub(crate) exit: u32,
+    /// See `codegen::Compiled::gas_live`.
+    pub(crate) gas_live: u32,
+    /// See `codegen::Compiled::blocks_start`.
+    pub(crate) blocks_start: u32,
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -157,6 +161,8 @@ impl JitModule {
             polls: program.interrupt_points().into(),
             entry: c.entry,
             exit: c.exit,
+            gas_live: c.gas_live,
+            blocks_start: c.blocks_start,
         })
     }
 

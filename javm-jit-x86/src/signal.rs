@@ -40,7 +40,11 @@
 //! not an interrupt point). Bias and handler go through one atomic swap of
 //! `biased`, so the bias is applied at most once; only this thread changes the
 //! counter, and signals arrive between instructions, so the handler never splits
-//! compiled code's `sub [gas], cost`. Any other SIGURG (no instance running here,
+//! compiled code's `sub r15, cost`. Where the counter is depends on where the
+//! signal lands (DESIGN-DECISIONS §87): in R15 from the trampoline's load of it to
+//! the exit path's store of it, and then the handler biases the R15 the kernel
+//! saved and restores; in the context everywhere else (the run loop, the
+//! trampoline before the load, the exit path after the store). Any other SIGURG (no instance running here,
 //! or its flag clear) is passed to the previous handler; SIGURG's default action
 //! is to ignore it, and the handler is installed with `SA_RESTART`, so a stray one
 //! interrupts no system call that restarts.
@@ -84,8 +88,13 @@ pub(crate) struct Running {
     pub(crate) guest_base: *mut u8,
     pub(crate) map: *mut PageMap,
     pub(crate) ctx: *mut JitContext,
-    /// Address of the shared exit path.
+    /// Address of the shared exit path, whose first instruction stores the gas
+    /// counter from R15 into the context.
     pub(crate) exit_addr: usize,
+    /// Address just past the trampoline's load of the counter into R15.
+    pub(crate) gas_live_addr: usize,
+    /// Address of the first block.
+    pub(crate) blocks_addr: usize,
     /// The instance's interrupt request flag (its `InterruptHandle`'s, which the
     /// instance holds).
     pub(crate) interrupt: *const std::sync::atomic::AtomicBool,
@@ -100,6 +109,8 @@ thread_local! {
     /// This thread's id (`gettid`) once handlers are installed and the alternate
     /// stack set for it; 0 before.
     static READY: Cell<i32> = const { Cell::new(0) };
+    /// The GS base this thread last set for compiled code (0: none).
+    static GS_BASE: Cell<usize> = const { Cell::new(0) };
     static OWN_STACK: std::cell::RefCell<Option<AltStack>> = const { std::cell::RefCell::new(None) };
 }
 
@@ -314,19 +325,78 @@ pub(crate) fn kick(tid: i32) {
 
 extern "C" fn kick_handler(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
     let running = CURRENT.get();
-    if !running.is_null() {
+    if !running.is_null() && !uctx.is_null() {
         // SAFETY: CURRENT is set only by ActiveGuard, whose `Running` outlives the
         // guard, and only on this thread; its flag and kick live as long as the
         // instance, and its context's gas counter is changed by this thread only.
+        // The kernel passes a valid ucontext for SA_SIGINFO handlers.
         unsafe {
             let r = &*running;
             if (*r.interrupt).load(Ordering::SeqCst) {
-                bias(&raw mut (*r.ctx).gas, &*r.kick);
+                let uc = &mut *uctx.cast::<libc::ucontext_t>();
+                let rip = uc.uc_mcontext.gregs[libc::REG_RIP as usize] as usize;
+                if gas_in_r15(r, rip) {
+                    // The interrupted code keeps the counter in R15: bias the saved
+                    // register, which the kernel restores on return.
+                    if (*r.kick).biased.swap(1, Ordering::SeqCst) == 0 {
+                        let g = &mut uc.uc_mcontext.gregs[libc::REG_R15 as usize];
+                        *g = g.wrapping_sub(i64::MAX);
+                    }
+                } else {
+                    bias(&raw mut (*r.ctx).gas, &*r.kick);
+                }
                 return;
             }
         }
     }
     chain(sig, info, uctx);
+}
+
+/// Whether code interrupted at `rip` holds the gas counter in R15: anywhere in the
+/// compiled code except the trampoline before its load of the counter and the exit
+/// path after its store (up to the first block).
+fn gas_in_r15(r: &Running, rip: usize) -> bool {
+    rip >= r.gas_live_addr
+        && rip < r.code_start + r.code_len
+        && !(rip > r.exit_addr && rip < r.blocks_addr)
+}
+
+/// Whether this host lets user code write the GS base with `wrgsbase` (the CPU's
+/// FSGSBASE feature, enabled by Linux 5.9 and later); elsewhere it is set with the
+/// `arch_prctl` system call.
+fn gs_base_writable() -> bool {
+    const HWCAP2_FSGSBASE: libc::c_ulong = 1 << 1;
+    // SAFETY: `getauxval` only reads the process's auxiliary vector.
+    unsafe { libc::getauxval(libc::AT_HWCAP2) & HWCAP2_FSGSBASE != 0 }
+}
+
+/// Make `base` this thread's GS base, the base through which compiled code
+/// addresses guest memory and its context, unless it is already.
+#[inline(always)]
+pub(crate) fn set_gs_base(base: *mut u8) {
+    let b = base as usize;
+    if GS_BASE.get() != b {
+        set_gs_base_slow(b);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn set_gs_base_slow(b: usize) {
+    /// `arch_prctl` code that sets the GS base (asm/prctl.h).
+    const ARCH_SET_GS: libc::c_int = 0x1001;
+    static WRITABLE: OnceLock<bool> = OnceLock::new();
+    if *WRITABLE.get_or_init(gs_base_writable) {
+        // SAFETY: `wrgsbase` is enabled (checked above) and changes only this
+        // thread's GS base, which neither Rust nor the C library uses on x86-64
+        // Linux.
+        unsafe { std::arch::asm!("wrgsbase {}", in(reg) b, options(nostack, preserves_flags)) };
+    } else {
+        // SAFETY: as above, through the system call older kernels offer; it
+        // cannot fail for a canonical user address such as a window's base.
+        unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SET_GS, b) };
+    }
+    GS_BASE.set(b);
 }
 
 /// Marks `running` as the instance on this thread until dropped. Guards never
@@ -384,7 +454,7 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut l
     if fault < base || fault >= base + GUEST_SIZE + GUARD_SIZE {
         return chain(sig, info, uctx);
     }
-    // Every guest access addresses `r15 + rdx` with the 32-bit guest address in RDX.
+    // Every guest access addresses `gs:[rdx]` with the 32-bit guest address in RDX.
     let addr = uc.uc_mcontext.gregs[libc::REG_RDX as usize] as u32;
     IN_HANDLER.set(true);
     let outcome = access(r, addr, u32::from(entry.width), entry.write);

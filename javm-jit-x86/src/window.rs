@@ -13,7 +13,7 @@
 //! materialization unit at a time and never change protection per page, so no guest
 //! can split its window into more mappings than its layout has units.
 //!
-//! Compiled code addresses guest memory as `R15 + (32-bit address)`, so it can reach
+//! Compiled code addresses guest memory as `GS base + (32-bit address)`, so it can reach
 //! at most `4 GiB + 7` bytes past the base: the guard (64 KiB) catches the bytes an
 //! access puts past 2^32, and the next reservation (whose first pages are a
 //! protection record) is never adjacent to a window.
@@ -62,8 +62,8 @@ const SHADOW_SIZE: usize = GUEST_SIZE >> 3;
 pub(crate) const SHADOW_FULL: u8 = 2;
 /// Shadow value: the granule's page is writable, the next page is not.
 pub(crate) const SHADOW_IN_PAGE: u8 = 3;
-/// Displacement of the shadow from R15 (the guest base): the byte of granule `g` is
-/// at `R15 + SHADOW_DISP + g`.
+/// Displacement of the shadow from the guest base: the byte of granule `g` is at
+/// `base + SHADOW_DISP + g` (`gs:[SHADOW_DISP + g]` in compiled code).
 pub(crate) const SHADOW_DISP: i32 = -((SHADOW_SIZE + CTX_PAGE) as i32);
 /// Bytes before guest address 0: the record, the shadow and the context page.
 const HEADER: usize = RECORD_SIZE + SHADOW_SIZE + CTX_PAGE;

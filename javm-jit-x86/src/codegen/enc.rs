@@ -14,34 +14,28 @@
 use dynasmrt::{DynasmApi, dynasm};
 
 use super::Cg;
-use crate::ctx::off;
 
 /// The ModRM `reg` field (opcode extension) of a group-1 operation on the gas
 /// counter (`81 /n`, `83 /n`).
 #[derive(Clone, Copy)]
 #[repr(u8)]
 pub(super) enum GasOp {
-    /// `sub qword [r15 − 24], imm`.
+    /// `sub r15, imm`.
     Sub = 5,
-    /// `cmp qword [r15 − 24], imm`.
+    /// `cmp r15, imm`.
     Cmp = 7,
 }
 
-// The gas encodings below address the counter as [r15 − 24].
-const _: () = assert!(off::GAS == -24);
-
 impl Cg<'_> {
-    /// `op qword [r15 + GAS], imm`, with an 8-bit immediate where it fits (5 bytes
-    /// instead of 11).
+    /// `op r15, imm` on the gas counter, which lives in R15 while compiled code
+    /// runs, with an 8-bit immediate where it fits (4 bytes instead of 7).
     pub(super) fn gas_op(&mut self, op: GasOp, imm: i32) {
-        // REX.W + REX.B (r15); ModRM mod = 01 (disp8), rm = r15 & 7.
-        let modrm = 0x40 | (op as u8) << 3 | 7;
+        // REX.W + REX.B (r15); ModRM mod = 11, reg = the group-1 operation, rm = 7.
+        let modrm = 0xC0 | (op as u8) << 3 | 7;
         match i8::try_from(imm) {
-            Ok(i) => self
-                .ops
-                .extend(&[0x49, 0x83, modrm, (-24i8) as u8, i as u8]),
+            Ok(i) => self.ops.extend(&[0x49, 0x83, modrm, i as u8]),
             Err(_) => {
-                self.ops.extend(&[0x49, 0x81, modrm, (-24i8) as u8]);
+                self.ops.extend(&[0x49, 0x81, modrm]);
                 self.ops.extend(&imm.to_le_bytes());
             }
         }

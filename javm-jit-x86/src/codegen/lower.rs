@@ -1,6 +1,7 @@
 //! One lowering per instruction variant. Conventions (see `regs.rs`): guest
 //! registers are pinned, RDX is scratch and holds the guest address of every memory
-//! access, R15 is the guest base. Every sequence reads all its sources before it
+//! access, memory is addressed through GS (the guest base), R15 holds the gas
+//! counter. Every sequence reads all its sources before it
 //! writes its destination, so any aliasing of `d`, `a` and `b` is correct.
 
 use dynasmrt::{DynasmApi, dynasm};
@@ -109,21 +110,21 @@ macro_rules! branch {
 macro_rules! rot_cl {
     ($s:expr, $rot:ident, q, $d:expr, $v:expr, $count:expr) => {{
         let (d, c) = (host($d), host($count));
-        asm!($s; mov [r15 - 0x30], rcx);
+        asm!($s; gs mov [-0x30], rcx);
         match $v {
             Val::Reg(r) => asm!($s; mov rdx, Rq(host(r))),
             Val::Imm(x) => asm!($s; mov rdx, x),
         }
-        asm!($s; mov ecx, Rd(c) ; $rot rdx, cl ; mov rcx, [r15 - 0x30] ; mov Rq(d), rdx);
+        asm!($s; mov ecx, Rd(c) ; $rot rdx, cl ; gs mov rcx, [-0x30] ; mov Rq(d), rdx);
     }};
     ($s:expr, $rot:ident, d, $d:expr, $v:expr, $count:expr) => {{
         let (d, c) = (host($d), host($count));
-        asm!($s; mov [r15 - 0x30], rcx);
+        asm!($s; gs mov [-0x30], rcx);
         match $v {
             Val::Reg(r) => asm!($s; mov edx, Rd(host(r))),
             Val::Imm(x) => asm!($s; mov edx, x),
         }
-        asm!($s; mov ecx, Rd(c) ; $rot edx, cl ; mov rcx, [r15 - 0x30] ; movsxd Rq(d), edx);
+        asm!($s; mov ecx, Rd(c) ; $rot edx, cl ; gs mov rcx, [-0x30] ; movsxd Rq(d), edx);
     }};
 }
 
@@ -389,11 +390,11 @@ impl Cg<'_> {
             I::MulUpperSS(o) => {
                 let (d, a, b) = (host(o.d), host(o.a), host(o.b));
                 asm!(self
-                    ; mov [r15 - 0x48], Rq(a)
-                    ; mov [r15 - 0x38], rax
+                    ; gs mov [-0x48], Rq(a)
+                    ; gs mov [-0x38], rax
                     ; mov rax, Rq(b)
-                    ; imul QWORD [r15 - 0x48]
-                    ; mov rax, [r15 - 0x38]
+                    ; gs imul QWORD [-0x48]
+                    ; gs mov rax, [-0x38]
                     ; mov Rq(d), rdx
                 );
             }
@@ -414,8 +415,8 @@ impl Cg<'_> {
                 } else {
                     // d is a source: the correction waits in T0.
                     asm!(self
-                        ; mov rdx, Rq(a) ; sar rdx, 63 ; and rdx, Rq(b) ; mov [r15 - 0x48], rdx
-                        ; mov rdx, Rq(a) ; mulx Rq(d), rdx, Rq(b) ; sub Rq(d), [r15 - 0x48]
+                        ; mov rdx, Rq(a) ; sar rdx, 63 ; and rdx, Rq(b) ; gs mov [-0x48], rdx
+                        ; mov rdx, Rq(a) ; mulx Rq(d), rdx, Rq(b) ; gs sub Rq(d), [-0x48]
                     );
                 }
             }
@@ -497,16 +498,16 @@ impl Cg<'_> {
             .map_err(|_| "jump table too long for the recompiler".to_string())?;
         let fail = self.djump_fail();
         asm!(self
-            ; mov DWORD [r15 - 28], idx as i32
+            ; gs mov DWORD [-28], idx as i32
             ; ror edx, 1
         );
         self.cmp_imm(RDX, entries);
         self.jcc(Cc::Ae, fail);
         asm!(self
-            ; mov [r15 - 0x38], rax
-            ; mov rax, [r15 - 0x60] // the jump table
+            ; gs mov [-0x38], rax
+            ; gs mov rax, [-0x60] // the jump table
             ; mov rdx, [rax + rdx * 8]
-            ; mov rax, [r15 - 0x38]
+            ; gs mov rax, [-0x38]
             ; jmp rdx
         );
         Ok(())
@@ -533,7 +534,7 @@ impl Cg<'_> {
         self.load(idx, dst, kind);
     }
 
-    /// `dst = [r15 + rdx]`, one instruction (the fault handler's unit).
+    /// `dst = gs:[rdx]`, one instruction (the fault handler's unit).
     fn load(&mut self, idx: u32, dst: Reg, kind: Load) {
         let d = host(dst);
         let width = match kind {
@@ -544,13 +545,13 @@ impl Cg<'_> {
         };
         self.side(idx, width, false);
         match kind {
-            Load::U8 => asm!(self; movzx Rd(d), BYTE [r15 + rdx]),
-            Load::I8 => asm!(self; movsx Rq(d), BYTE [r15 + rdx]),
-            Load::U16 => asm!(self; movzx Rd(d), WORD [r15 + rdx]),
-            Load::I16 => asm!(self; movsx Rq(d), WORD [r15 + rdx]),
-            Load::U32 => asm!(self; mov Rd(d), DWORD [r15 + rdx]),
-            Load::I32 => asm!(self; movsxd Rq(d), DWORD [r15 + rdx]),
-            Load::U64 => asm!(self; mov Rq(d), QWORD [r15 + rdx]),
+            Load::U8 => asm!(self; gs movzx Rd(d), BYTE [rdx]),
+            Load::I8 => asm!(self; gs movsx Rq(d), BYTE [rdx]),
+            Load::U16 => asm!(self; gs movzx Rd(d), WORD [rdx]),
+            Load::I16 => asm!(self; gs movsx Rq(d), WORD [rdx]),
+            Load::U32 => asm!(self; gs mov Rd(d), DWORD [rdx]),
+            Load::I32 => asm!(self; gs movsxd Rq(d), DWORD [rdx]),
+            Load::U64 => asm!(self; gs mov Rq(d), QWORD [rdx]),
         }
     }
 
@@ -561,7 +562,7 @@ impl Cg<'_> {
         let disp = i32::try_from(granule + i64::from(SHADOW_DISP)).unwrap_or(i32::MIN);
         let back = self.label();
         let slow = self.store_slow(idx, StoreAddr::Abs(x as u32), width, back);
-        asm!(self; cmp BYTE [r15 + disp], SHADOW_FULL as i8);
+        asm!(self; gs cmp BYTE [disp], SHADOW_FULL as i8);
         self.jcc(Cc::Ne, slow);
         self.bind(back);
         asm!(self; mov edx, x);
@@ -591,7 +592,7 @@ impl Cg<'_> {
         self.lea(false, RDX, b, x);
         asm!(self
             ; shr edx, 3
-            ; cmp BYTE [r15 + rdx + SHADOW_DISP], SHADOW_FULL as i8
+            ; gs cmp BYTE [rdx + SHADOW_DISP], SHADOW_FULL as i8
         );
         self.jcc(Cc::Ne, slow);
         self.bind(back);
@@ -599,18 +600,18 @@ impl Cg<'_> {
         self.store(idx, v, width);
     }
 
-    /// `[r15 + rdx] = v`, one instruction (the fault handler's unit).
+    /// `gs:[rdx] = v`, one instruction (the fault handler's unit).
     fn store(&mut self, idx: u32, v: Val, width: u8) {
         self.side(idx, width, true);
         match (v, width) {
-            (Val::Reg(r), 1) => asm!(self; mov BYTE [r15 + rdx], Rb(host(r))),
-            (Val::Reg(r), 2) => asm!(self; mov WORD [r15 + rdx], Rw(host(r))),
-            (Val::Reg(r), 4) => asm!(self; mov DWORD [r15 + rdx], Rd(host(r))),
-            (Val::Reg(r), _) => asm!(self; mov QWORD [r15 + rdx], Rq(host(r))),
-            (Val::Imm(y), 1) => asm!(self; mov BYTE [r15 + rdx], y as i8),
-            (Val::Imm(y), 2) => asm!(self; mov WORD [r15 + rdx], y as i16),
-            (Val::Imm(y), 4) => asm!(self; mov DWORD [r15 + rdx], y),
-            (Val::Imm(y), _) => asm!(self; mov QWORD [r15 + rdx], y),
+            (Val::Reg(r), 1) => asm!(self; gs mov BYTE [rdx], Rb(host(r))),
+            (Val::Reg(r), 2) => asm!(self; gs mov WORD [rdx], Rw(host(r))),
+            (Val::Reg(r), 4) => asm!(self; gs mov DWORD [rdx], Rd(host(r))),
+            (Val::Reg(r), _) => asm!(self; gs mov QWORD [rdx], Rq(host(r))),
+            (Val::Imm(y), 1) => asm!(self; gs mov BYTE [rdx], y as i8),
+            (Val::Imm(y), 2) => asm!(self; gs mov WORD [rdx], y as i16),
+            (Val::Imm(y), 4) => asm!(self; gs mov DWORD [rdx], y),
+            (Val::Imm(y), _) => asm!(self; gs mov QWORD [rdx], y),
         }
     }
 
@@ -623,7 +624,7 @@ impl Cg<'_> {
         // a relocation record each, resolved when the code is committed. The jumps
         // keep dynasm's encodings (32-bit displacements).
         let (zero, minus1, done) = (self.label(), self.label(), self.label());
-        asm!(self; mov [r15 - 0x48], Rq(a) ; mov rdx, Rq(b));
+        asm!(self; gs mov [-0x48], Rq(a) ; mov rdx, Rq(b));
         if w32 {
             asm!(self; test edx, edx);
             self.jcc(Cc::E, zero);
@@ -632,24 +633,24 @@ impl Cg<'_> {
                 self.jcc(Cc::E, minus1);
             }
             asm!(self
-                ; mov [r15 - 0x40], rdx
-                ; mov [r15 - 0x38], rax
-                ; mov eax, [r15 - 0x48]
+                ; gs mov [-0x40], rdx
+                ; gs mov [-0x38], rax
+                ; gs mov eax, [-0x48]
             );
             match kind {
-                Div::U => asm!(self; xor edx, edx ; div DWORD [r15 - 0x40]),
-                Div::S => asm!(self; cdq ; idiv DWORD [r15 - 0x40]),
+                Div::U => asm!(self; xor edx, edx ; gs div DWORD [-0x40]),
+                Div::S => asm!(self; cdq ; gs idiv DWORD [-0x40]),
             }
             if rem {
                 asm!(self; movsxd rdx, edx);
             } else {
                 asm!(self; movsxd rdx, eax);
             }
-            asm!(self; mov rax, [r15 - 0x38]);
+            asm!(self; gs mov rax, [-0x38]);
             self.jmp(done);
             self.bind(zero);
             if rem {
-                asm!(self; movsxd rdx, DWORD [r15 - 0x48]);
+                asm!(self; gs movsxd rdx, DWORD [-0x48]);
             } else {
                 asm!(self; mov rdx, -1);
             }
@@ -659,7 +660,7 @@ impl Cg<'_> {
                 if rem {
                     asm!(self; xor edx, edx);
                 } else {
-                    asm!(self; mov edx, [r15 - 0x48] ; neg edx ; movsxd rdx, edx);
+                    asm!(self; gs mov edx, [-0x48] ; neg edx ; movsxd rdx, edx);
                 }
             }
         } else {
@@ -670,22 +671,22 @@ impl Cg<'_> {
                 self.jcc(Cc::E, minus1);
             }
             asm!(self
-                ; mov [r15 - 0x40], rdx
-                ; mov [r15 - 0x38], rax
-                ; mov rax, [r15 - 0x48]
+                ; gs mov [-0x40], rdx
+                ; gs mov [-0x38], rax
+                ; gs mov rax, [-0x48]
             );
             match kind {
-                Div::U => asm!(self; xor edx, edx ; div QWORD [r15 - 0x40]),
-                Div::S => asm!(self; cqo ; idiv QWORD [r15 - 0x40]),
+                Div::U => asm!(self; xor edx, edx ; gs div QWORD [-0x40]),
+                Div::S => asm!(self; cqo ; gs idiv QWORD [-0x40]),
             }
             if !rem {
                 asm!(self; mov rdx, rax);
             }
-            asm!(self; mov rax, [r15 - 0x38]);
+            asm!(self; gs mov rax, [-0x38]);
             self.jmp(done);
             self.bind(zero);
             if rem {
-                asm!(self; mov rdx, [r15 - 0x48]);
+                asm!(self; gs mov rdx, [-0x48]);
             } else {
                 asm!(self; mov rdx, -1);
             }
@@ -695,7 +696,7 @@ impl Cg<'_> {
                 if rem {
                     asm!(self; xor edx, edx);
                 } else {
-                    asm!(self; mov rdx, [r15 - 0x48] ; neg rdx);
+                    asm!(self; gs mov rdx, [-0x48] ; neg rdx);
                 }
             }
         }

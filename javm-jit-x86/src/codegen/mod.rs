@@ -36,7 +36,7 @@ use crate::ctx::{ExitKind, off};
 use crate::signal::SideEntry;
 use crate::window::{SHADOW_DISP, SHADOW_IN_PAGE};
 use enc::GasOp;
-use regs::{GUEST, RDX};
+use regs::{GUEST, RDI, RDX};
 
 /// Emitted code and its tables.
 pub(crate) struct Compiled {
@@ -56,8 +56,15 @@ pub(crate) struct Compiled {
     pub(crate) side: Vec<SideEntry>,
     /// Offset of the entry trampoline.
     pub(crate) entry: u32,
-    /// Offset of the shared exit path.
+    /// Offset of the shared exit path, whose first instruction stores the gas
+    /// counter (R15 while compiled code runs) into the context.
     pub(crate) exit: u32,
+    /// Offset just past the trampoline's load of the gas counter into R15.
+    pub(crate) gas_live: u32,
+    /// Offset of the first block: the code from `exit` up to here, past the
+    /// counter's store, and the trampoline up to `gas_live` keep the counter in
+    /// the context rather than in R15.
+    pub(crate) blocks_start: u32,
     /// The host-call sites (`ecalli`, `ecall`), in the order of their indices (the
     /// index their exit reports).
     pub(crate) host_sites: Vec<HostSite>,
@@ -120,6 +127,9 @@ pub(crate) struct Cg<'p> {
     block_labels: Vec<Label>,
     /// The shared exit path.
     exit_label: Label,
+    /// See [`Compiled::gas_live`] and [`Compiled::blocks_start`].
+    gas_live: u32,
+    blocks_start: u32,
     stubs: Vec<Stub>,
     /// The shared tail of each exit kind, made on first use (see [`Cg::exit`]).
     tails: Vec<(ExitKind, Label)>,
@@ -192,6 +202,8 @@ pub(crate) fn compile(
     let exit_label = labels.make();
     let mut cg = Cg {
         exit_label,
+        gas_live: 0,
+        blocks_start: 0,
         ops,
         labels,
         program,
@@ -212,6 +224,7 @@ pub(crate) fn compile(
     let entry = cg.ops.offset().0 as u32;
     cg.trampoline();
     let exit = cg.labels.offset(cg.exit_label)?;
+    let (gas_live, blocks_start) = (cg.gas_live, cg.blocks_start);
 
     let mut ins_offsets = vec![0u32; n];
     let mut ins_ends = vec![0u32; n];
@@ -359,6 +372,8 @@ pub(crate) fn compile(
         side,
         entry,
         exit,
+        gas_live,
+        blocks_start,
         host_sites,
         djump_panic,
     })
@@ -416,13 +431,16 @@ impl Cg<'_> {
     fn trampoline(&mut self) {
         dynasm!(self.ops ; .arch x64
             ; push rbx ; push rbp
-            ; mov r15, rdi
             ; mov rdx, rsi
+            ; mov r15, [rdi + off::GAS]
         );
-        for (i, &r) in GUEST.iter().enumerate() {
-            dynasm!(self.ops ; .arch x64 ; mov Rq(r), [r15 + off::reg(i)]);
+        self.gas_live = self.ops.offset().0 as u32;
+        // RDI (the base) holds a guest register too: it is loaded last.
+        for (i, &r) in GUEST.iter().enumerate().filter(|&(_, &r)| r != RDI) {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(r), [rdi + off::reg(i)]);
         }
-        dynasm!(self.ops ; .arch x64 ; jmp rdx);
+        let rdi_slot = GUEST.iter().position(|&r| r == RDI).unwrap_or(0);
+        dynasm!(self.ops ; .arch x64 ; mov rdi, [rdi + off::reg(rdi_slot)] ; jmp rdx);
         // The host-call tail falls into the exit path: the hottest exit takes no
         // jump to the cold end of the code and back.
         let host_call = self.tail(ExitKind::HostCall);
@@ -433,8 +451,9 @@ impl Cg<'_> {
         // after two separate stores of them cannot be forwarded from the store
         // buffer, which cost a host call about a tenth of its round trip.
         self.bind(self.exit_label);
+        dynasm!(self.ops ; .arch x64 ; gs mov [off::GAS], r15);
         for (i, &r) in GUEST.iter().enumerate() {
-            dynasm!(self.ops ; .arch x64 ; mov [r15 + off::reg(i)], Rq(r));
+            dynasm!(self.ops ; .arch x64 ; gs mov [off::reg(i)], Rq(r));
         }
         dynasm!(self.ops ; .arch x64
             ; mov rax, rdx
@@ -443,6 +462,7 @@ impl Cg<'_> {
         );
         let gap = self.ops.offset().0.next_multiple_of(64) - self.ops.offset().0;
         self.ops.extend(&[0xCC; 64][..gap]); // int3
+        self.blocks_start = self.ops.offset().0 as u32;
     }
 
     /// Charge block `b` on entry: require `need`, deduct `cost`, or leave through
@@ -471,11 +491,11 @@ impl Cg<'_> {
             }
             _ => {
                 dynasm!(self.ops ; .arch x64
-                    ; mov rdx, QWORD need ; cmp [r15 + off::GAS], rdx
+                    ; mov rdx, QWORD need ; cmp r15, rdx
                 );
                 self.jcc(Cc::L, label);
                 dynasm!(self.ops ; .arch x64
-                    ; mov rdx, QWORD cost ; sub [r15 + off::GAS], rdx
+                    ; mov rdx, QWORD cost ; sub r15, rdx
                 );
             }
         }
@@ -610,13 +630,13 @@ impl Cg<'_> {
             StoreAddr::Abs(a) => {
                 let granule = i64::from(a >> 3);
                 let disp = i32::try_from(granule + i64::from(SHADOW_DISP)).unwrap_or(i32::MIN);
-                dynasm!(self.ops ; .arch x64 ; cmp BYTE [r15 + disp], SHADOW_IN_PAGE as i8);
+                dynasm!(self.ops ; .arch x64 ; gs cmp BYTE [disp], SHADOW_IN_PAGE as i8);
                 self.jcc_short(Cc::Ne, exit);
                 self.jmp(back);
             }
             StoreAddr::Ind(b, x) => {
                 dynasm!(self.ops ; .arch x64
-                    ; cmp BYTE [r15 + rdx + SHADOW_DISP], SHADOW_IN_PAGE as i8
+                    ; gs cmp BYTE [rdx + SHADOW_DISP], SHADOW_IN_PAGE as i8
                 );
                 self.jcc_short(Cc::Ne, exit);
                 if w > 1 {
@@ -717,12 +737,12 @@ impl Cg<'_> {
         self.bind(fail);
         dynasm!(self.ops ; .arch x64 ; cmp edx, halt);
         self.jcc_short(Cc::Ne, panic);
-        dynasm!(self.ops ; .arch x64 ; mov edx, [r15 - 28]);
+        dynasm!(self.ops ; .arch x64 ; gs mov edx, [-28]);
         self.pack_exit(ExitKind::Halt);
         self.jmp(exit);
         let at = self.ops.offset().0;
         self.bind(panic);
-        dynasm!(self.ops ; .arch x64 ; mov edx, [r15 - 28]);
+        dynasm!(self.ops ; .arch x64 ; gs mov edx, [-28]);
         self.pack_exit(ExitKind::Panic);
         self.jmp(exit);
         u32::try_from(at)

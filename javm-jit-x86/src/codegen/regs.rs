@@ -2,8 +2,9 @@
 //!
 //! All 13 guest registers live in host registers for the whole run. RDX is the only
 //! scratch register and always holds the 32-bit guest address of a memory access
-//! (the fault handler reads it from there); R15 is the guest window base, with the
-//! context just below it. Shifts use BMI2 (`shlx`/`shrx`/`sarx`/`rorx`), so RCX
+//! (the fault handler reads it from there); R15 holds the gas counter. Guest memory
+//! and the context just below it are addressed through the GS segment, whose base
+//! the run loop sets to the guest window (DESIGN-DECISIONS §87). Shifts use BMI2 (`shlx`/`shrx`/`sarx`/`rorx`), so RCX
 //! can hold a guest register; the few lowerings that need RAX, RCX or RDX implicitly
 //! (division, one-operand multiplies, rotates by a register) save the borrowed
 //! register in the context and restore it before writing the destination, so every
@@ -34,6 +35,8 @@ pub(crate) fn host(r: javm_exec::Reg) -> u8 {
 
 /// Host register number of RDX (the scratch and address register).
 pub(crate) const RDX: u8 = 2;
+/// RDI: the trampoline's first argument (the guest base), and guest register r6.
+pub(crate) const RDI: u8 = 7;
 
 #[cfg(test)]
 mod tests {
@@ -47,7 +50,7 @@ mod tests {
             seen[r as usize] = true;
             assert!(
                 r != RDX && r != 4 && r != 15,
-                "rdx, rsp and r15 are reserved"
+                "rdx, rsp and r15 (the gas counter) are reserved"
             );
         }
     }

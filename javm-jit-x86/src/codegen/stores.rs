@@ -244,7 +244,7 @@ impl Cg<'_> {
             self.lea(false, RDX, b, x);
             dynasm!(self.ops ; .arch x64
                 ; shr edx, 3
-                ; cmp BYTE [r15 + rdx + SHADOW_DISP], SHADOW_FULL as i8
+                ; gs cmp BYTE [rdx + SHADOW_DISP], SHADOW_FULL as i8
             );
             self.jcc(fail, retry);
         }
