@@ -169,7 +169,7 @@ impl JitInstance {
         let code_start = self.running.code_start;
         let base = self.running.guest_base;
         let entry = code_start + self.module.entry as usize;
-        signal::set_gs_base(base);
+        signal::set_gs_base(base).map_err(EngineError::Unavailable)?;
         // SAFETY: the slot lies in the window's context page, mapped read-write for
         // the window's lifetime, which this instance owns; every access to it is
         // atomic, and no Rust reference to the context covers it.
@@ -191,7 +191,9 @@ impl JitInstance {
             // balanced pushes, the call's return address and the matching `ret`,
             // for which the block is not `nostack`. The code is finalized (read +
             // execute) and owned by the module this instance holds; `base` is this
-            // instance's window with its context just below; `target` is a block
+            // instance's window with its context just below, and this thread's GS
+            // base (`set_gs_base` above), through which compiled code addresses
+            // both; R15 carries the gas counter inside; `target` is a block
             // or instruction entry of the same code. Guest code touches only the
             // window and the context; faults in it are handled by `signal` using
             // `self.running`, which outlives the call and which nothing else

@@ -373,16 +373,17 @@ fn gs_base_writable() -> bool {
 /// Make `base` this thread's GS base, the base through which compiled code
 /// addresses guest memory and its context, unless it is already.
 #[inline(always)]
-pub(crate) fn set_gs_base(base: *mut u8) {
+pub(crate) fn set_gs_base(base: *mut u8) -> Result<(), String> {
     let b = base as usize;
     if GS_BASE.get() != b {
-        set_gs_base_slow(b);
+        return set_gs_base_slow(b);
     }
+    Ok(())
 }
 
 #[cold]
 #[inline(never)]
-fn set_gs_base_slow(b: usize) {
+fn set_gs_base_slow(b: usize) -> Result<(), String> {
     /// `arch_prctl` code that sets the GS base (asm/prctl.h).
     const ARCH_SET_GS: libc::c_int = 0x1001;
     static WRITABLE: OnceLock<bool> = OnceLock::new();
@@ -392,11 +393,16 @@ fn set_gs_base_slow(b: usize) {
         // Linux.
         unsafe { std::arch::asm!("wrgsbase {}", in(reg) b, options(nostack, preserves_flags)) };
     } else {
-        // SAFETY: as above, through the system call older kernels offer; it
-        // cannot fail for a canonical user address such as a window's base.
-        unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SET_GS, b) };
+        // SAFETY: as above, through the system call older kernels offer.
+        if unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SET_GS, b) } != 0 {
+            return Err(format!(
+                "cannot set the GS base for compiled code: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
     }
     GS_BASE.set(b);
+    Ok(())
 }
 
 /// Marks `running` as the instance on this thread until dropped. Guards never
@@ -574,5 +580,50 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) 
         }
         SigHandler::Handler(f) => f(sig),
         SigHandler::SigAction(f) => f(sig, info, uctx),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Running` with only the code addresses set: code at 0x1000..0x2000, the
+    /// counter loaded at 0x1010, the exit path at 0x1040, the first block at 0x1080.
+    fn running() -> Running {
+        Running {
+            code_start: 0x1000,
+            code_len: 0x1000,
+            side: std::ptr::null(),
+            side_len: 0,
+            guest_base: std::ptr::null_mut(),
+            map: std::ptr::null_mut(),
+            ctx: std::ptr::null_mut(),
+            exit_addr: 0x1040,
+            gas_live_addr: 0x1010,
+            blocks_addr: 0x1080,
+            interrupt: std::ptr::null(),
+            kick: std::ptr::null(),
+        }
+    }
+
+    #[test]
+    fn the_counter_is_in_r15_exactly_between_its_load_and_its_store() {
+        let r = running();
+        for (rip, live) in [
+            (0x0fff, false), // host code before the code
+            (0x1000, false), // the trampoline, before the load
+            (0x100f, false),
+            (0x1010, true), // just past the load
+            (0x1030, true), // the host-call tail
+            (0x1040, true), // the exit path, its store not yet executed
+            (0x1041, false),
+            (0x1049, false), // past the store
+            (0x107f, false), // the padding before the first block
+            (0x1080, true),  // the blocks and their stubs
+            (0x1fff, true),
+            (0x2000, false), // past the code
+        ] {
+            assert_eq!(gas_in_r15(&r, rip), live, "rip {rip:#x}");
+        }
     }
 }
