@@ -380,6 +380,72 @@ fn out_of_gas_stops_at_the_block_start_with_gas_zero<E: Engine>(e: &E) {
     assert_eq!((o.exit, o.gas), (Exit::Trap, 0));
 }
 
+/// The guest address of an indirect access is `(base + offset) mod 2^32` whatever
+/// the base register's upper half holds, through every register as the base, with
+/// the destination the base itself or another register, and a load that faults
+/// (whose handler finds the address from the base register) reports the address
+/// and leaves the base untouched.
+fn every_base_register_addresses_modulo_2_pow_32<E: Engine>(e: &E) {
+    // (base value, offset): upper garbage, a sum carrying past 2^32, a negative offset.
+    let forms: [(u64, i64); 3] = [
+        (0xDEAD_BEEF_0002_0010, -0x10),
+        (0x0000_0001_FFFF_FFF0, 0x2_0010),
+        (0x8000_0000_0002_1000, -0x1000),
+    ];
+    let value = 0x1122_3344_5566_7788u64;
+    for b in 0..13usize {
+        for (base, x) in forms {
+            let other = (b + 1) % 13;
+            for d in [b, other] {
+                let what = format!("base r{b}, dst r{d}, base value {base:#x}, offset {x}");
+                let src = format!(
+                    "load_ind_u64 r{d}, r{b}, {x}\nstore_ind_u32 r{d}, r{b}, {y}\nload_u32 r{s}, 0x20020\ntrap",
+                    y = x + 0x20,
+                    // The check's destination: neither the base nor the first load's.
+                    s = (0..13).find(|&r| r != b && r != d).unwrap(),
+                );
+                // The store goes through the base register again, which the load
+                // overwrote when d == b: then its address is the loaded value's.
+                let o = Case::asm(&src)
+                    .region(
+                        0x20000,
+                        0x1000,
+                        PageKind::UnpinnedCapCow,
+                        &value.to_le_bytes(),
+                    )
+                    .reg(b, base)
+                    .run(e);
+                if d == b {
+                    // value + x + 0x20 mod 2^32 = 0x5566_7788 + 0x10 (or + 0x20010, - 0xFE0): unmapped.
+                    let addr = (value as u32).wrapping_add((x + 0x20) as u32);
+                    assert_eq!(o.exit, Exit::PageFault(addr & !0xFFF), "{what}");
+                    assert_eq!(o.regs[b], value, "{what}");
+                    continue;
+                }
+                assert_eq!(o.exit, Exit::Trap, "{what}");
+                assert_eq!(o.regs[d], value, "{what}");
+                assert_eq!(o.regs[b], base, "{what}: base unchanged");
+                let s = (0..13).find(|&r| r != b && r != d).unwrap();
+                assert_eq!(o.regs[s], value & 0xFFFF_FFFF, "{what}: stored at 0x20020");
+            }
+            // A load from an unmapped page through the same base faults there with
+            // the base (here also the destination) unchanged.
+            let src = format!("load_ind_u64 r{b}, r{b}, {}\ntrap", x + 0x1000);
+            let o = Case::asm(&src)
+                .region(
+                    0x20000,
+                    0x1000,
+                    PageKind::UnpinnedCapCow,
+                    &value.to_le_bytes(),
+                )
+                .reg(b, base)
+                .run(e);
+            assert_eq!(o.exit, Exit::PageFault(0x21000), "r{b} {base:#x} {x}");
+            assert_eq!(o.regs[b], base, "r{b} {base:#x} {x}");
+        }
+    }
+}
+
 engine_tests!(
     division_by_zero_both_widths,
     min_over_minus_one_both_widths,
@@ -399,6 +465,7 @@ engine_tests!(
     straddling_access_faults_at_the_first_bad_page,
     store_to_read_only_and_holes_fault,
     accesses_wrap_at_2_pow_32,
+    every_base_register_addresses_modulo_2_pow_32,
     gp_low_zone_panics_jar1_faults,
     sbrk_panics_under_jar1,
     sbrk_grows_the_heap_under_gp,

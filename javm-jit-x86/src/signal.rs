@@ -75,6 +75,47 @@ pub(crate) struct SideEntry {
     pub(crate) width: u8,
     /// Store (true) or load.
     pub(crate) write: bool,
+    /// The host register holding the guest base address, or [`NO_BASE`] for a
+    /// fixed address. The access addresses `gs:[base32 + disp]` with the 32-bit
+    /// address size, so its guest address is `(base + disp) mod 2^32`.
+    pub(crate) base: u8,
+    /// The displacement added to the base (the whole address without one).
+    pub(crate) disp: u32,
+}
+
+/// [`SideEntry::base`] of an access to a fixed address.
+pub(crate) const NO_BASE: u8 = 0xFF;
+
+/// The `ucontext` general-register slot of each host register number (RAX = 0 …
+/// R15 = 15).
+const GREG: [libc::c_int; 16] = [
+    libc::REG_RAX,
+    libc::REG_RCX,
+    libc::REG_RDX,
+    libc::REG_RBX,
+    libc::REG_RSP,
+    libc::REG_RBP,
+    libc::REG_RSI,
+    libc::REG_RDI,
+    libc::REG_R8,
+    libc::REG_R9,
+    libc::REG_R10,
+    libc::REG_R11,
+    libc::REG_R12,
+    libc::REG_R13,
+    libc::REG_R14,
+    libc::REG_R15,
+];
+
+impl SideEntry {
+    /// The guest address of this access, from the interrupted registers.
+    fn guest_addr(&self, gregs: &[libc::greg_t]) -> u32 {
+        let base = match GREG.get(usize::from(self.base)) {
+            Some(&slot) => gregs[slot as usize] as u32,
+            None => 0,
+        };
+        base.wrapping_add(self.disp)
+    }
 }
 
 /// What the handler needs to know about the instance running on this thread. Lives
@@ -460,8 +501,8 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut l
     if fault < base || fault >= base + GUEST_SIZE + GUARD_SIZE {
         return chain(sig, info, uctx);
     }
-    // Every guest access addresses `gs:[rdx]` with the 32-bit guest address in RDX.
-    let addr = uc.uc_mcontext.gregs[libc::REG_RDX as usize] as u32;
+    // The access has not happened, so its base register still holds its operand.
+    let addr = entry.guest_addr(&uc.uc_mcontext.gregs);
     IN_HANDLER.set(true);
     let outcome = access(r, addr, u32::from(entry.width), entry.write);
     IN_HANDLER.set(false);
@@ -470,7 +511,7 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut l
         // while guest code runs.
         let ctx = unsafe { &mut *r.ctx };
         ctx.fault_addr = arg;
-        // The exit path takes the exit in RDX, which held the access's address.
+        // The exit path takes the exit in RDX, the scratch register.
         uc.uc_mcontext.gregs[libc::REG_RDX as usize] =
             crate::ctx::pack_exit(kind, entry.idx) as i64;
         uc.uc_mcontext.gregs[libc::REG_RIP as usize] = r.exit_addr as i64;

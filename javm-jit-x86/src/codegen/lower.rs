@@ -1,6 +1,6 @@
 //! One lowering per instruction variant. Conventions (see `regs.rs`): guest
-//! registers are pinned, RDX is scratch and holds the guest address of every memory
-//! access, memory is addressed through GS (the guest base), R15 holds the gas
+//! registers are pinned, RDX is scratch, memory is addressed through GS (the guest
+//! base) with the 32-bit address size (`enc.rs`, [`GuestMem`]), R15 holds the gas
 //! counter. Every sequence reads all its sources before it
 //! writes its destination, so any aliasing of `d`, `a` and `b` is correct.
 
@@ -8,12 +8,13 @@ use dynasmrt::{DynasmApi, dynasm};
 use javm_exec::Instruction as I;
 use javm_exec::Reg;
 
+use super::enc::{GuestMem, MemOp, gs_mem};
 use super::labels::Cc;
 use super::regs::{RDX, host};
 use super::stores::StoreCheck;
 use super::{Cg, StoreAddr};
 use crate::ctx::{ExitKind, off};
-use crate::signal::SideEntry;
+use crate::signal::{NO_BASE, SideEntry};
 use crate::window::{SHADOW_DISP, SHADOW_FULL};
 
 /// How a load extends its value.
@@ -514,45 +515,62 @@ impl Cg<'_> {
     }
 
     /// Record the memory access about to be emitted.
-    fn side(&mut self, idx: u32, width: u8, write: bool) {
+    fn side(&mut self, idx: u32, width: u8, write: bool, m: GuestMem) {
         let native = self.ops.offset().0 as u32;
         self.side.push(SideEntry {
             native,
             idx,
             width,
             write,
+            base: m.base.unwrap_or(NO_BASE),
+            disp: m.disp as u32,
         });
     }
 
     fn load_abs(&mut self, idx: u32, dst: Reg, x: i32, kind: Load) {
-        asm!(self; mov edx, x);
-        self.load(idx, dst, kind);
+        self.load(
+            idx,
+            dst,
+            GuestMem {
+                base: None,
+                disp: x,
+            },
+            kind,
+        );
     }
 
     fn load_ind(&mut self, idx: u32, dst: Reg, base: Reg, x: i32, kind: Load) {
-        self.lea(false, RDX, host(base), x);
-        self.load(idx, dst, kind);
+        let m = GuestMem {
+            base: Some(host(base)),
+            disp: x,
+        };
+        self.load(idx, dst, m, kind);
     }
 
-    /// `dst = gs:[rdx]`, one instruction (the fault handler's unit).
-    fn load(&mut self, idx: u32, dst: Reg, kind: Load) {
-        let d = host(dst);
-        let width = match kind {
-            Load::U8 | Load::I8 => 1,
-            Load::U16 | Load::I16 => 2,
-            Load::U32 | Load::I32 => 4,
-            Load::U64 => 8,
+    /// `dst = gs:[m]`, one instruction (the fault handler's unit, which finds the
+    /// address from the side table's base register and displacement).
+    fn load(&mut self, idx: u32, dst: Reg, m: GuestMem, kind: Load) {
+        let (width, wide, opcode): (u8, bool, &'static [u8]) = match kind {
+            // movzx r32, m8 / movsx r64, m8
+            Load::U8 => (1, false, &[0x0F, 0xB6]),
+            Load::I8 => (1, true, &[0x0F, 0xBE]),
+            // movzx r32, m16 / movsx r64, m16
+            Load::U16 => (2, false, &[0x0F, 0xB7]),
+            Load::I16 => (2, true, &[0x0F, 0xBF]),
+            // mov r32, m32 (zero-extends) / movsxd r64, m32
+            Load::U32 => (4, false, &[0x8B]),
+            Load::I32 => (4, true, &[0x63]),
+            // mov r64, m64
+            Load::U64 => (8, true, &[0x8B]),
         };
-        self.side(idx, width, false);
-        match kind {
-            Load::U8 => asm!(self; gs movzx Rd(d), BYTE [rdx]),
-            Load::I8 => asm!(self; gs movsx Rq(d), BYTE [rdx]),
-            Load::U16 => asm!(self; gs movzx Rd(d), WORD [rdx]),
-            Load::I16 => asm!(self; gs movsx Rq(d), WORD [rdx]),
-            Load::U32 => asm!(self; gs mov Rd(d), DWORD [rdx]),
-            Load::I32 => asm!(self; gs movsxd Rq(d), DWORD [rdx]),
-            Load::U64 => asm!(self; gs mov Rq(d), QWORD [rdx]),
-        }
+        self.side(idx, width, false, m);
+        let op = MemOp {
+            op16: false,
+            wide,
+            byte_reg: false,
+            opcode,
+        };
+        self.ops.extend(gs_mem(op, host(dst), m, &[]).as_slice());
     }
 
     /// A store to the fixed address `x`: check the write shadow byte of its granule,
@@ -565,25 +583,34 @@ impl Cg<'_> {
         asm!(self; gs cmp BYTE [disp], SHADOW_FULL as i8);
         self.jcc(Cc::Ne, slow);
         self.bind(back);
-        asm!(self; mov edx, x);
-        self.store(idx, v, width);
+        self.store(
+            idx,
+            GuestMem {
+                base: None,
+                disp: x,
+            },
+            v,
+            width,
+        );
     }
 
     /// A store to `base + x`: check the write shadow byte of its granule (or its
     /// group's range, `stores.rs`), then store.
     fn store_ind(&mut self, idx: u32, base: Reg, x: i32, v: Val, width: u8) {
         let b = host(base);
+        let m = GuestMem {
+            base: Some(b),
+            disp: x,
+        };
         match self.store_check(idx) {
             StoreCheck::Own => {}
             StoreCheck::Head { lo, last, retry } => {
                 self.group_check(base, lo, last, retry);
-                self.lea(false, RDX, b, x);
-                self.store(idx, v, width);
+                self.store(idx, m, v, width);
                 return;
             }
             StoreCheck::Member => {
-                self.lea(false, RDX, b, x);
-                self.store(idx, v, width);
+                self.store(idx, m, v, width);
                 return;
             }
         }
@@ -596,22 +623,32 @@ impl Cg<'_> {
         );
         self.jcc(Cc::Ne, slow);
         self.bind(back);
-        self.lea(false, RDX, b, x);
-        self.store(idx, v, width);
+        self.store(idx, m, v, width);
     }
 
-    /// `gs:[rdx] = v`, one instruction (the fault handler's unit).
-    fn store(&mut self, idx: u32, v: Val, width: u8) {
-        self.side(idx, width, true);
-        match (v, width) {
-            (Val::Reg(r), 1) => asm!(self; gs mov BYTE [rdx], Rb(host(r))),
-            (Val::Reg(r), 2) => asm!(self; gs mov WORD [rdx], Rw(host(r))),
-            (Val::Reg(r), 4) => asm!(self; gs mov DWORD [rdx], Rd(host(r))),
-            (Val::Reg(r), _) => asm!(self; gs mov QWORD [rdx], Rq(host(r))),
-            (Val::Imm(y), 1) => asm!(self; gs mov BYTE [rdx], y as i8),
-            (Val::Imm(y), 2) => asm!(self; gs mov WORD [rdx], y as i16),
-            (Val::Imm(y), 4) => asm!(self; gs mov DWORD [rdx], y),
-            (Val::Imm(y), _) => asm!(self; gs mov QWORD [rdx], y),
+    /// `gs:[m] = v`, one instruction (the fault handler's unit).
+    fn store(&mut self, idx: u32, m: GuestMem, v: Val, width: u8) {
+        self.side(idx, width, true, m);
+        let op = |opcode| MemOp {
+            op16: width == 2,
+            wide: width == 8,
+            byte_reg: width == 1,
+            opcode,
+        };
+        match v {
+            // mov m8, r8 / mov m, r
+            Val::Reg(r) => {
+                let opcode: &'static [u8] = if width == 1 { &[0x88] } else { &[0x89] };
+                self.ops
+                    .extend(gs_mem(op(opcode), host(r), m, &[]).as_slice());
+            }
+            // mov m8, imm8 / mov m, imm (C6 /0, C7 /0; 64-bit: imm32 sign-extended)
+            Val::Imm(y) => {
+                let opcode: &'static [u8] = if width == 1 { &[0xC6] } else { &[0xC7] };
+                let imm = y.to_le_bytes();
+                let imm = &imm[..usize::from(width.min(4))];
+                self.ops.extend(gs_mem(op(opcode), 0, m, imm).as_slice());
+            }
         }
     }
 

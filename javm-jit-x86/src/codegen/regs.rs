@@ -1,8 +1,9 @@
 //! The fixed register assignment.
 //!
 //! All 13 guest registers live in host registers for the whole run. RDX is the only
-//! scratch register and always holds the 32-bit guest address of a memory access
-//! (the fault handler reads it from there); R15 holds the gas counter. Guest memory
+//! scratch register; R15 holds the gas counter. A guest access names its base
+//! register itself, with the 32-bit address size (DESIGN-DECISIONS §88), and the
+//! fault handler reads that register from the signal's context. Guest memory
 //! and the context just below it are addressed through the GS segment, whose base
 //! the run loop sets to the guest window (DESIGN-DECISIONS §87). Shifts use BMI2 (`shlx`/`shrx`/`sarx`/`rorx`), so RCX
 //! can hold a guest register; the few lowerings that need RAX, RCX or RDX implicitly
@@ -33,7 +34,7 @@ pub(crate) fn host(r: javm_exec::Reg) -> u8 {
     GUEST[r.index()]
 }
 
-/// Host register number of RDX (the scratch and address register).
+/// Host register number of RDX (the scratch register).
 pub(crate) const RDX: u8 = 2;
 /// RDI: the trampoline's first argument (the guest base), and guest register r6.
 pub(crate) const RDI: u8 = 7;
