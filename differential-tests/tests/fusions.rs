@@ -1,6 +1,7 @@
 //! Runs of instructions the recompiler lowers as one (`javm-jit-x86/src/codegen/
 //! fuse.rs`: rotates written as two shifts and an `or`/`xor`/`add_64`, zero
-//! extensions written as two shifts), against the interpreter: the patterns with
+//! extensions written as two shifts, an `add_64` folded into the load that
+//! overwrites its sum), against the interpreter: the patterns with
 //! every aliasing of their registers, near misses that must not fuse, store groups
 //! around them, both profiles, and execution that starts at every instruction of the
 //! program — inside a run too, which the recompiler serves from the run's tail copy
@@ -44,6 +45,33 @@ fn item() -> impl Strategy<Value = String> {
         // a checked copy, which then serves resumes inside later fused runs.
         3 => (reg(), 0i32..8).prop_map(|(v, o)| format!("store_ind_u64 r{v}, r2, {}", o * 8)),
         1 => (reg(), reg(), reg()).prop_map(|(d, a, b)| format!("xor r{d}, r{a}, r{b}")),
+        // An `add_64` folded into the load that overwrites its sum: from r2 (the
+        // writable page) plus a small index, so the load mostly succeeds (its first
+        // touch retries after the fault handler materializes the page); from any two
+        // registers, so it mostly faults (the handler then performs the sum); with a
+        // destination other than the sum (a near miss, not folded).
+        4 => (reg(), reg(), reg(), 0i32..4096, -8i32..4096, load(), 0u8..4)
+            .prop_map(|(d, t, b, k, x, op, form)| match form {
+                0 | 1 => {
+                    let t = if t == 2 { 3 } else { t };
+                    format!("load_imm r{t}, {k}\nadd_64 r{d}, r2, r{t}\nload_ind_{op} r{d}, r{d}, {}", x / 2)
+                }
+                2 => format!("add_64 r{d}, r{t}, r{b}\nload_ind_{op} r{d}, r{d}, {x}"),
+                _ => format!("add_64 r{d}, r{t}, r{b}\nload_ind_{op} r{}, r{d}, {x}", (d + 1) % 13),
+            }),
+    ]
+}
+
+/// The width and extension of a load.
+fn load() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        Just("u8"),
+        Just("i8"),
+        Just("u16"),
+        Just("i16"),
+        Just("u32"),
+        Just("i32"),
+        Just("u64")
     ]
 }
 

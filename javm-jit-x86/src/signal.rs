@@ -76,9 +76,18 @@ pub(crate) struct SideEntry {
     /// Store (true) or load.
     pub(crate) write: bool,
     /// The host register holding the guest base address, or [`NO_BASE`] for a
-    /// fixed address. The access addresses `gs:[base32 + disp]` with the 32-bit
-    /// address size, so its guest address is `(base + disp) mod 2^32`.
+    /// fixed address. The access addresses `gs:[base32 + index32 + disp]` with the
+    /// 32-bit address size, so its guest address is `(base + index + disp) mod
+    /// 2^32`.
     pub(crate) base: u8,
+    /// The host register added to the base, or [`NO_BASE`].
+    pub(crate) index: u8,
+    /// The register of a folded `add_64` (`codegen/fuse.rs`, `AddLoad`), or
+    /// [`NO_BASE`]: the access is the second instruction of a run whose first one,
+    /// `fixup = base + index`, was not performed separately, so an exit here sets it
+    /// to the 64-bit sum of the two (still unchanged, since the access did not
+    /// happen) before leaving.
+    pub(crate) fixup: u8,
     /// The displacement added to the base (the whole address without one).
     pub(crate) disp: u32,
 }
@@ -110,11 +119,24 @@ const GREG: [libc::c_int; 16] = [
 impl SideEntry {
     /// The guest address of this access, from the interrupted registers.
     fn guest_addr(&self, gregs: &[libc::greg_t]) -> u32 {
-        let base = match GREG.get(usize::from(self.base)) {
-            Some(&slot) => gregs[slot as usize] as u32,
-            None => 0,
-        };
-        base.wrapping_add(self.disp)
+        (read(gregs, self.base).wrapping_add(read(gregs, self.index)) as u32)
+            .wrapping_add(self.disp)
+    }
+
+    /// Perform the folded `add_64` this access stands for, if any, in `gregs`.
+    fn fix_up(&self, gregs: &mut [libc::greg_t]) {
+        if let Some(&slot) = GREG.get(usize::from(self.fixup)) {
+            gregs[slot as usize] =
+                read(gregs, self.base).wrapping_add(read(gregs, self.index)) as libc::greg_t;
+        }
+    }
+}
+
+/// The value of host register `reg` in `gregs`, 0 for [`NO_BASE`].
+fn read(gregs: &[libc::greg_t], reg: u8) -> u64 {
+    match GREG.get(usize::from(reg)) {
+        Some(&slot) => gregs[slot as usize] as u64,
+        None => 0,
     }
 }
 
@@ -511,6 +533,7 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut l
         // while guest code runs.
         let ctx = unsafe { &mut *r.ctx };
         ctx.fault_addr = arg;
+        entry.fix_up(&mut uc.uc_mcontext.gregs);
         // The exit path takes the exit in RDX, the scratch register.
         uc.uc_mcontext.gregs[libc::REG_RDX as usize] =
             crate::ctx::pack_exit(kind, entry.idx) as i64;

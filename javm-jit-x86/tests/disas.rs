@@ -52,6 +52,14 @@ const CASES: &[(&str, &str)] = &[
         "shlo_r_imm_64 r6, r5, 63\nshlo_l_imm_64 r0, r5, 1\nor r6, r0, r6\nshlo_l_imm_64 r0, r5, 8\nshlo_r_imm_64 r6, r5, 56\nxor r7, r6, r0\nshlo_r_imm_64 r5, r12, 28\nshlo_l_imm_64 r12, r12, 36\nadd_64 r9, r12, r5\nshlo_l_imm_64 r6, r4, 32\nshlo_r_imm_64 r6, r6, 30\nshlo_l_imm_64 r2, r2, 32\nshlo_r_imm_64 r2, r2, 32\nshlo_l_imm_64 r3, r4, 32\nshlo_r_imm_64 r3, r3, 40\ntrap",
     ),
     (
+        // `codegen/fuse.rs` `AddLoad`: an `add_64` folded into the load that
+        // overwrites its sum, as a base and an index (RBP as the base needs a zero
+        // displacement byte); the load appears again alone in the tail copy; a load
+        // into another register is not folded.
+        "fused_add_load",
+        "add_64 r1, r2, r3\nload_ind_u64 r1, r1, 8\nadd_64 r0, r0, r3\nload_ind_u8 r0, r0, 0\nadd_64 r3, r4, r4\nload_ind_i32 r3, r3, -4\nadd_64 r5, r6, r7\nload_ind_u32 r8, r5, 0\ntrap",
+    ),
+    (
         // `codegen/lower.rs` peepholes: masks as zero extensions (byte registers of
         // RBP, RSI and RDI need a REX prefix), -1 and 0 masks, `mulx` for the
         // unsigned and mixed high multiplies (with the destination a source too);

@@ -35,6 +35,9 @@ pub(super) enum GasOp {
 pub(crate) struct GuestMem {
     /// Host register holding the guest base, or `None` for a fixed address.
     pub(crate) base: Option<u8>,
+    /// Host register added to the base (scale 1), if any; never RSP. Only with a
+    /// base.
+    pub(crate) index: Option<u8>,
     /// Displacement (the whole address without a base), taken modulo 2^32.
     pub(crate) disp: i32,
 }
@@ -91,7 +94,8 @@ pub(super) fn gs_mem(op: MemOp, reg: u8, m: GuestMem, imm: &[u8]) -> Encoded {
     }
     e.push(0x67);
     let b = m.base.unwrap_or(0);
-    let rex = u8::from(op.wide) << 3 | (reg >> 3) << 2 | (b >> 3);
+    let x = m.index.unwrap_or(0);
+    let rex = u8::from(op.wide) << 3 | (reg >> 3) << 2 | (x >> 3) << 1 | (b >> 3);
     if rex != 0 || (op.byte_reg && (4..8).contains(&reg)) {
         e.push(0x40 | rex);
     }
@@ -110,10 +114,19 @@ pub(super) fn gs_mem(op: MemOp, reg: u8, m: GuestMem, imm: &[u8]) -> Encoded {
                 Some(_) => 0x40,
                 None => 0x80,
             };
-            e.push(mode | r | (b & 7));
-            if b & 7 == 4 {
-                // RSP, R12: a SIB byte with no index.
-                e.push(0x24);
+            match m.index {
+                Some(i) => {
+                    // rm 100: a SIB byte, scale 1, the index, the base.
+                    e.push(mode | r | 0b100);
+                    e.push((i & 7) << 3 | (b & 7));
+                }
+                None => {
+                    e.push(mode | r | (b & 7));
+                    if b & 7 == 4 {
+                        // RSP, R12: a SIB byte with no index.
+                        e.push(0x24);
+                    }
+                }
             }
             match (mode, short) {
                 (0x40, Some(d)) => e.push(d as u8),
@@ -363,15 +376,20 @@ mod tests {
                 for &disp in &disps {
                     for reg in 0..16u8 {
                         let reg = if regs.is_some() { reg } else { 0 };
-                        let e = gs_mem(op, reg, GuestMem { base, disp }, imm);
-                        let what = format!("{op:?} base {base:?} disp {disp} reg {reg}");
+                        let index = base.and_then(|b| (reg != 4 && b != 15).then_some(reg ^ b));
+                        let index = index.filter(|&i| i != 4 && reg % 3 == 0);
+                        let e = gs_mem(op, reg, GuestMem { base, index, disp }, imm);
+                        let what =
+                            format!("{op:?} base {base:?} index {index:?} disp {disp} reg {reg}");
                         let i = Decoder::new(64, e.as_slice(), DecoderOptions::NONE).decode();
                         assert!(!i.is_invalid(), "{what}: invalid");
                         assert_eq!(i.len(), e.as_slice().len(), "{what}: length");
                         assert_eq!(i.segment_prefix(), R::GS, "{what}");
                         let want_base = base.map_or(R::None, |b| R32[usize::from(b)]);
                         assert_eq!(i.memory_base(), want_base, "{what}: base");
-                        assert_eq!(i.memory_index(), R::None, "{what}: index");
+                        let want_index = index.map_or(R::None, |x| R32[usize::from(x)]);
+                        assert_eq!(i.memory_index(), want_index, "{what}: index");
+                        assert_eq!(i.memory_index_scale(), 1, "{what}: scale");
                         assert_eq!(i.memory_displacement32(), disp as u32, "{what}: disp");
                         assert_eq!(i.memory_size(), size, "{what}: size");
                         let mem = (0..i.op_count()).position(|k| i.op_kind(k) == OpKind::Memory);

@@ -6,10 +6,15 @@
 //! and one or two for the `or`; fused, a rotate is one `rorx` plus whatever shift
 //! results the guest can still see, and the zero extension is one 32-bit `mov`.
 //!
+//! An `add_64` whose sum only addresses the next instruction's load, which
+//! overwrites it, folds into that load's address (`[a + b + x]`).
+//!
 //! Every register an instruction of the run writes keeps exactly the value it would
 //! have had: the fused code computes each shift result that the run's last
 //! instruction does not overwrite. Only pure ALU instructions are fused, so nothing
-//! inside a run can fault or exit. Execution can still *start* inside a run (a
+//! inside a run can fault or exit — except a folded load, the run's last
+//! instruction, whose fault-handler entry names the sum's register: an exit there
+//! (never a retry) first performs the `add_64` on the interrupted registers. Execution can still *start* inside a run (a
 //! host's `set_pc`, stepping), so each run's later instructions are also lowered
 //! one by one in a cold *tail copy*, which their resume offsets point to and which
 //! jumps back after the run (`codegen::compile`). A run that lies in the part of a
@@ -21,6 +26,8 @@ use javm_exec::Instruction as I;
 use javm_exec::Reg;
 
 use super::Cg;
+use super::enc::GuestMem;
+use super::lower::{Load, indirect_load};
 use super::regs::host;
 
 /// A shift by a constant, as one instruction of a run computes it.
@@ -50,6 +57,18 @@ pub(crate) enum Fused {
     /// shlo_r_imm_64 d, d, k`, two instructions — the zero extension of the low half
     /// of `s`, shifted left by `32 − k` or right by `k − 32`.
     ZeroExtend { s: Reg, d: Reg, k: u8 },
+    /// `add_64 d, a, b; load_ind d, d, x`: one load from `a + b + x` (a base and an
+    /// index register, the 32-bit address size); the sum is dead, since the load
+    /// overwrites it. If the load exits (a fault, or an access the run loop
+    /// performs), the fault handler first sets `d = a + b` (the side table's
+    /// `fixup`), so the state is the one after the `add_64`.
+    AddLoad {
+        d: Reg,
+        a: Reg,
+        b: Reg,
+        x: i32,
+        kind: Load,
+    },
 }
 
 impl Fused {
@@ -57,7 +76,7 @@ impl Fused {
     pub(crate) fn len(&self) -> usize {
         match self {
             Fused::Rotate { .. } => 3,
-            Fused::ZeroExtend { .. } => 2,
+            Fused::ZeroExtend { .. } | Fused::AddLoad { .. } => 2,
         }
     }
 }
@@ -83,6 +102,19 @@ fn shift(ins: &I) -> Option<(Reg, Shift)> {
 /// The fusible run `ins` starts with, if any.
 pub(crate) fn find(ins: &[I]) -> Option<Fused> {
     let (first, second) = (ins.first()?, ins.get(1)?);
+    if let I::Add64(o) = *first
+        && let Some((dst, base, x, kind)) = indirect_load(second)
+        && dst == o.d
+        && base == o.d
+    {
+        return Some(Fused::AddLoad {
+            d: o.d,
+            a: o.a,
+            b: o.b,
+            x,
+            kind,
+        });
+    }
     let (x, s1) = shift(first)?;
     let (x2, s2) = shift(second)?;
     if let Some(third) = ins.get(2)
@@ -114,9 +146,17 @@ pub(crate) fn find(ins: &[I]) -> Option<Fused> {
 }
 
 impl Cg<'_> {
-    /// Emit the fused lowering of `f`.
-    pub(super) fn emit_fused(&mut self, f: Fused) {
+    /// Emit the fused lowering of `f`, a run starting at instruction `idx`.
+    pub(super) fn emit_fused(&mut self, f: Fused, idx: u32) {
         match f {
+            Fused::AddLoad { d, a, b, x, kind } => {
+                let m = GuestMem {
+                    base: Some(host(a)),
+                    index: Some(host(b)),
+                    disp: x,
+                };
+                self.load(idx + 1, d, m, kind, Some(host(d)));
+            }
             Fused::Rotate { x, d, n, shifts } => {
                 // Kept shift results that are not `x` first (they read `x`), then the
                 // rotate (into `d`, which is none of them), then a kept result that

@@ -18,8 +18,8 @@ use crate::signal::{NO_BASE, SideEntry};
 use crate::window::{SHADOW_DISP, SHADOW_FULL};
 
 /// How a load extends its value.
-#[derive(Clone, Copy)]
-enum Load {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Load {
     U8,
     I8,
     U16,
@@ -27,6 +27,21 @@ enum Load {
     U32,
     I32,
     U64,
+}
+
+/// The indirect load `ins` as `(destination, base, offset, kind)`.
+pub(crate) fn indirect_load(ins: &I) -> Option<(Reg, Reg, i32, Load)> {
+    let (o, kind) = match *ins {
+        I::LoadIndU8(o) => (o, Load::U8),
+        I::LoadIndI8(o) => (o, Load::I8),
+        I::LoadIndU16(o) => (o, Load::U16),
+        I::LoadIndI16(o) => (o, Load::I16),
+        I::LoadIndU32(o) => (o, Load::U32),
+        I::LoadIndI32(o) => (o, Load::I32),
+        I::LoadIndU64(o) => (o, Load::U64),
+        _ => return None,
+    };
+    Some((o.a, o.b, o.x, kind))
 }
 
 /// A store's source.
@@ -515,7 +530,10 @@ impl Cg<'_> {
     }
 
     /// Record the memory access about to be emitted.
-    fn side(&mut self, idx: u32, width: u8, write: bool, m: GuestMem) {
+    /// Record the access about to be emitted; `fixup` is the register a folded
+    /// `add_64` wrote (`fuse.rs`), which an exit from this access must set to base +
+    /// index.
+    fn side(&mut self, idx: u32, width: u8, write: bool, m: GuestMem, fixup: Option<u8>) {
         let native = self.ops.offset().0 as u32;
         self.side.push(SideEntry {
             native,
@@ -523,33 +541,34 @@ impl Cg<'_> {
             width,
             write,
             base: m.base.unwrap_or(NO_BASE),
+            index: m.index.unwrap_or(NO_BASE),
+            fixup: fixup.unwrap_or(NO_BASE),
             disp: m.disp as u32,
         });
     }
 
     fn load_abs(&mut self, idx: u32, dst: Reg, x: i32, kind: Load) {
-        self.load(
-            idx,
-            dst,
-            GuestMem {
-                base: None,
-                disp: x,
-            },
-            kind,
-        );
+        let m = GuestMem {
+            base: None,
+            index: None,
+            disp: x,
+        };
+        self.load(idx, dst, m, kind, None);
     }
 
     fn load_ind(&mut self, idx: u32, dst: Reg, base: Reg, x: i32, kind: Load) {
         let m = GuestMem {
             base: Some(host(base)),
+            index: None,
             disp: x,
         };
-        self.load(idx, dst, m, kind);
+        self.load(idx, dst, m, kind, None);
     }
 
     /// `dst = gs:[m]`, one instruction (the fault handler's unit, which finds the
-    /// address from the side table's base register and displacement).
-    fn load(&mut self, idx: u32, dst: Reg, m: GuestMem, kind: Load) {
+    /// address from the side table's registers and displacement); `fixup` as in
+    /// [`Cg::side`].
+    pub(super) fn load(&mut self, idx: u32, dst: Reg, m: GuestMem, kind: Load, fixup: Option<u8>) {
         let (width, wide, opcode): (u8, bool, &'static [u8]) = match kind {
             // movzx r32, m8 / movsx r64, m8
             Load::U8 => (1, false, &[0x0F, 0xB6]),
@@ -563,7 +582,7 @@ impl Cg<'_> {
             // mov r64, m64
             Load::U64 => (8, true, &[0x8B]),
         };
-        self.side(idx, width, false, m);
+        self.side(idx, width, false, m, fixup);
         let op = MemOp {
             op16: false,
             wide,
@@ -587,6 +606,7 @@ impl Cg<'_> {
             idx,
             GuestMem {
                 base: None,
+                index: None,
                 disp: x,
             },
             v,
@@ -600,6 +620,7 @@ impl Cg<'_> {
         let b = host(base);
         let m = GuestMem {
             base: Some(b),
+            index: None,
             disp: x,
         };
         match self.store_check(idx) {
@@ -628,7 +649,7 @@ impl Cg<'_> {
 
     /// `gs:[m] = v`, one instruction (the fault handler's unit).
     fn store(&mut self, idx: u32, m: GuestMem, v: Val, width: u8) {
-        self.side(idx, width, true, m);
+        self.side(idx, width, true, m, None);
         let op = |opcode| MemOp {
             op16: width == 2,
             wide: width == 8,

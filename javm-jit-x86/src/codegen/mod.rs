@@ -276,7 +276,7 @@ pub(crate) fn compile(
             cg.panic_label = None;
             let rest = &instructions[idx as usize..block.end as usize];
             if let Some(f) = fuse::find(rest) {
-                cg.emit_fused(f);
+                cg.emit_fused(f, idx);
                 let back = cg.label();
                 cg.bind(back);
                 let end = cg.ops.offset().0 as u32;
