@@ -2,7 +2,8 @@
 //! lower.rs`) against the interpreter: `and_imm` with the masks it lowers as zero
 //! extensions, moves and clears; the high multiplies lowered with `mulx`; small
 //! shifts left, whose `lea` form was tried and not kept, next to them; `sub_32`
-//! and `mul_32`, computed in place when the destination is a source. Every
+//! and `mul_32`, computed in place when the destination is a source; 32-bit
+//! results whose sign extension the next instruction makes dead. Every
 //! aliasing of destination and sources, register values with the sign and high
 //! bits that tell a wrong extension apart, and near-miss immediates.
 
@@ -36,19 +37,80 @@ fn item() -> impl Strategy<Value = String> {
         Just("mul_upper_s_s")
     ];
     prop_oneof![
-        (reg(), reg(), mask).prop_map(|(d, a, x)| format!("and_imm r{d}, r{a}, {x}")),
-        (reg(), reg(), amount.clone())
+        1 => (reg(), reg(), mask).prop_map(|(d, a, x)| format!("and_imm r{d}, r{a}, {x}")),
+        1 => (reg(), reg(), amount.clone())
             .prop_map(|(d, a, n)| format!("shlo_l_imm_64 r{d}, r{a}, {n}")),
-        (reg(), reg(), amount).prop_map(|(d, a, n)| format!("shlo_l_imm_32 r{d}, r{a}, {n}")),
-        (mul, reg(), reg(), reg()).prop_map(|(op, d, a, b)| format!("{op} r{d}, r{a}, r{b}")),
-        (
+        1 => (reg(), reg(), amount).prop_map(|(d, a, n)| format!("shlo_l_imm_32 r{d}, r{a}, {n}")),
+        1 => (mul, reg(), reg(), reg()).prop_map(|(op, d, a, b)| format!("{op} r{d}, r{a}, r{b}")),
+        1 => (
             prop_oneof![Just("sub_32"), Just("mul_32")],
             reg(),
             reg(),
             reg()
         )
             .prop_map(|(op, d, a, b)| format!("{op} r{d}, r{a}, r{b}")),
+        // A 32-bit result and the instruction after it, which mostly reads it and
+        // overwrites it (its extension is then dead), sometimes only one of the two.
+        3 => (
+            0..PRODUCERS,
+            0..CONSUMERS.len(),
+            reg(),
+            reg(),
+            reg(),
+            reg(),
+            any::<i32>(),
+            prop::bool::weighted(0.8),
+            prop::bool::weighted(0.8),
+        )
+            .prop_map(|(p, c, d, a, b, e, x, reads, writes)| {
+                let src = if reads { d } else { a };
+                let dst = if writes { d } else { e };
+                format!(
+                    "{}\n{}",
+                    form(CONSUMERS[p], d, a, b, x),
+                    form(CONSUMERS[c], dst, src, b, x / 3)
+                )
+            }),
     ]
+}
+
+/// Instructions with their operand shape (3: `d, a, b`; 2: `d, a, imm`; 1: `d, a`):
+/// the first `PRODUCERS` are the 32-bit operations that may skip their extension
+/// (`javm-jit-x86/src/codegen/narrow.rs`), then the other instructions that read
+/// only a low half, then near misses that read all 64 bits.
+const CONSUMERS: [(&str, u8); 23] = [
+    ("add_32", 3),
+    ("sub_32", 3),
+    ("mul_32", 3),
+    ("shlo_l_32", 3),
+    ("shlo_r_32", 3),
+    ("shar_r_32", 3),
+    ("add_imm_32", 2),
+    ("mul_imm_32", 2),
+    ("shlo_l_imm_32", 2),
+    ("shlo_r_imm_32", 2),
+    ("shar_r_imm_32", 2),
+    ("rot_r_32_imm", 2),
+    ("neg_add_imm_32", 2),
+    ("shlo_l_imm_alt_32", 2),
+    ("shlo_r_imm_alt_32", 2),
+    ("shar_r_imm_alt_32", 2),
+    ("rot_r_32_imm_alt", 2),
+    ("and_imm", 2),
+    ("zero_extend_16", 1),
+    ("sign_extend_8", 1),
+    ("sign_extend_16", 1),
+    ("add_64", 3),
+    ("shlo_r_imm_64", 2),
+];
+const PRODUCERS: usize = 12;
+
+fn form((op, shape): (&str, u8), d: u8, a: u8, b: u8, x: i32) -> String {
+    match shape {
+        3 => format!("{op} r{d}, r{a}, r{b}"),
+        2 => format!("{op} r{d}, r{a}, {x}"),
+        _ => format!("{op} r{d}, r{a}"),
+    }
 }
 
 /// Register values whose high halves, sign bits and low bytes all matter.

@@ -52,6 +52,14 @@ const CASES: &[(&str, &str)] = &[
         "shlo_r_imm_64 r6, r5, 63\nshlo_l_imm_64 r0, r5, 1\nor r6, r0, r6\nshlo_l_imm_64 r0, r5, 8\nshlo_r_imm_64 r6, r5, 56\nxor r7, r6, r0\nshlo_r_imm_64 r5, r12, 28\nshlo_l_imm_64 r12, r12, 36\nadd_64 r9, r12, r5\nshlo_l_imm_64 r6, r4, 32\nshlo_r_imm_64 r6, r6, 30\nshlo_l_imm_64 r2, r2, 32\nshlo_r_imm_64 r2, r2, 32\nshlo_l_imm_64 r3, r4, 32\nshlo_r_imm_64 r3, r3, 40\ntrap",
     ),
     (
+        // `codegen/narrow.rs`: 32-bit results whose next instruction reads only
+        // their low half and overwrites them stay unextended (in place, `neg` +
+        // `add` for a subtraction into its second source); a 64-bit reader keeps
+        // the `movsxd`.
+        "narrow",
+        "sub_32 r12, r9, r12\nsub_32 r12, r12, r2\nand_imm r12, r12, 255\nadd_imm_32 r1, r2, 5\nshlo_l_imm_32 r1, r1, 3\nmul_32 r4, r5, r4\nsign_extend_8 r4, r4\nadd_32 r6, r7, r8\nadd_64 r6, r6, r6\ntrap",
+    ),
+    (
         // `codegen/fuse.rs` `AddLoad`: an `add_64` folded into the load that
         // overwrites its sum, as a base and an index (RBP as the base needs a zero
         // displacement byte); the load appears again alone in the tail copy; a load

@@ -10,6 +10,7 @@ use javm_exec::Reg;
 
 use super::enc::{GuestMem, MemOp, gs_mem};
 use super::labels::Cc;
+use super::narrow;
 use super::regs::{RDX, host};
 use super::stores::StoreCheck;
 use super::{Cg, StoreAddr};
@@ -159,6 +160,15 @@ const _: () = assert!(
 impl Cg<'_> {
     /// Emit instruction `idx` of block `block`.
     pub(super) fn lower(&mut self, ins: I, idx: u32, block: u32) -> Result<(), String> {
+        let program = self.program;
+        let next = program
+            .blocks()
+            .get(block as usize)
+            .filter(|b| idx + 1 < b.end)
+            .and_then(|_| program.instructions().get(idx as usize + 1));
+        if narrow::extension_dead(&ins, next) && self.lower_unextended(ins) {
+            return Ok(());
+        }
         match ins {
             // Control flow.
             I::Trap(_) => self.exit(ExitKind::Trap, idx),
@@ -472,6 +482,56 @@ impl Cg<'_> {
 
     /// `d = a & x` (x sign-extended): the masks of a byte and a half-word are zero
     /// extensions, -1 a move and 0 a clear.
+    /// A 32-bit operation whose extension is dead (`narrow.rs`): its result as the
+    /// 32-bit operation leaves it, computed in place where it can be. False (and
+    /// nothing emitted) for an instruction it has no such lowering for.
+    fn lower_unextended(&mut self, ins: I) -> bool {
+        match ins {
+            I::Add32(o) => self.add_rr(false, host(o.d), host(o.a), host(o.b)),
+            I::Sub32(o) => {
+                let (d, a, b) = (host(o.d), host(o.a), host(o.b));
+                if d == a {
+                    asm!(self; sub Rd(d), Rd(b));
+                } else if d == b {
+                    asm!(self; neg Rd(d) ; add Rd(d), Rd(a));
+                } else {
+                    asm!(self; mov Rd(d), Rd(a) ; sub Rd(d), Rd(b));
+                }
+            }
+            I::Mul32(o) => {
+                let (d, a, b) = (host(o.d), host(o.a), host(o.b));
+                if d == a {
+                    asm!(self; imul Rd(d), Rd(b));
+                } else if d == b {
+                    asm!(self; imul Rd(d), Rd(a));
+                } else {
+                    asm!(self; mov Rd(d), Rd(a) ; imul Rd(d), Rd(b));
+                }
+            }
+            I::ShloL32(o) => asm!(self; shlx Rd(host(o.d)), Rd(host(o.a)), Rd(host(o.b))),
+            I::ShloR32(o) => asm!(self; shrx Rd(host(o.d)), Rd(host(o.a)), Rd(host(o.b))),
+            I::SharR32(o) => asm!(self; sarx Rd(host(o.d)), Rd(host(o.a)), Rd(host(o.b))),
+            I::AddImm32(o) => self.lea(false, host(o.a), host(o.b), o.x),
+            I::MulImm32(o) => asm!(self; imul Rd(host(o.a)), Rd(host(o.b)), o.x),
+            I::ShloLImm32(o) | I::ShloRImm32(o) | I::SharRImm32(o) => {
+                let (d, s, n) = (host(o.a), host(o.b), (o.x & 31) as i8);
+                if d != s {
+                    asm!(self; mov Rd(d), Rd(s));
+                }
+                match ins {
+                    I::ShloLImm32(_) => asm!(self; shl Rd(d), n),
+                    I::ShloRImm32(_) => asm!(self; shr Rd(d), n),
+                    _ => asm!(self; sar Rd(d), n),
+                }
+            }
+            I::RotR32Imm(o) => {
+                asm!(self; rorx Rd(host(o.a)), Rd(host(o.b)), (o.x & 31) as i8)
+            }
+            _ => return false,
+        }
+        true
+    }
+
     fn and_imm(&mut self, d: Reg, a: Reg, x: i32) {
         let (hd, ha) = (host(d), host(a));
         match x {

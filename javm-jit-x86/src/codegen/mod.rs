@@ -21,6 +21,7 @@ mod enc;
 mod fuse;
 mod labels;
 mod lower;
+mod narrow;
 pub(crate) mod regs;
 mod stores;
 
