@@ -160,14 +160,16 @@ const _: () = assert!(
 impl Cg<'_> {
     /// Emit instruction `idx` of block `block`.
     pub(super) fn lower(&mut self, ins: I, idx: u32, block: u32) -> Result<(), String> {
-        let program = self.program;
-        let next = program
-            .blocks()
-            .get(block as usize)
-            .filter(|b| idx + 1 < b.end)
-            .and_then(|_| program.instructions().get(idx as usize + 1));
-        if narrow::extension_dead(&ins, next) && self.lower_unextended(ins) {
-            return Ok(());
+        if narrow::may_skip_extension(&ins) {
+            let program = self.program;
+            let next = program
+                .blocks()
+                .get(block as usize)
+                .filter(|b| idx + 1 < b.end)
+                .and_then(|_| program.instructions().get(idx as usize + 1));
+            if narrow::extension_dead(&ins, next) && self.lower_unextended(ins) {
+                return Ok(());
+            }
         }
         match ins {
             // Control flow.

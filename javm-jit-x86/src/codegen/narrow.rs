@@ -59,13 +59,19 @@ fn low_half_consumer(ins: &I) -> Option<Reg> {
     }
 }
 
+/// Whether `ins` is a 32-bit operation that could skip its extension (a cheap
+/// test before looking at the next instruction).
+pub(crate) fn may_skip_extension(ins: &I) -> bool {
+    narrow_result(ins).is_some()
+}
+
 /// Whether `ins`, followed in its block by `next`, may leave its result
 /// unextended.
 pub(crate) fn extension_dead(ins: &I, next: Option<&I>) -> bool {
-    match (narrow_result(ins), next.and_then(low_half_consumer)) {
-        (Some(d), Some(n)) => d == n,
-        _ => false,
-    }
+    let Some(d) = narrow_result(ins) else {
+        return false;
+    };
+    next.and_then(low_half_consumer) == Some(d)
 }
 
 #[cfg(test)]
