@@ -57,6 +57,21 @@ fn item() -> impl Strategy<Value = String> {
                     format!("load_imm r{t}, {k}\nadd_64 r{d}, r2, r{t}\nload_ind_{op} r{d}, r{d}, {}", x / 2)
                 }
                 2 => format!("add_64 r{d}, r{t}, r{b}\nload_ind_{op} r{d}, r{d}, {x}"),
+                // An array index: zero-extended, scaled by 1..8 (sometimes not an
+                // index shift: 28), added to r2 or to any register.
+                3 if k % 3 != 0 => {
+                    let k = 29 + k % 5;
+                    let base = if x % 2 == 0 { 2 } else { t };
+                    let add = if x % 4 < 2 { format!("r{base}, r{d}") } else { format!("r{d}, r{base}") };
+                    // A small index (the load mostly succeeds), or whatever the
+                    // register holds, upper half included (it mostly faults, and the
+                    // handler's sum must zero-extend it).
+                    let index = if k % 2 == 0 { format!("load_imm r{b}, {}\n", x % 512) } else { String::new() };
+                    format!(
+                        "{index}shlo_l_imm_64 r{d}, r{b}, 32\nshlo_r_imm_64 r{d}, r{d}, {k}\nadd_64 r{d}, {add}\nload_ind_{op} r{d}, r{d}, {}",
+                        x / 8 - 8
+                    )
+                }
                 _ => format!("add_64 r{d}, r{t}, r{b}\nload_ind_{op} r{}, r{d}, {x}", (d + 1) % 13),
             }),
     ]

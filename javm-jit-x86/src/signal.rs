@@ -76,17 +76,22 @@ pub(crate) struct SideEntry {
     /// Store (true) or load.
     pub(crate) write: bool,
     /// The host register holding the guest base address, or [`NO_BASE`] for a
-    /// fixed address. The access addresses `gs:[base32 + index32 + disp]` with the
-    /// 32-bit address size, so its guest address is `(base + index + disp) mod
-    /// 2^32`.
+    /// fixed address. The access addresses `gs:[base32 + index32 * 2^scale +
+    /// disp]` with the 32-bit address size, so its guest address is that sum
+    /// modulo 2^32.
     pub(crate) base: u8,
     /// The host register added to the base, or [`NO_BASE`].
     pub(crate) index: u8,
+    /// The index is multiplied by `1 << scale`.
+    pub(crate) scale: u8,
+    /// The fix-up zero-extends the index from 32 bits before scaling it.
+    pub(crate) zext_index: bool,
     /// The register of a folded `add_64` (`codegen/fuse.rs`, `AddLoad`), or
-    /// [`NO_BASE`]: the access is the second instruction of a run whose first one,
-    /// `fixup = base + index`, was not performed separately, so an exit here sets it
-    /// to the 64-bit sum of the two (still unchanged, since the access did not
-    /// happen) before leaving.
+    /// [`NO_BASE`]: the access is the last instruction of a run whose earlier
+    /// ones, ending in `fixup = base + (index << scale)` (the index zero-extended
+    /// first if `zext_index`), were not performed separately, so an exit here sets
+    /// it to that 64-bit sum of the interrupted registers (still unchanged, since
+    /// the access did not happen) before leaving.
     pub(crate) fixup: u8,
     /// The displacement added to the base (the whole address without one).
     pub(crate) disp: u32,
@@ -119,15 +124,23 @@ const GREG: [libc::c_int; 16] = [
 impl SideEntry {
     /// The guest address of this access, from the interrupted registers.
     fn guest_addr(&self, gregs: &[libc::greg_t]) -> u32 {
-        (read(gregs, self.base).wrapping_add(read(gregs, self.index)) as u32)
-            .wrapping_add(self.disp)
+        (self.sum(gregs) as u32).wrapping_add(self.disp)
     }
 
-    /// Perform the folded `add_64` this access stands for, if any, in `gregs`.
+    /// `base + (index << scale)`, 64-bit, the index zero-extended first if
+    /// `zext_index` (which the address, taken modulo 2^32, does not notice).
+    fn sum(&self, gregs: &[libc::greg_t]) -> u64 {
+        let mut index = read(gregs, self.index);
+        if self.zext_index {
+            index &= u64::from(u32::MAX);
+        }
+        read(gregs, self.base).wrapping_add(index << (self.scale & 3))
+    }
+
+    /// Perform the folded run this access stands for, if any, in `gregs`.
     fn fix_up(&self, gregs: &mut [libc::greg_t]) {
         if let Some(&slot) = GREG.get(usize::from(self.fixup)) {
-            gregs[slot as usize] =
-                read(gregs, self.base).wrapping_add(read(gregs, self.index)) as libc::greg_t;
+            gregs[slot as usize] = self.sum(gregs) as libc::greg_t;
         }
     }
 }

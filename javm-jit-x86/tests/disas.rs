@@ -63,9 +63,11 @@ const CASES: &[(&str, &str)] = &[
         // `codegen/fuse.rs` `AddLoad`: an `add_64` folded into the load that
         // overwrites its sum, as a base and an index (RBP as the base needs a zero
         // displacement byte); the load appears again alone in the tail copy; a load
-        // into another register is not folded.
+        // into another register is not folded; a zero-extended, scaled index (two
+        // shifts) folds too, as the index's scale, with its three later
+        // instructions in the tail copy.
         "fused_add_load",
-        "add_64 r1, r2, r3\nload_ind_u64 r1, r1, 8\nadd_64 r0, r0, r3\nload_ind_u8 r0, r0, 0\nadd_64 r3, r4, r4\nload_ind_i32 r3, r3, -4\nadd_64 r5, r6, r7\nload_ind_u32 r8, r5, 0\ntrap",
+        "add_64 r1, r2, r3\nload_ind_u64 r1, r1, 8\nadd_64 r0, r0, r3\nload_ind_u8 r0, r0, 0\nadd_64 r3, r4, r4\nload_ind_i32 r3, r3, -4\nadd_64 r5, r6, r7\nload_ind_u32 r8, r5, 0\nshlo_l_imm_64 r6, r4, 32\nshlo_r_imm_64 r6, r6, 30\nadd_64 r6, r7, r6\nload_ind_i32 r6, r6, 0\nshlo_l_imm_64 r9, r9, 32\nshlo_r_imm_64 r9, r9, 29\nadd_64 r9, r9, r0\nload_ind_u64 r9, r9, 16\ntrap",
     ),
     (
         // `codegen/lower.rs` peepholes: masks as zero extensions (byte registers of

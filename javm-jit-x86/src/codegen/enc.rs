@@ -35,9 +35,10 @@ pub(super) enum GasOp {
 pub(crate) struct GuestMem {
     /// Host register holding the guest base, or `None` for a fixed address.
     pub(crate) base: Option<u8>,
-    /// Host register added to the base (scale 1), if any; never RSP. Only with a
-    /// base.
+    /// Host register added to the base, if any; never RSP. Only with a base.
     pub(crate) index: Option<u8>,
+    /// The index is multiplied by `1 << scale` (0..=3).
+    pub(crate) scale: u8,
     /// Displacement (the whole address without a base), taken modulo 2^32.
     pub(crate) disp: i32,
 }
@@ -116,9 +117,9 @@ pub(super) fn gs_mem(op: MemOp, reg: u8, m: GuestMem, imm: &[u8]) -> Encoded {
             };
             match m.index {
                 Some(i) => {
-                    // rm 100: a SIB byte, scale 1, the index, the base.
+                    // rm 100: a SIB byte: the scale, the index, the base.
                     e.push(mode | r | 0b100);
-                    e.push((i & 7) << 3 | (b & 7));
+                    e.push((m.scale & 3) << 6 | (i & 7) << 3 | (b & 7));
                 }
                 None => {
                     e.push(mode | r | (b & 7));
@@ -378,7 +379,18 @@ mod tests {
                         let reg = if regs.is_some() { reg } else { 0 };
                         let index = base.and_then(|b| (reg != 4 && b != 15).then_some(reg ^ b));
                         let index = index.filter(|&i| i != 4 && reg % 3 == 0);
-                        let e = gs_mem(op, reg, GuestMem { base, index, disp }, imm);
+                        let scale = (reg / 3) & 3;
+                        let e = gs_mem(
+                            op,
+                            reg,
+                            GuestMem {
+                                base,
+                                index,
+                                scale,
+                                disp,
+                            },
+                            imm,
+                        );
                         let what =
                             format!("{op:?} base {base:?} index {index:?} disp {disp} reg {reg}");
                         let i = Decoder::new(64, e.as_slice(), DecoderOptions::NONE).decode();
@@ -389,7 +401,8 @@ mod tests {
                         assert_eq!(i.memory_base(), want_base, "{what}: base");
                         let want_index = index.map_or(R::None, |x| R32[usize::from(x)]);
                         assert_eq!(i.memory_index(), want_index, "{what}: index");
-                        assert_eq!(i.memory_index_scale(), 1, "{what}: scale");
+                        let want_scale = if index.is_some() { 1 << scale } else { 1 };
+                        assert_eq!(i.memory_index_scale(), want_scale, "{what}: scale");
                         assert_eq!(i.memory_displacement32(), disp as u32, "{what}: disp");
                         assert_eq!(i.memory_size(), size, "{what}: size");
                         let mem = (0..i.op_count()).position(|k| i.op_kind(k) == OpKind::Memory);

@@ -27,7 +27,7 @@ use javm_exec::Reg;
 
 use super::Cg;
 use super::enc::GuestMem;
-use super::lower::{Load, indirect_load};
+use super::lower::{Fixup, Load, indirect_load};
 use super::regs::host;
 
 /// A shift by a constant, as one instruction of a run computes it.
@@ -62,12 +62,19 @@ pub(crate) enum Fused {
     /// overwrites it. If the load exits (a fault, or an access the run loop
     /// performs), the fault handler first sets `d = a + b` (the side table's
     /// `fixup`), so the state is the one after the `add_64`.
+    ///
+    /// With `zext`, the run is four instructions, an array index: `shlo_l_imm_64
+    /// d, b, 32; shlo_r_imm_64 d, d, 32 − scale; add_64 d, a, d` (or `d, d, a`);
+    /// `load_ind d, d, x` — one load from `a + (b mod 2^32) · 2^scale + x`, the
+    /// index register scaled in the address (`scale` 0..=3, `a` not `d`), and the
+    /// fix-up `d = a + (zext32(b) << scale)`.
     AddLoad {
         d: Reg,
         a: Reg,
         b: Reg,
         x: i32,
         kind: Load,
+        zext: Option<u8>,
     },
 }
 
@@ -76,7 +83,8 @@ impl Fused {
     pub(crate) fn len(&self) -> usize {
         match self {
             Fused::Rotate { .. } => 3,
-            Fused::ZeroExtend { .. } | Fused::AddLoad { .. } => 2,
+            Fused::ZeroExtend { .. } | Fused::AddLoad { zext: None, .. } => 2,
+            Fused::AddLoad { zext: Some(_), .. } => 4,
         }
     }
 }
@@ -99,9 +107,44 @@ fn shift(ins: &I) -> Option<(Reg, Shift)> {
     ))
 }
 
+/// The four-instruction [`Fused::AddLoad`] (`zext`) that `ins` starts with, if any.
+fn scaled_load(ins: &[I]) -> Option<Fused> {
+    let [
+        I::ShloLImm64(l),
+        I::ShloRImm64(r),
+        I::Add64(add),
+        ref load,
+        ..,
+    ] = *ins
+    else {
+        return None;
+    };
+    let d = l.a;
+    let (dst, base, x, kind) = indirect_load(load)?;
+    let a = match (add.a == d, add.b == d) {
+        (true, false) => add.b,
+        (false, true) => add.a,
+        _ => return None,
+    };
+    // The net shift left, 0..=3, of a right shift by 29..=32.
+    let scale = 32u8.checked_sub((r.x & 63) as u8).filter(|&s| s <= 3)?;
+    let fits = l.x & 63 == 32 && r.a == d && r.b == d;
+    (fits && add.d == d && dst == d && base == d).then_some(Fused::AddLoad {
+        d,
+        a,
+        b: l.b,
+        x,
+        kind,
+        zext: Some(scale),
+    })
+}
+
 /// The fusible run `ins` starts with, if any.
 pub(crate) fn find(ins: &[I]) -> Option<Fused> {
     let (first, second) = (ins.first()?, ins.get(1)?);
+    if let Some(f) = scaled_load(ins) {
+        return Some(f);
+    }
     if let I::Add64(o) = *first
         && let Some((dst, base, x, kind)) = indirect_load(second)
         && dst == o.d
@@ -113,6 +156,7 @@ pub(crate) fn find(ins: &[I]) -> Option<Fused> {
             b: o.b,
             x,
             kind,
+            zext: None,
         });
     }
     let (x, s1) = shift(first)?;
@@ -149,13 +193,26 @@ impl Cg<'_> {
     /// Emit the fused lowering of `f`, a run starting at instruction `idx`.
     pub(super) fn emit_fused(&mut self, f: Fused, idx: u32) {
         match f {
-            Fused::AddLoad { d, a, b, x, kind } => {
+            Fused::AddLoad {
+                d,
+                a,
+                b,
+                x,
+                kind,
+                zext,
+            } => {
                 let m = GuestMem {
                     base: Some(host(a)),
                     index: Some(host(b)),
+                    scale: zext.unwrap_or(0),
                     disp: x,
                 };
-                self.load(idx + 1, d, m, kind, Some(host(d)));
+                let fixup = Fixup {
+                    reg: host(d),
+                    zext_index: zext.is_some(),
+                };
+                let last = idx + f.len() as u32 - 1;
+                self.load(last, d, m, kind, Some(fixup));
             }
             Fused::Rotate { x, d, n, shifts } => {
                 // Kept shift results that are not `x` first (they read `x`), then the

@@ -30,6 +30,15 @@ pub(crate) enum Load {
     U64,
 }
 
+/// The register a folded run's last access stands in for (`fuse.rs`): on an exit
+/// there, `reg = base + (index << scale)`, the index zero-extended from 32 bits
+/// first if `zext_index`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fixup {
+    pub(crate) reg: u8,
+    pub(crate) zext_index: bool,
+}
+
 /// The indirect load `ins` as `(destination, base, offset, kind)`.
 pub(crate) fn indirect_load(ins: &I) -> Option<(Reg, Reg, i32, Load)> {
     let (o, kind) = match *ins {
@@ -592,10 +601,9 @@ impl Cg<'_> {
     }
 
     /// Record the memory access about to be emitted.
-    /// Record the access about to be emitted; `fixup` is the register a folded
-    /// `add_64` wrote (`fuse.rs`), which an exit from this access must set to base +
-    /// index.
-    fn side(&mut self, idx: u32, width: u8, write: bool, m: GuestMem, fixup: Option<u8>) {
+    /// Record the access about to be emitted; `fixup` names the register a folded
+    /// run wrote (`fuse.rs`), which an exit from this access must set ([`Fixup`]).
+    fn side(&mut self, idx: u32, width: u8, write: bool, m: GuestMem, fixup: Option<Fixup>) {
         let native = self.ops.offset().0 as u32;
         self.side.push(SideEntry {
             native,
@@ -604,7 +612,9 @@ impl Cg<'_> {
             write,
             base: m.base.unwrap_or(NO_BASE),
             index: m.index.unwrap_or(NO_BASE),
-            fixup: fixup.unwrap_or(NO_BASE),
+            scale: m.scale,
+            zext_index: fixup.is_some_and(|f| f.zext_index),
+            fixup: fixup.map_or(NO_BASE, |f| f.reg),
             disp: m.disp as u32,
         });
     }
@@ -613,6 +623,7 @@ impl Cg<'_> {
         let m = GuestMem {
             base: None,
             index: None,
+            scale: 0,
             disp: x,
         };
         self.load(idx, dst, m, kind, None);
@@ -622,6 +633,7 @@ impl Cg<'_> {
         let m = GuestMem {
             base: Some(host(base)),
             index: None,
+            scale: 0,
             disp: x,
         };
         self.load(idx, dst, m, kind, None);
@@ -630,7 +642,14 @@ impl Cg<'_> {
     /// `dst = gs:[m]`, one instruction (the fault handler's unit, which finds the
     /// address from the side table's registers and displacement); `fixup` as in
     /// [`Cg::side`].
-    pub(super) fn load(&mut self, idx: u32, dst: Reg, m: GuestMem, kind: Load, fixup: Option<u8>) {
+    pub(super) fn load(
+        &mut self,
+        idx: u32,
+        dst: Reg,
+        m: GuestMem,
+        kind: Load,
+        fixup: Option<Fixup>,
+    ) {
         let (width, wide, opcode): (u8, bool, &'static [u8]) = match kind {
             // movzx r32, m8 / movsx r64, m8
             Load::U8 => (1, false, &[0x0F, 0xB6]),
@@ -669,6 +688,7 @@ impl Cg<'_> {
             GuestMem {
                 base: None,
                 index: None,
+                scale: 0,
                 disp: x,
             },
             v,
@@ -683,6 +703,7 @@ impl Cg<'_> {
         let m = GuestMem {
             base: Some(b),
             index: None,
+            scale: 0,
             disp: x,
         };
         match self.store_check(idx) {
