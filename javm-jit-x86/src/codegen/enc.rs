@@ -11,7 +11,8 @@
     reason = "dynasm! converts dynamic register operands with `.into()`"
 )]
 
-use dynasmrt::{DynasmApi, dynasm};
+use dynasmrt::x64::X64Relocation;
+use dynasmrt::{DynasmApi, VecAssembler, dynasm};
 
 use super::Cg;
 
@@ -57,55 +58,59 @@ pub(super) struct MemOp {
     pub(super) opcode: &'static [u8],
 }
 
-/// The bytes of one instruction with a [`GuestMem`] operand (at most 14).
-pub(super) struct Encoded {
-    bytes: [u8; 16],
-    len: usize,
+/// Where [`gs_mem`] writes: the code generator's buffer, or a plain vector in
+/// tests.
+pub(super) trait Sink {
+    fn put(&mut self, b: u8);
+    fn put_all(&mut self, bs: &[u8]);
 }
 
-impl Encoded {
-    fn push(&mut self, b: u8) {
-        self.bytes[self.len] = b;
-        self.len += 1;
+impl Sink for VecAssembler<X64Relocation> {
+    #[inline]
+    fn put(&mut self, b: u8) {
+        self.push(b);
     }
 
-    fn extend(&mut self, bs: &[u8]) {
-        self.bytes[self.len..self.len + bs.len()].copy_from_slice(bs);
-        self.len += bs.len();
-    }
-
-    pub(super) fn as_slice(&self) -> &[u8] {
-        &self.bytes[..self.len]
+    #[inline]
+    fn put_all(&mut self, bs: &[u8]) {
+        self.extend(bs);
     }
 }
 
-/// Encode `op` with the ModRM `reg` field `reg` (a register, or an opcode
+impl Sink for Vec<u8> {
+    fn put(&mut self, b: u8) {
+        self.push(b);
+    }
+
+    fn put_all(&mut self, bs: &[u8]) {
+        self.extend_from_slice(bs);
+    }
+}
+
+/// Emit `op` with the ModRM `reg` field `reg` (a register, or an opcode
 /// extension), the guest memory operand `m` and the immediate bytes `imm` (empty
-/// if the instruction has none). Displacements take 8 bits where they fit; the
+/// if the instruction has none) into `e`. Displacements take 8 bits where they fit; the
 /// fixed-address form is the SIB no-base form (mod 00, rm 100, base 101), since
 /// mod 00 rm 101 would be relative to the instruction pointer.
-pub(super) fn gs_mem(op: MemOp, reg: u8, m: GuestMem, imm: &[u8]) -> Encoded {
-    let mut e = Encoded {
-        bytes: [0; 16],
-        len: 0,
-    };
-    e.push(0x65);
+#[inline]
+pub(super) fn gs_mem(e: &mut impl Sink, op: MemOp, reg: u8, m: GuestMem, imm: &[u8]) {
+    e.put(0x65);
     if op.op16 {
-        e.push(0x66);
+        e.put(0x66);
     }
-    e.push(0x67);
+    e.put(0x67);
     let b = m.base.unwrap_or(0);
     let x = m.index.unwrap_or(0);
     let rex = u8::from(op.wide) << 3 | (reg >> 3) << 2 | (x >> 3) << 1 | (b >> 3);
     if rex != 0 || (op.byte_reg && (4..8).contains(&reg)) {
-        e.push(0x40 | rex);
+        e.put(0x40 | rex);
     }
-    e.extend(op.opcode);
+    e.put_all(op.opcode);
     let r = (reg & 7) << 3;
     match m.base {
         None => {
-            e.extend(&[r | 0b100, 0x25]);
-            e.extend(&m.disp.to_le_bytes());
+            e.put_all(&[r | 0b100, 0x25]);
+            e.put_all(&m.disp.to_le_bytes());
         }
         Some(b) => {
             // mod 00 with rm 101 (RBP, R13) would mean no base: they take a zero disp8.
@@ -118,26 +123,25 @@ pub(super) fn gs_mem(op: MemOp, reg: u8, m: GuestMem, imm: &[u8]) -> Encoded {
             match m.index {
                 Some(i) => {
                     // rm 100: a SIB byte: the scale, the index, the base.
-                    e.push(mode | r | 0b100);
-                    e.push((m.scale & 3) << 6 | (i & 7) << 3 | (b & 7));
+                    e.put(mode | r | 0b100);
+                    e.put((m.scale & 3) << 6 | (i & 7) << 3 | (b & 7));
                 }
                 None => {
-                    e.push(mode | r | (b & 7));
+                    e.put(mode | r | (b & 7));
                     if b & 7 == 4 {
                         // RSP, R12: a SIB byte with no index.
-                        e.push(0x24);
+                        e.put(0x24);
                     }
                 }
             }
             match (mode, short) {
-                (0x40, Some(d)) => e.push(d as u8),
-                (0x80, _) => e.extend(&m.disp.to_le_bytes()),
+                (0x40, Some(d)) => e.put(d as u8),
+                (0x80, _) => e.put_all(&m.disp.to_le_bytes()),
                 _ => {}
             }
         }
     }
-    e.extend(imm);
-    e
+    e.put_all(imm);
 }
 
 impl Cg<'_> {
@@ -380,7 +384,9 @@ mod tests {
                         let index = base.and_then(|b| (reg != 4 && b != 15).then_some(reg ^ b));
                         let index = index.filter(|&i| i != 4 && reg % 3 == 0);
                         let scale = (reg / 3) & 3;
-                        let e = gs_mem(
+                        let mut e = Vec::new();
+                        gs_mem(
+                            &mut e,
                             op,
                             reg,
                             GuestMem {

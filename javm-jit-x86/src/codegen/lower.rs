@@ -670,7 +670,7 @@ impl Cg<'_> {
             byte_reg: false,
             opcode,
         };
-        self.ops.extend(gs_mem(op, host(dst), m, &[]).as_slice());
+        gs_mem(&mut self.ops, op, host(dst), m, &[]);
     }
 
     /// A store to the fixed address `x`: check the write shadow byte of its granule,
@@ -743,15 +743,14 @@ impl Cg<'_> {
             // mov m8, r8 / mov m, r
             Val::Reg(r) => {
                 let opcode: &'static [u8] = if width == 1 { &[0x88] } else { &[0x89] };
-                self.ops
-                    .extend(gs_mem(op(opcode), host(r), m, &[]).as_slice());
+                gs_mem(&mut self.ops, op(opcode), host(r), m, &[]);
             }
             // mov m8, imm8 / mov m, imm (C6 /0, C7 /0; 64-bit: imm32 sign-extended)
             Val::Imm(y) => {
                 let opcode: &'static [u8] = if width == 1 { &[0xC6] } else { &[0xC7] };
                 let imm = y.to_le_bytes();
                 let imm = &imm[..usize::from(width.min(4))];
-                self.ops.extend(gs_mem(op(opcode), 0, m, imm).as_slice());
+                gs_mem(&mut self.ops, op(opcode), 0, m, imm);
             }
         }
     }
