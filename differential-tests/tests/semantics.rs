@@ -393,6 +393,18 @@ fn every_base_register_addresses_modulo_2_pow_32<E: Engine>(e: &E) {
         (0x8000_0000_0002_1000, -0x1000),
     ];
     let value = 0x1122_3344_5566_7788u64;
+    // `value` at 0x20000, register `b` = `base`.
+    let run = |src: &str, b: usize, base: u64| {
+        Case::asm(src)
+            .region(
+                0x20000,
+                0x1000,
+                PageKind::UnpinnedCapCow,
+                &value.to_le_bytes(),
+            )
+            .reg(b, base)
+            .run(e)
+    };
     for b in 0..13usize {
         for (base, x) in forms {
             let other = (b + 1) % 13;
@@ -406,15 +418,7 @@ fn every_base_register_addresses_modulo_2_pow_32<E: Engine>(e: &E) {
                 );
                 // The store goes through the base register again, which the load
                 // overwrote when d == b: then its address is the loaded value's.
-                let o = Case::asm(&src)
-                    .region(
-                        0x20000,
-                        0x1000,
-                        PageKind::UnpinnedCapCow,
-                        &value.to_le_bytes(),
-                    )
-                    .reg(b, base)
-                    .run(e);
+                let o = run(&src, b, base);
                 if d == b {
                     // value + x + 0x20 mod 2^32 = 0x5566_7788 + 0x10 (or + 0x20010, - 0xFE0): unmapped.
                     let addr = (value as u32).wrapping_add((x + 0x20) as u32);
@@ -431,15 +435,7 @@ fn every_base_register_addresses_modulo_2_pow_32<E: Engine>(e: &E) {
             // A load from an unmapped page through the same base faults there with
             // the base (here also the destination) unchanged.
             let src = format!("load_ind_u64 r{b}, r{b}, {}\ntrap", x + 0x1000);
-            let o = Case::asm(&src)
-                .region(
-                    0x20000,
-                    0x1000,
-                    PageKind::UnpinnedCapCow,
-                    &value.to_le_bytes(),
-                )
-                .reg(b, base)
-                .run(e);
+            let o = run(&src, b, base);
             assert_eq!(o.exit, Exit::PageFault(0x21000), "r{b} {base:#x} {x}");
             assert_eq!(o.regs[b], base, "r{b} {base:#x} {x}");
         }

@@ -35,28 +35,20 @@ fn narrow_result(ins: &I) -> Option<Reg> {
 }
 
 /// The register `ins` writes, if it reads every source only through its low 32
-/// bits or fewer, cannot exit, and is lowered on its own (starts no fused run).
+/// bits or fewer, cannot exit, and is lowered on its own (starts no fused run):
+/// the producers themselves and a few more.
 fn low_half_consumer(ins: &I) -> Option<Reg> {
-    match *ins {
-        I::Add32(o) | I::Sub32(o) | I::Mul32(o) | I::ShloL32(o) | I::ShloR32(o) | I::SharR32(o) => {
-            Some(o.d)
-        }
-        I::AddImm32(o)
-        | I::MulImm32(o)
-        | I::ShloLImm32(o)
-        | I::ShloRImm32(o)
-        | I::SharRImm32(o)
-        | I::NegAddImm32(o)
+    narrow_result(ins).or(match *ins {
+        I::NegAddImm32(o)
         | I::ShloLImmAlt32(o)
         | I::ShloRImmAlt32(o)
         | I::SharRImmAlt32(o)
-        | I::RotR32Imm(o)
         | I::RotR32ImmAlt(o) => Some(o.a),
         // A non-negative mask clears the upper half whatever it held.
         I::AndImm(o) if o.x >= 0 => Some(o.a),
         I::ZeroExtend16(o) | I::SignExtend8(o) | I::SignExtend16(o) => Some(o.d),
         _ => None,
-    }
+    })
 }
 
 /// Whether `ins` is a 32-bit operation that could skip its extension (a cheap
