@@ -297,6 +297,33 @@ fn accesses_wrap_at_2_pow_32<E: Engine>(e: &E) {
         .reg(1, 0x10)
         .run(e);
     assert_eq!(o.exit, Exit::Trap);
+    // A load whose address the recompiler folds (an `add_64`, a scaled zero-
+    // extended index) wraps the same way; the run loop performs it, after the
+    // fault handler has written the sum the folded instructions stand for.
+    // (program, r2, the sum r3 holds after the folded instructions); r1 =
+    // 0xFFFFFFFC, so each load reads 0xFFFFFFFC..0x100000004.
+    let folded = [
+        (
+            "add_64 r3, r1, r2\nload_ind_u64 r3, r3, 0\ntrap",
+            0xFFFF_FFFF_0000_0000u64,
+            0xFFFF_FFFF_FFFF_FFFCu64,
+        ),
+        (
+            "shlo_l_imm_64 r3, r2, 32\nshlo_r_imm_64 r3, r3, 30\nadd_64 r3, r1, r3\nload_ind_u64 r3, r3, 0\ntrap",
+            0xFFFF_FFFF_4000_0000,
+            0x1_FFFF_FFFC,
+        ),
+    ];
+    for (src, r2, sum) in folded {
+        let o = top(Case::asm(src))
+            .region(0, 0x1000, RW, &[])
+            .reg(2, r2)
+            .run(e);
+        assert_eq!((o.exit, o.regs[3]), (Exit::Trap, 0), "{src}: zero pages");
+        // Page 0 unmapped: a fault at page 0, with the sum in r3.
+        let o = top(Case::asm(src)).reg(2, r2).run(e);
+        assert_eq!((o.exit, o.regs[3]), (Exit::PageFault(0), sum), "{src}");
+    }
     // Absolute addresses are immediates mod 2^32 too.
     let o = top(Case::asm(
         "store_imm_u8 0xFFFFFFFF, 7\nload_u8 r2, -1\ntrap",
