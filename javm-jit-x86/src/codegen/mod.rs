@@ -148,6 +148,10 @@ pub(crate) struct Cg<'p> {
     /// `checks_first` on (empty: every store checks itself).
     store_checks: Vec<stores::StoreCheck>,
     checks_first: u32,
+    /// The store planner's buffers, reused from block to block.
+    plan: stores::Plan,
+    /// Instructions in the longest block (the planner's buffer size).
+    longest_block: usize,
 }
 
 /// The later instructions of a fused run (`fuse.rs`), `first..end` of block
@@ -218,9 +222,18 @@ pub(crate) fn compile(
         gp,
         store_checks: Vec::new(),
         checks_first: 0,
+        plan: stores::Plan::default(),
+        longest_block: 0,
     };
     let mut copies: Vec<CheckedCopy> = Vec::new();
     let mut tails: Vec<FusedTail> = Vec::new();
+    // The store planner's per-block buffers are sized once, for the longest block,
+    // when a block first has stores to group.
+    cg.longest_block = blocks
+        .iter()
+        .map(|b| b.end.saturating_sub(b.first) as usize)
+        .max()
+        .unwrap_or(0);
 
     let entry = cg.ops.offset().0 as u32;
     cg.trampoline();
@@ -243,12 +256,14 @@ pub(crate) fn compile(
         if block.end <= block.first || block.end as usize > n {
             return Err(format!("block {b} has no instructions"));
         }
-        let clusters = cg.plan_store_checks(
+        cg.plan_store_checks(
             &instructions[block.first as usize..block.end as usize],
             block.first,
         );
         let block_copies = copies.len();
-        for (first, end) in clusters {
+        let clusters = std::mem::take(&mut cg.plan.clusters);
+        for &(first, end) in &clusters {
+            let (first, end) = (block.first + first as u32, block.first + end as u32);
             let entries: Vec<(u32, Label)> = (first..end)
                 .filter_map(|i| match cg.store_check(i) {
                     stores::StoreCheck::Head { retry, .. } => Some((i, retry)),
@@ -264,6 +279,7 @@ pub(crate) fn compile(
                 back,
             });
         }
+        cg.plan.clusters = clusters;
         let mut idx = block.first;
         while idx < block.end {
             // Where a cluster's copy comes back to the inline code.
@@ -382,19 +398,20 @@ pub(crate) fn compile(
 
 impl Cg<'_> {
     /// Plan the store checks of the block of `instructions` starting at instruction
-    /// `first` (see `stores.rs`); returns its clusters, as instruction indices.
-    fn plan_store_checks(
-        &mut self,
-        instructions: &[javm_exec::Instruction],
-        first: u32,
-    ) -> Vec<(u32, u32)> {
+    /// `first` (see `stores.rs`); its clusters are left in `self.plan.clusters`, as
+    /// indices in the block.
+    fn plan_store_checks(&mut self, instructions: &[javm_exec::Instruction], first: u32) {
         self.checks_first = first;
         self.store_checks.clear();
+        self.plan.clusters.clear();
         if !stores::may_group(instructions) {
-            return Vec::new();
+            return;
         }
-        let plan = stores::plan(instructions);
-        for p in plan.parts {
+        // No-ops once the buffers have the room (they are cleared, not freed).
+        self.store_checks.reserve(self.longest_block);
+        self.plan.reserve(self.longest_block);
+        stores::plan(instructions, &mut self.plan);
+        for &p in &self.plan.parts {
             self.store_checks.push(match p {
                 stores::Planned::Own => stores::StoreCheck::Own,
                 stores::Planned::Member => stores::StoreCheck::Member,
@@ -405,10 +422,6 @@ impl Cg<'_> {
                 },
             });
         }
-        plan.clusters
-            .iter()
-            .map(|&(a, b)| (first + a as u32, first + b as u32))
-            .collect()
     }
 
     /// `entry(guest_base: rdi, target: rsi) -> rax`, called from the run loop's

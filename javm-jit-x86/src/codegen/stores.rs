@@ -85,11 +85,14 @@ pub(crate) fn may_group(block: &[I]) -> bool {
         .is_some()
 }
 
-/// An open group: its base register, its stores (indices in the block), and the
+/// An open group: its base register, its stores (indices in the block: the first,
+/// the last, and the links between them in `plan`'s `next`), how many, and the
 /// offsets of the first and the last byte its stores write.
 struct Open {
     base: Reg,
-    stores: Vec<usize>,
+    first: usize,
+    tail: usize,
+    count: usize,
     lo: i64,
     last: i64,
 }
@@ -98,7 +101,9 @@ impl Open {
     fn new(base: Reg, pos: usize, x: i32, width: u32) -> Open {
         Open {
             base,
-            stores: vec![pos],
+            first: pos,
+            tail: pos,
+            count: 1,
             lo: i64::from(x),
             last: i64::from(x) + i64::from(width) - 1,
         }
@@ -147,32 +152,56 @@ pub(crate) fn costly(ins: &I) -> bool {
 /// A block's store groups, as planned: the part of each instruction (in order), and
 /// the clusters — runs `first..end` of instructions (indices in the block) covered
 /// by overlapping group spans, in order, each starting at a group's first store and
-/// ending after a group's last.
+/// ending after a group's last. Reused from block to block (its buffers keep their
+/// capacity), with the planner's working lists.
+#[derive(Default)]
 pub(crate) struct Plan {
     pub(crate) parts: Vec<Planned>,
     pub(crate) clusters: Vec<(usize, usize)>,
+    /// The next store of the same group after each store: a list per group,
+    /// linked through the block's positions.
+    next: Vec<usize>,
+    spans: Vec<(usize, usize)>,
+    open: Vec<Open>,
 }
 
-/// Plan the store groups of a block.
-pub(crate) fn plan(block: &[I]) -> Plan {
-    let mut out = vec![Planned::Own; block.len()];
-    let mut spans: Vec<(usize, usize)> = Vec::new();
-    let mut open: Vec<Open> = Vec::new();
-    let mut close = |g: Open, out: &mut Vec<Planned>| {
-        if g.stores.len() < MIN_GROUP {
+impl Plan {
+    /// Room for blocks of up to `n` instructions.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.parts.reserve(n);
+        self.next.reserve(n);
+    }
+}
+
+/// Plan the store groups of `block` into `plan`.
+pub(crate) fn plan(block: &[I], plan: &mut Plan) {
+    let Plan {
+        parts: out,
+        clusters,
+        next,
+        spans,
+        open,
+    } = plan;
+    out.clear();
+    out.resize(block.len(), Planned::Own);
+    next.clear();
+    next.resize(block.len(), 0);
+    spans.clear();
+    open.clear();
+    clusters.clear();
+    let mut close = |g: Open, out: &mut Vec<Planned>, next: &Vec<usize>| {
+        if g.count < MIN_GROUP {
             return;
         }
-        let (first, end) = (g.stores[0], g.stores[g.stores.len() - 1] + 1);
-        spans.push((first, end));
+        spans.push((g.first, g.tail + 1));
         // `lo` is a store's offset; `last` may exceed `i32::MAX` by up to 7, and is
         // taken mod 2^32 as the displacement of a 32-bit address computation.
         let (lo, last) = (g.lo as i32, g.last as i32);
-        for (k, &pos) in g.stores.iter().enumerate() {
-            out[pos] = if k == 0 {
-                Planned::Head { lo, last }
-            } else {
-                Planned::Member
-            };
+        out[g.first] = Planned::Head { lo, last };
+        let mut pos = g.first;
+        while pos != g.tail {
+            pos = next[pos];
+            out[pos] = Planned::Member;
         }
     };
     for (pos, ins) in block.iter().enumerate() {
@@ -184,10 +213,12 @@ pub(crate) fn plan(block: &[I]) -> Plan {
                     let (lo, last) = (g.lo.min(new.lo), g.last.max(new.last));
                     if last - lo > MAX_SPAN {
                         let g = open.swap_remove(i);
-                        close(g, &mut out);
+                        close(g, out, next);
                         open.push(new);
                     } else {
-                        g.stores.push(pos);
+                        next[g.tail] = pos;
+                        g.tail = pos;
+                        g.count += 1;
                         (g.lo, g.last) = (lo, last);
                     }
                 }
@@ -200,26 +231,21 @@ pub(crate) fn plan(block: &[I]) -> Plan {
         while i < open.len() {
             if costly || ins.may_write(open[i].base) {
                 let g = open.swap_remove(i);
-                close(g, &mut out);
+                close(g, out, next);
             } else {
                 i += 1;
             }
         }
     }
-    for g in open {
-        close(g, &mut out);
+    for g in open.drain(..) {
+        close(g, out, next);
     }
     spans.sort_unstable();
-    let mut clusters: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
-    for (first, end) in spans {
+    for &(first, end) in spans.iter() {
         match clusters.last_mut() {
             Some(c) if first < c.1 => c.1 = c.1.max(end),
             _ => clusters.push((first, end)),
         }
-    }
-    Plan {
-        parts: out,
-        clusters,
     }
 }
 
@@ -256,6 +282,12 @@ mod tests {
     use super::*;
     use javm_exec::asm::assemble;
 
+    fn planned(b: &[I]) -> Plan {
+        let mut p = Plan::default();
+        plan(b, &mut p);
+        p
+    }
+
     fn block(src: &str) -> Vec<I> {
         let p = assemble(src).unwrap().program().unwrap();
         p.instructions().to_vec()
@@ -267,7 +299,7 @@ mod tests {
             "store_ind_u64 r1, r2, 0\nstore_ind_u64 r3, r2, 16\nload_ind_u64 r4, r2, 8\n\
              store_imm_ind_u8 r2, 40, 7\nstore_ind_u64 r1, r5, 0\ntrap",
         );
-        let p = plan(&b).parts;
+        let p = planned(&b).parts;
         assert_eq!(
             p[0],
             Planned::Head { lo: 0, last: 40 },
@@ -287,16 +319,16 @@ mod tests {
              store_ind_u64 r1, r2, 0\nstore_ind_u64 r1, r2, 8\nstore_ind_u64 r1, r2, 4089\ntrap",
         );
         assert!(
-            plan(&b).parts.iter().all(|p| *p == Planned::Own),
+            planned(&b).parts.iter().all(|p| *p == Planned::Own),
             "{:?}",
-            plan(&b).parts
+            planned(&b).parts
         );
         let b = block(
             "store_ind_u64 r1, r2, 0\nstore_ind_u64 r1, r2, 8\nload_ind_u64 r2, r3, 0\n\
              store_ind_u64 r1, r2, 16\ntrap",
         );
         assert!(
-            plan(&b).parts.iter().all(|p| *p == Planned::Own),
+            planned(&b).parts.iter().all(|p| *p == Planned::Own),
             "a load into the base ends it"
         );
     }
@@ -307,7 +339,7 @@ mod tests {
             "store_ind_u64 r1, r2, 0\nstore_ind_u64 r1, r2, 8\ndiv_s_64 r3, r4, r5\n\
              store_ind_u64 r1, r2, 16\ntrap",
         );
-        assert!(plan(&b).parts.iter().all(|p| *p == Planned::Own));
+        assert!(planned(&b).parts.iter().all(|p| *p == Planned::Own));
         assert!(costly(&b[2]) && !costly(&b[0]));
     }
 
@@ -321,6 +353,6 @@ mod tests {
              store_ind_u64 r1, r3, 16\nmove_reg r7, r6\nstore_ind_u64 r1, r4, 0\n\
              store_ind_u64 r1, r4, 8\nstore_ind_u64 r1, r4, 16\nadd_64 r6, r6, r6\ntrap",
         );
-        assert_eq!(plan(&b).clusters, vec![(0, 7), (8, 11)]);
+        assert_eq!(planned(&b).clusters, vec![(0, 7), (8, 11)]);
     }
 }
