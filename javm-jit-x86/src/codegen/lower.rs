@@ -7,6 +7,7 @@
 use dynasmrt::{DynasmApi, dynasm};
 use javm_exec::Instruction as I;
 use javm_exec::Reg;
+use javm_exec::isa::{AccessKind, MemAccess, Opcode};
 
 use super::enc::{GuestMem, MemOp, gs_mem};
 use super::labels::Cc;
@@ -39,19 +40,51 @@ pub(crate) struct Fixup {
     pub(crate) zext_index: bool,
 }
 
+impl Load {
+    /// The kind of a load, from the ISA table's width and extension; `None` for a
+    /// store.
+    fn of(access: MemAccess) -> Option<Load> {
+        use AccessKind::{LoadSigned as S, LoadUnsigned as U};
+        Some(match (access.width, access.kind) {
+            (1, U) => Load::U8,
+            (1, S) => Load::I8,
+            (2, U) => Load::U16,
+            (2, S) => Load::I16,
+            (4, U) => Load::U32,
+            (4, S) => Load::I32,
+            (8, U | S) => Load::U64,
+            _ => return None,
+        })
+    }
+}
+
+/// The load `ins` as `(destination, base register (none for a fixed address),
+/// offset, kind)`; its width and extension come from the ISA table.
+fn load_operands(ins: &I) -> Option<(Reg, Option<Reg>, i32, Load)> {
+    let kind = Load::of(ins.opcode().and_then(Opcode::memory_access)?)?;
+    match *ins {
+        I::LoadU8(o)
+        | I::LoadI8(o)
+        | I::LoadU16(o)
+        | I::LoadI16(o)
+        | I::LoadU32(o)
+        | I::LoadI32(o)
+        | I::LoadU64(o) => Some((o.a, None, o.x, kind)),
+        I::LoadIndU8(o)
+        | I::LoadIndI8(o)
+        | I::LoadIndU16(o)
+        | I::LoadIndI16(o)
+        | I::LoadIndU32(o)
+        | I::LoadIndI32(o)
+        | I::LoadIndU64(o) => Some((o.a, Some(o.b), o.x, kind)),
+        _ => None,
+    }
+}
+
 /// The indirect load `ins` as `(destination, base, offset, kind)`.
 pub(crate) fn indirect_load(ins: &I) -> Option<(Reg, Reg, i32, Load)> {
-    let (o, kind) = match *ins {
-        I::LoadIndU8(o) => (o, Load::U8),
-        I::LoadIndI8(o) => (o, Load::I8),
-        I::LoadIndU16(o) => (o, Load::U16),
-        I::LoadIndI16(o) => (o, Load::I16),
-        I::LoadIndU32(o) => (o, Load::U32),
-        I::LoadIndI32(o) => (o, Load::I32),
-        I::LoadIndU64(o) => (o, Load::U64),
-        _ => return None,
-    };
-    Some((o.a, o.b, o.x, kind))
+    let (dst, base, x, kind) = load_operands(ins)?;
+    Some((dst, base?, x, kind))
 }
 
 /// A store's source.
@@ -245,20 +278,28 @@ impl Cg<'_> {
             }
 
             // Loads.
-            I::LoadU8(o) => self.load_abs(idx, o.a, o.x, Load::U8),
-            I::LoadI8(o) => self.load_abs(idx, o.a, o.x, Load::I8),
-            I::LoadU16(o) => self.load_abs(idx, o.a, o.x, Load::U16),
-            I::LoadI16(o) => self.load_abs(idx, o.a, o.x, Load::I16),
-            I::LoadU32(o) => self.load_abs(idx, o.a, o.x, Load::U32),
-            I::LoadI32(o) => self.load_abs(idx, o.a, o.x, Load::I32),
-            I::LoadU64(o) => self.load_abs(idx, o.a, o.x, Load::U64),
-            I::LoadIndU8(o) => self.load_ind(idx, o.a, o.b, o.x, Load::U8),
-            I::LoadIndI8(o) => self.load_ind(idx, o.a, o.b, o.x, Load::I8),
-            I::LoadIndU16(o) => self.load_ind(idx, o.a, o.b, o.x, Load::U16),
-            I::LoadIndI16(o) => self.load_ind(idx, o.a, o.b, o.x, Load::I16),
-            I::LoadIndU32(o) => self.load_ind(idx, o.a, o.b, o.x, Load::U32),
-            I::LoadIndI32(o) => self.load_ind(idx, o.a, o.b, o.x, Load::I32),
-            I::LoadIndU64(o) => self.load_ind(idx, o.a, o.b, o.x, Load::U64),
+            I::LoadU8(_)
+            | I::LoadI8(_)
+            | I::LoadU16(_)
+            | I::LoadI16(_)
+            | I::LoadU32(_)
+            | I::LoadI32(_)
+            | I::LoadU64(_)
+            | I::LoadIndU8(_)
+            | I::LoadIndI8(_)
+            | I::LoadIndU16(_)
+            | I::LoadIndI16(_)
+            | I::LoadIndU32(_)
+            | I::LoadIndI32(_)
+            | I::LoadIndU64(_) => match load_operands(&ins) {
+                Some((dst, Some(base), x, kind)) => self.load_ind(idx, dst, base, x, kind),
+                Some((dst, None, x, kind)) => self.load_abs(idx, dst, x, kind),
+                None => {
+                    return Err(format!(
+                        "instruction {idx}: a load the ISA table has no load access for"
+                    ));
+                }
+            },
 
             // Stores.
             I::StoreImmU8(o) => self.store_abs(idx, o.x, Val::Imm(o.y), 1),
