@@ -285,8 +285,9 @@ pub struct InstanceInit {
 
 /// An execution engine: prepares programs once and builds instances of them.
 pub trait Engine: Send + Sync {
-    /// A program prepared for this engine under one gas schedule (predecoded for the
-    /// interpreter, compiled for the recompiler). Shared by instances and threads.
+    /// A program prepared for this engine under one gas schedule (a block table for
+    /// the interpreter, which decodes a block on its first run; compiled for the
+    /// recompiler). Shared by instances and threads.
     type Module: Send + Sync + 'static;
     /// A running instance.
     type Instance: Instance;

@@ -2,8 +2,8 @@
 //!
 //! * [`isa`] — the instruction set, defined once (the `for_each_opcode!` table),
 //!   with single-instruction decoding and encoding;
-//! * [`Program`] — code validated and predecoded once into [`Instruction`]s and basic
-//!   blocks, with branch targets and the jump table resolved;
+//! * [`Program`] — code validated once into basic blocks, the jump table resolved,
+//!   and decoded on demand into [`Instruction`]s with their branch targets resolved;
 //! * [`blob`] — the GP code blob and standard program blob loaders;
 //! * [`gas`] — the `jar1` and `gp` profiles and block pricing; constants in
 //!   [`gas_const`];

@@ -1,7 +1,7 @@
 //! The x86-64 recompiler engine of JAVM.
 //!
-//! [`Recompiler`] implements [`javm_exec::Engine`]: it compiles a predecoded
-//! [`javm_exec::Program`] in a single pass with dynasm-rs into position-independent
+//! [`Recompiler`] implements [`javm_exec::Engine`]: it compiles a
+//! [`javm_exec::Program`]'s decoded instructions in a single pass with dynasm-rs into position-independent
 //! machine code, cached by program hash and shared by every instance and thread, and
 //! runs instances in pooled 4 GiB guest windows whose pages are materialized on
 //! demand by a SIGSEGV handler that applies the same [`javm_exec::memory::PageMap`]

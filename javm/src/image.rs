@@ -69,7 +69,7 @@ pub struct BuiltImage {
     pub image: ImageCap,
     /// Its data caps, each with its slot and whether it is pinned.
     pub data: Vec<(SlotIdx, bool, DataCap)>,
-    /// The code, validated and predecoded.
+    /// The code, validated (decoded on demand).
     pub program: Arc<Program>,
 }
 

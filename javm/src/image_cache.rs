@@ -1,5 +1,5 @@
-//! The [`ImageCache`]: images a [`crate::Vm`] has run, decoded once (the code loaded
-//! as a [`Program`], its endpoints checked) and prepared once per gas schedule by the
+//! The [`ImageCache`]: images a [`crate::Vm`] has run, loaded once (the code
+//! validated as a [`Program`], its endpoints checked) and prepared once per gas schedule by the
 //! engine, so a second invoke of the same image neither re-decodes nor recompiles.
 
 use std::collections::HashMap;
@@ -17,7 +17,7 @@ pub(crate) struct ImageInfo {
     /// Its cap hash.
     pub(crate) hash: CapHash,
     image: ImageCap,
-    /// The code, validated and predecoded.
+    /// The code, validated (decoded on demand).
     pub(crate) program: Arc<Program>,
     /// `call_frame_cost` of entering it (docs/ISA.md §5.3).
     pub(crate) frame_cost: u64,

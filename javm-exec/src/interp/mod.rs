@@ -1,10 +1,11 @@
 //! The interpreter engine.
 //!
-//! It executes a [`Program`]'s predecoded [`crate::Instruction`]s directly: one
+//! It executes a [`Program`]'s decoded [`crate::Instruction`]s directly: one
 //! `match` per instruction, registers in a local array, gas charged once per block on
 //! entry (checked against cost + reserve, deducting the cost; a block is priced the
-//! first time any instance enters it), and memory through `memory::FlatMemory`'s
-//! fast path. The loop is re-entered after every exit.
+//! first time any instance enters it, and decoded the first time any instance runs
+//! it, so preparing a module decodes nothing), and memory through
+//! `memory::FlatMemory`'s fast path. The loop is re-entered after every exit.
 //! The dispatch loop and its handlers are in `run.rs` (register arithmetic calls the
 //! shared [`crate::ops`]); loads and stores go through `memory.rs`.
 
@@ -12,13 +13,14 @@ mod instance;
 pub(crate) mod memory;
 mod run;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::engine::{
     Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_schedule, check_start,
 };
 use crate::gas::GasSchedule;
+use crate::instruction::Instruction;
 use crate::memory::{DEFAULT_MEMORY_LIMIT, PageMap};
 use crate::program::Program;
 
@@ -80,6 +82,28 @@ struct BlockEntry {
     /// (non-negative) gas; [`NOT_A_TARGET`] for a block that is no branch target,
     /// [`UNPRICED`] before the block's first entry.
     need: AtomicU64,
+    /// The block's instructions, decoded on its first run ([`InterpModule::code`]).
+    code: OnceLock<Box<[Instruction]>>,
+}
+
+impl BlockEntry {
+    /// The block's instructions (`program` is its module's program): decoded by
+    /// the first run that reaches the block, on any thread (threads that race
+    /// decode the same instructions; one result is kept).
+    #[inline(always)]
+    fn code(&self, program: &Program) -> &[Instruction] {
+        match self.code.get() {
+            Some(code) => code,
+            None => self.decode(program),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn decode(&self, program: &Program) -> &[Instruction] {
+        self.code
+            .get_or_init(|| program.decode_range(self.first, self.end))
+    }
 }
 
 /// [`BlockEntry::need`] of a block that does not start a block under the module's
@@ -157,6 +181,7 @@ impl Engine for Interpreter {
                         } else {
                             NOT_A_TARGET
                         }),
+                        code: OnceLock::new(),
                     })
                     .collect();
                 Ok(InterpModule {
@@ -264,6 +289,66 @@ mod tests {
                     run(&fresh, &fresh_module, budget),
                     run(&engine, &module, budget),
                     "{profile:?} budget {budget}"
+                );
+            }
+        }
+    }
+
+    /// The blocks a run has decoded.
+    fn decoded(module: &InterpModule) -> Vec<bool> {
+        module
+            .blocks
+            .iter()
+            .map(|e| e.code.get().is_some())
+            .collect()
+    }
+
+    #[test]
+    fn blocks_are_decoded_on_their_first_run_and_only_then() {
+        // Block 0 jumps over block 1 (never run) to block 2, which halts; block 3
+        // is reached only by moving the PC into its middle.
+        let program = Arc::new(
+            assemble(
+                "load_imm r2, 5\njump skip\n\
+                 load_imm r2, 6\ntrap\n\
+                 skip: add_imm_64 r2, r2, 1\njump_ind r0, 0\n\
+                 load_imm r3, 7\nload_imm r4, 8\nadd_64 r5, r3, r4\njump_ind r0, 0",
+            )
+            .unwrap()
+            .program()
+            .unwrap(),
+        );
+        let engine = Interpreter::new();
+        let schedule = GasSchedule::new(GasProfile::Jar1, 1);
+        let module = engine.prepare(&program, schedule).unwrap();
+        // (Block 4 is the implicit trap at the end.)
+        assert_eq!(decoded(&module), [false; 5], "prepare decodes nothing");
+        let mut vm = engine.instantiate(&module, init(1000)).unwrap();
+        let mut regs = [0; crate::NUM_REGS];
+        regs[0] = u64::from(crate::program::HALT_ADDRESS);
+        for (r, v) in regs.iter().enumerate() {
+            vm.set_reg(crate::Reg::new(r).unwrap(), *v);
+        }
+        assert_eq!(vm.run().unwrap(), Exit::Halt);
+        assert_eq!(vm.reg(crate::Reg::R2), 6);
+        assert_eq!(decoded(&module), [true, false, true, false, false]);
+        // Resuming mid-block (at `load_imm r4, 8`) decodes that block, and runs
+        // only its rest.
+        let b3 = &program.blocks()[3];
+        let mid = program.pcs()[b3.first as usize + 1];
+        let mut vm = engine.instantiate(&module, init(1000)).unwrap();
+        vm.set_reg(crate::Reg::R0, regs[0]);
+        vm.set_reg(crate::Reg::R3, 100);
+        vm.set_pc(mid);
+        assert_eq!(vm.run().unwrap(), Exit::Halt);
+        assert_eq!(vm.reg(crate::Reg::R5), 108);
+        assert_eq!(decoded(&module), [true, false, true, true, false]);
+        // The decoded blocks are the program's instructions.
+        for (e, b) in module.blocks.iter().zip(program.blocks()) {
+            if let Some(code) = e.code.get() {
+                assert_eq!(
+                    &code[..],
+                    &program.instructions()[b.first as usize..b.end as usize]
                 );
             }
         }

@@ -85,7 +85,6 @@ pub(super) fn run<const STEP: bool>(
 ) -> Result<Option<Exit>, EngineError> {
     let module = &*inst.module;
     let program = &*module.program;
-    let code = program.instructions();
     let pcs = program.pcs();
     let blocks = &*module.blocks;
     let profile = module.schedule.profile();
@@ -98,8 +97,8 @@ pub(super) fn run<const STEP: bool>(
     let interrupt = inst.interrupt.flag();
     let pc_at = |i: usize| pcs.get(i).copied().unwrap_or(u32::MAX);
 
-    // The current block, and the slice of it still to run: [start, end).
-    let (mut start, mut block): (usize, u32) = match inst.resume {
+    // The current block, and the index of the first instruction still to run.
+    let (start, mut block): (usize, u32) = match inst.resume {
         Resume::Done(e) => return Err(EngineError::Finished(e)),
         Resume::BadPc => {
             inst.resume = Resume::Done(Exit::Panic);
@@ -129,7 +128,18 @@ pub(super) fn run<const STEP: bool>(
             (e.first as usize, b)
         }
     };
-    let mut end = blocks.get(block as usize).map_or(0, |e| e.end as usize);
+    // The block an `enter!` entered last.
+    let mut entered: &super::BlockEntry;
+    // The instructions still to run in the current block, [start, end) by index.
+    let (mut body, mut end) = match blocks.get(block as usize) {
+        Some(e) => (
+            e.code(program)
+                .get(start.saturating_sub(e.first as usize)..)
+                .unwrap_or_default(),
+            e.end as usize,
+        ),
+        None => (&[][..], 0),
+    };
 
     // Leave the loop: save state and report `$exit`, resuming later per `$resume`.
     macro_rules! finish {
@@ -183,7 +193,7 @@ pub(super) fn run<const STEP: bool>(
                 }
             }
             gas -= e.cost.load(Relaxed);
-            start = e.first as usize;
+            entered = e;
             end = e.end as usize;
             block = b;
             break;
@@ -294,11 +304,6 @@ pub(super) fn run<const STEP: bool>(
     let ea = |base: u64, x: i32| (base as u32).wrapping_add(x as u32);
 
     loop {
-        let Some(body) = code.get(start..end) else {
-            return Err(EngineError::Internal(format!(
-                "block slice {start}..{end} out of range"
-            )));
-        };
         let mut it = body.iter();
         // The index of the instruction being executed (only needed on exits).
         macro_rules! idx {
@@ -523,5 +528,7 @@ pub(super) fn run<const STEP: bool>(
                 I::MinU(o) => op3!(o, ops::min_u),
             }
         }
+        // One place for every entry's instructions (each `enter!` breaks to here).
+        body = entered.code(program);
     }
 }

@@ -1,5 +1,6 @@
-//! Building a [`Program`]: validation, position discovery, decoding, block partition
-//! and target resolution. Linear in the code length.
+//! Building a [`Program`]: validation, position discovery, block partition and
+//! jump-table resolution, linear in the code length; and the decoder that fills
+//! instruction tables on demand ([`decode_into`]).
 
 use std::sync::OnceLock;
 
@@ -7,9 +8,9 @@ use super::{Block, Program, ProgramError, hash_parts};
 use crate::instruction::{Instruction, Target};
 use crate::isa::{CodeView, MAX_SKIP, Opcode};
 
-/// Largest accepted code: 16 MiB (JAM service code is a few MiB at most). Predecoding
-/// costs about 20 bytes per instruction, so this bounds what a hostile blob can make
-/// the loader allocate.
+/// Largest accepted code: 16 MiB (JAM service code is a few MiB at most). Loading
+/// costs at most about 27 bytes per code byte and decoding 16 more per instruction,
+/// so this bounds what a hostile blob can make the loader and the engines allocate.
 pub const MAX_CODE_LEN: usize = 1 << 24;
 /// Largest accepted jump table.
 pub const MAX_JUMP_TABLE_LEN: usize = 1 << 24;
@@ -50,11 +51,73 @@ pub(super) fn resolve_target(
     }
 }
 
+/// [`resolve_target`] over the loader's tables: the block starts as bits, and the
+/// opcode at each position (`None`: no valid instruction).
+pub(super) fn resolve_with(
+    target: i64,
+    len: u32,
+    blocks: &[Block],
+    starts: &BlockStarts,
+    opcodes: &[Option<Opcode>],
+) -> Target {
+    resolve_target(
+        target,
+        len,
+        blocks,
+        |pc| starts.at(pc),
+        |i| opcodes.get(i as usize).is_some_and(Option::is_some),
+        |i| {
+            opcodes
+                .get(i as usize)
+                .copied()
+                .flatten()
+                .is_some_and(Opcode::is_terminator)
+        },
+    )
+}
+
+/// Decode instructions `range` (position indexes) of `program` into `out` (as many
+/// slots as the range has positions), resolving their static targets. The one
+/// decoder of the instruction table, whether it is filled whole
+/// ([`Program::instructions`]) or a block at a time (the interpreter).
+pub(super) fn decode_into(program: &Program, first: u32, out: &mut [Instruction]) {
+    let view = program.view();
+    let len = view.len();
+    let resolve = |target: i64| {
+        resolve_with(
+            target,
+            len,
+            &program.blocks,
+            &program.block_starts,
+            &program.opcodes,
+        )
+    };
+    let first = first as usize;
+    for (i, slot) in (first..).zip(out.iter_mut()) {
+        let (Some(&pc), Some(&opcode)) = (program.pcs.get(i), program.opcodes.get(i)) else {
+            *slot = Instruction::Invalid;
+            continue;
+        };
+        // The next position is `pc + 1 + skip(pc)` (see `positions`); the last
+        // position, `len`, reads as `trap` with its own skip.
+        let skip = match program.pcs.get(i + 1) {
+            Some(&next) => next - pc - 1,
+            None => view.skip(pc),
+        };
+        let args = match opcode {
+            Some(op) => view.decode_args(op.format(), pc, skip),
+            None => crate::isa::Args::NoArgs,
+        };
+        Instruction::resolve_into(slot, opcode, &args, &resolve);
+    }
+}
+
 /// The block starts of a program as a bit per PC with a running count per 64 PCs:
 /// the block starting at a PC in constant time, for resolving every target while
 /// loading (a binary search over the blocks was a fifth of loading, its loads
 /// dependent and scattered).
-struct BlockStarts {
+#[derive(Debug)]
+pub(super) struct BlockStarts {
     bits: Vec<u64>,
     before: Vec<u32>,
 }
@@ -80,7 +143,7 @@ impl BlockStarts {
 
     /// The index of the block starting at `pc`, if one does.
     #[inline]
-    fn at(&self, pc: u32) -> Option<u32> {
+    pub(super) fn at(&self, pc: u32) -> Option<u32> {
         let (w, b) = (pc as usize / 64, pc % 64);
         let word = *self.bits.get(w)?;
         (word >> b & 1 == 1).then(|| self.before[w] + (word & ((1u64 << b) - 1)).count_ones())
@@ -121,10 +184,10 @@ pub(super) fn build(
     let starts: usize = bitmask.iter().map(|b| b.count_ones() as usize).sum();
     let pcs = positions(&bitmask, len, starts);
 
-    // Blocks start at 0 and after every terminator. Only the opcodes are kept for
-    // the target rule; operands are decoded below, straight into the instruction
-    // table (a table of decoded operands cost a store-forwarding stall per
-    // instruction when it was copied).
+    // Blocks start at 0 and after every terminator. Operands are not decoded here:
+    // `decode_into` decodes them on demand, straight into the instruction table or
+    // an engine's block (a table of decoded operands cost a store-forwarding stall
+    // per instruction when it was copied).
     let opcodes: Vec<Option<Opcode>> = pcs.iter().map(|&pc| view.opcode_at(pc)).collect();
     let mut blocks = Vec::new();
     let mut first = 0u32;
@@ -140,38 +203,22 @@ pub(super) fn build(
         }
     }
 
-    let starts = BlockStarts::new(len, &blocks);
-    let resolve = |target: i64| {
-        resolve_target(
-            target,
-            len,
-            &blocks,
-            |pc| starts.at(pc),
-            |i| opcodes[i as usize].is_some(),
-            |i| opcodes[i as usize].is_some_and(|op| op.is_terminator()),
-        )
-    };
-    let mut instructions = vec![Instruction::Invalid; pcs.len()];
-    for (i, slot) in instructions.iter_mut().enumerate() {
-        let pc = pcs[i];
-        // The next position is `pc + 1 + skip(pc)` (see `positions`); the last
-        // position, `len`, reads as `trap` with its own skip.
-        let d = match pcs.get(i + 1) {
-            Some(&next) => view.decode_with_skip(pc, next - pc - 1),
-            None => view.decode(pc),
-        };
-        Instruction::resolve_into(slot, d.opcode, &d.args, &resolve);
-    }
-    let jump_targets: Vec<Target> = jump_table.iter().map(|&t| resolve(i64::from(t))).collect();
+    let block_starts = BlockStarts::new(len, &blocks);
+    let jump_targets: Vec<Target> = jump_table
+        .iter()
+        .map(|&t| resolve_with(i64::from(t), len, &blocks, &block_starts, &opcodes))
+        .collect();
     let hash = hash_parts(&code, &bitmask, &jump_table);
 
     Ok(Program {
         code: code.into_boxed_slice(),
         bitmask: bitmask.into_boxed_slice(),
         jump_table: jump_table.into_boxed_slice(),
-        instructions: instructions.into_boxed_slice(),
+        instructions: OnceLock::new(),
         pcs: pcs.into_boxed_slice(),
+        opcodes: opcodes.into_boxed_slice(),
         blocks: blocks.into_boxed_slice(),
+        block_starts,
         jump_targets: jump_targets.into_boxed_slice(),
         costs: std::array::from_fn(|_| OnceLock::new()),
         polls: OnceLock::new(),

@@ -1,10 +1,12 @@
-//! [`Program`]: code, bitmask and jump table, validated and predecoded once.
+//! [`Program`]: code, bitmask and jump table, validated once, decoded on demand.
 //!
-//! Loading decodes every reachable position exactly once into [`Instruction`]s,
-//! partitions them into basic blocks, resolves every static branch target and every
-//! jump-table entry to a block (or to "invalid → panic"), and prices blocks lazily per
-//! [`GasSchedule`]. Both engines consume a `Program`; neither re-decodes bytes nor
-//! re-prices gas.
+//! Loading finds every position and its opcode, partitions the positions into basic
+//! blocks and resolves every jump-table entry to a block (or to "invalid → panic").
+//! Instructions are decoded into [`Instruction`]s (static branch targets resolved
+//! the same way) when an engine first needs them: the whole table at once for the
+//! recompiler ([`Program::instructions`]), a block at a time, on its first entry,
+//! for the interpreter ([`Program::decode_range`]); both use one decoder, so they
+//! see the same instructions. Blocks are priced lazily per [`GasSchedule`].
 //!
 //! ## Positions, blocks and ϖ
 //!
@@ -35,7 +37,7 @@ use thiserror::Error;
 
 use crate::gas::{BlockCost, GasProfile, GasSchedule, model};
 use crate::instruction::{Instruction, Target};
-use crate::isa::CodeView;
+use crate::isa::{CodeView, Opcode};
 
 pub use build::{MAX_CODE_LEN, MAX_JUMP_TABLE_LEN};
 
@@ -91,15 +93,22 @@ pub struct Block {
     pub end: u32,
 }
 
-/// A validated, predecoded program.
+/// A validated program: its positions, blocks and resolved jump table; its
+/// instructions are decoded on demand.
 #[derive(Debug)]
 pub struct Program {
     code: Box<[u8]>,
     bitmask: Box<[u8]>,
     jump_table: Box<[u32]>,
-    instructions: Box<[Instruction]>,
+    /// [`Program::instructions`], decoded on first use.
+    instructions: OnceLock<Box<[Instruction]>>,
     pcs: Box<[u32]>,
+    /// The opcode at each position (same indexing as `pcs`); `None` where the
+    /// position holds no valid instruction.
+    opcodes: Box<[Option<Opcode>]>,
     blocks: Box<[Block]>,
+    /// The blocks' start PCs, for resolving targets in constant time.
+    block_starts: build::BlockStarts,
     jump_targets: Box<[Target]>,
     costs: [OnceLock<Box<[BlockCost]>>; 5],
     /// [`Program::interrupt_points`], computed on first use.
@@ -108,7 +117,7 @@ pub struct Program {
 }
 
 impl Program {
-    /// Validate and predecode a program from its parts. `bitmask` must have exactly
+    /// Validate a program from its parts (its instructions are decoded on demand). `bitmask` must have exactly
     /// `ceil(code.len() / 8)` bytes with zero padding bits.
     pub fn new(
         code: Vec<u8>,
@@ -139,9 +148,29 @@ impl Program {
     }
 
     /// Every position's instruction, in PC order; the last is the implicit trap at
-    /// `len(code)`.
+    /// `len(code)`. Decoded on the first call (the recompiler's compilation makes
+    /// it); the interpreter decodes a block at a time instead
+    /// ([`Program::decode_range`]).
     pub fn instructions(&self) -> &[Instruction] {
-        &self.instructions
+        self.instructions
+            .get_or_init(|| self.decode_range(0, self.pcs.len() as u32))
+    }
+
+    /// Instructions `first..end` (indexes into [`Program::instructions`], clamped
+    /// to the positions), decoded afresh: the same instructions the whole table
+    /// holds there.
+    pub fn decode_range(&self, first: u32, end: u32) -> Box<[Instruction]> {
+        let end = end.min(self.pcs.len() as u32);
+        let first = first.min(end);
+        let mut out = vec![Instruction::Invalid; (end - first) as usize];
+        build::decode_into(self, first, &mut out);
+        out.into_boxed_slice()
+    }
+
+    /// The opcode of instruction `index`: `None` if it is no valid instruction or
+    /// no position.
+    pub fn opcode(&self, index: u32) -> Option<Opcode> {
+        self.opcodes.get(index as usize).copied().flatten()
     }
 
     /// The PC of each instruction (same indexing as [`Program::instructions`]).
@@ -206,13 +235,12 @@ impl Program {
     /// Resolve a static target (an absolute position) to its block, or
     /// [`Target::INVALID`] if it is not in ϖ (see the module docs).
     pub fn resolve_target(&self, target: i64) -> Target {
-        build::resolve_target(
+        build::resolve_with(
             target,
             self.code.len() as u32,
             &self.blocks,
-            |pc| self.block_starting_at(pc),
-            |i| self.instructions[i as usize] != Instruction::Invalid,
-            |i| self.instructions[i as usize].is_terminator(),
+            &self.block_starts,
+            &self.opcodes,
         )
     }
 
@@ -268,10 +296,7 @@ impl Program {
         };
         profile == GasProfile::Jar1
             || block.first == 0
-            || !matches!(
-                self.instructions[block.first as usize - 1],
-                Instruction::Ecalli(_)
-            )
+            || self.opcode(block.first - 1) != Some(Opcode::Ecalli)
     }
 
     /// The blocks whose entry checks for an interrupt request
@@ -289,11 +314,15 @@ impl Program {
         let mut polls = vec![false; self.blocks.len()];
         // Only terminators have static targets, and a terminator ends its block, so
         // each block's last instruction is the only one to look at (the program
-        // tests compare this with a scan of every instruction).
+        // tests compare this with a scan of every instruction); it is decoded
+        // alone, so that this does not decode the whole program.
+        let mut last_ins = [Instruction::Invalid];
         for (b, block) in self.blocks.iter().enumerate() {
-            if let Some(last) = block.end.checked_sub(1)
-                && let Some(ins) = self.instructions.get(last as usize)
-                && let Some(t) = ins.target().and_then(|t| t.block())
+            let Some(last) = block.end.checked_sub(1) else {
+                continue;
+            };
+            build::decode_into(self, last, &mut last_ins);
+            if let Some(t) = last_ins[0].target().and_then(|t| t.block())
                 && t as usize <= b
                 && let Some(p) = polls.get_mut(t as usize)
             {

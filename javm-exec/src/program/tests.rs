@@ -180,18 +180,61 @@ proptest::proptest! {
             .collect();
         let p = Program::new(code.clone(), mask(&starts, code.len()), table.clone()).unwrap();
         proptest::prop_assert_eq!(p.pcs().to_vec(), positions_by_definition(p.view()));
+        // Nothing is decoded until asked; the interrupt points decode only what
+        // they need.
+        let polls = p.interrupt_points().to_vec();
+        proptest::prop_assert!(p.instructions.get().is_none());
+        proptest::prop_assert_eq!(polls, interrupt_points_by_definition(&p));
+        let decoded = instructions_by_definition(&p);
+        proptest::prop_assert_eq!(p.instructions(), &decoded[..]);
         for (i, &pc) in p.pcs().iter().enumerate() {
             if let Some(raw) = p.view().decode(pc).args.target()
                 && p.instructions()[i] != Instruction::Invalid
             {
-                proptest::prop_assert_eq!(p.instructions()[i].target(), Some(p.resolve_target(raw)));
+                proptest::prop_assert_eq!(p.instructions()[i].target(), Some(resolve_by_definition(&p, raw)));
             }
+            proptest::prop_assert_eq!(p.opcode(i as u32), p.view().decode(pc).opcode);
         }
         for (i, &t) in table.iter().enumerate() {
-            proptest::prop_assert_eq!(p.jump_targets()[i], p.resolve_target(i64::from(t)));
+            proptest::prop_assert_eq!(p.jump_targets()[i], resolve_by_definition(&p, i64::from(t)));
+            proptest::prop_assert_eq!(p.resolve_target(i64::from(t)), resolve_by_definition(&p, i64::from(t)));
         }
-        proptest::prop_assert_eq!(p.interrupt_points(), &interrupt_points_by_definition(&p)[..]);
+        // A block at a time (the interpreter's way) decodes what the whole table
+        // holds, and so does any range, however it is cut.
+        for b in p.blocks() {
+            proptest::prop_assert_eq!(&p.decode_range(b.first, b.end)[..], &decoded[b.first as usize..b.end as usize]);
+        }
+        let n = decoded.len() as u32;
+        let (from, to) = ((seed % u64::from(n + 2)) as u32, (seed >> 32) as u32 % (n + 2));
+        let want = decoded.get(from.min(n) as usize..to.min(n).max(from.min(n)) as usize).unwrap();
+        proptest::prop_assert_eq!(&p.decode_range(from, to)[..], want);
     }
+}
+
+/// A static target resolved by the rule of ϖ with a binary search over the blocks
+/// and the opcodes decoded afresh (loading uses a bit table and its opcode table).
+fn resolve_by_definition(p: &Program, target: i64) -> Target {
+    let opcode = |i: u32| p.view().decode(p.pcs()[i as usize]).opcode;
+    build::resolve_target(
+        target,
+        p.code().len() as u32,
+        p.blocks(),
+        |pc| p.block_starting_at(pc),
+        |i| opcode(i).is_some(),
+        |i| opcode(i).is_some_and(Opcode::is_terminator),
+    )
+}
+
+/// Every position decoded on its own, by [`CodeView::decode`], its targets resolved
+/// by [`resolve_by_definition`].
+fn instructions_by_definition(p: &Program) -> Vec<Instruction> {
+    p.pcs()
+        .iter()
+        .map(|&pc| {
+            let d = p.view().decode(pc);
+            Instruction::resolve(d.opcode, &d.args, &|t| resolve_by_definition(p, t))
+        })
+        .collect()
 }
 
 /// [`Program::interrupt_points`] by its definition: every block that some

@@ -1,4 +1,4 @@
-//! Single-pass code generation from a predecoded [`Program`].
+//! Single-pass code generation from a [`Program`]'s decoded instructions.
 //!
 //! Layout of the emitted code:
 //! 1. the entry trampoline (`entry(guest_base, target)`) and the shared exit path;
