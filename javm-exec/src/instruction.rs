@@ -5,7 +5,7 @@
 //! bytes. Immediates are stored as `i32` (every immediate but `load_imm_64`'s is a
 //! sign-extended ≤ 4-byte value); use [`imm`] to get the 64-bit register value.
 
-use crate::isa::{Args, Opcode, Reg, for_each_opcode};
+use crate::isa::{Args, CodeView, Format, Opcode, Reg, for_each_opcode};
 
 /// A static branch target: the index of the target's basic block in
 /// [`crate::Program::blocks`], or [`Target::INVALID`] when the target is not a
@@ -270,6 +270,36 @@ macro_rules! define_instruction {
                 match self {
                     $(Instruction::$name(o) => o.named_regs(),)*
                     Instruction::Invalid => [None, None, None],
+                }
+            }
+
+            /// Decode the instruction at `pc` of `view` — whose opcode is `opcode`
+            /// (`view.opcode_at(pc)`) and skip `skip` — into `out`, resolving its
+            /// static target with `resolve`: what [`Instruction::resolve_into`]
+            /// makes of [`CodeView::decode_with_skip`], with one dispatch on the
+            /// opcode (each arm decodes its own format), where decoding the
+            /// operands first dispatched on the format and then on the opcode.
+            #[inline]
+            pub fn decode_into(
+                out: &mut Instruction,
+                view: &CodeView<'_>,
+                pc: u32,
+                skip: u32,
+                opcode: Option<Opcode>,
+                resolve: &dyn Fn(i64) -> Target,
+            ) {
+                let Some(opcode) = opcode else {
+                    *out = Instruction::Invalid;
+                    return;
+                };
+                match opcode {
+                    $(Opcode::$name => {
+                        let args = view.decode_args(Format::$format, pc, skip);
+                        match resolve_operands(&args, resolve) {
+                            Some(o) => *out = Instruction::$name(o),
+                            None => *out = Instruction::Invalid,
+                        }
+                    })*
                 }
             }
 

@@ -103,18 +103,23 @@ impl<'a> CodeView<'a> {
         }
     }
 
-    /// Little-endian value of the `n ≤ 8` bytes at `pos` (ζ semantics).
+    /// The 16 code bytes after `pc` as one little-endian word, bytes past the end
+    /// reading 0 (ζ): every operand of the instruction at `pc` lies in them (the
+    /// furthest, `RegRegImmImm`'s second immediate, ends 11 bytes after `pc`).
+    /// Decoding extracts operands from this word with shifts and masks instead of
+    /// a bounds-checked load per byte.
     #[inline]
-    fn read_le(&self, pos: u64, n: u32) -> u64 {
-        (0..n).fold(0u64, |acc, i| {
-            acc | u64::from(self.byte(pos + u64::from(i))) << (8 * i)
-        })
-    }
-
-    /// The `n ≤ 4`-byte immediate at `pos`, sign-extended (`X_n`).
-    #[inline]
-    fn imm(&self, pos: u64, n: u32) -> i64 {
-        sign_extend(self.read_le(pos, n), n)
+    fn window(&self, pc: u32) -> u128 {
+        let start = pc as usize + 1;
+        let rest = self.code.get(start..).unwrap_or_default();
+        match rest.first_chunk::<16>() {
+            Some(bytes) => u128::from_le_bytes(*bytes),
+            None => {
+                let mut bytes = [0u8; 16];
+                bytes[..rest.len()].copy_from_slice(rest);
+                u128::from_le_bytes(bytes)
+            }
+        }
     }
 
     /// Decode the instruction at `pc`.
@@ -143,41 +148,47 @@ impl<'a> CodeView<'a> {
     }
 
     /// Decode operands of `format` for an instruction at `pc` with skip `l`.
+    /// Inlined, so that the loader's decoder reads the operands from registers
+    /// (returned through memory, each was a store-forwarding stall).
+    #[inline(always)]
     pub fn decode_args(&self, format: Format, pc: u32, l: u32) -> Args {
-        let p = u64::from(pc);
-        let b1 = self.byte(p + 1);
+        let w = self.window(pc);
+        let read = |off: u32, n: u32| window_bytes(w, off, n);
+        // The `n ≤ 4`-byte immediate `off` bytes after `pc`, sign-extended (`X_n`).
+        let imm = |off: u32, n: u32| sign_extend(read(off, n), n);
+        let b1 = w as u8;
         let lo = Reg::from_field(b1 & 0x0F);
         let hi = Reg::from_field(b1 >> 4);
         let target = |off: i64| i64::from(pc) + off;
         match format {
             Format::NoArgs => Args::NoArgs,
             Format::Imm => Args::Imm {
-                x: self.imm(p + 1, l.min(4)),
+                x: imm(1, l.min(4)),
             },
             Format::RegImm64 => Args::RegImm64 {
                 a: lo,
-                x: self.read_le(p + 2, 8),
+                x: read(2, 8),
             },
             Format::ImmImm => {
                 let lx = u32::from(b1 % 8).min(4);
                 let ly = l.saturating_sub(lx + 1).min(4);
                 Args::ImmImm {
-                    x: self.imm(p + 2, lx),
-                    y: self.imm(p + 2 + u64::from(lx), ly),
+                    x: imm(2, lx),
+                    y: imm(2 + lx, ly),
                 }
             }
             Format::Offset => Args::Offset {
-                target: target(self.imm(p + 1, l.min(4))),
+                target: target(imm(1, l.min(4))),
             },
             Format::RegImm => Args::RegImm {
                 a: lo,
-                x: self.imm(p + 2, l.saturating_sub(1).min(4)),
+                x: imm(2, l.saturating_sub(1).min(4)),
             },
             Format::RegImmImm | Format::RegImmOffset => {
                 let lx = u32::from((b1 >> 4) % 8).min(4);
                 let ly = l.saturating_sub(lx + 1).min(4);
-                let x = self.imm(p + 2, lx);
-                let y = self.imm(p + 2 + u64::from(lx), ly);
+                let x = imm(2, lx);
+                let y = imm(2 + lx, ly);
                 if format == Format::RegImmImm {
                     Args::RegImmImm { a: lo, x, y }
                 } else {
@@ -192,29 +203,42 @@ impl<'a> CodeView<'a> {
             Format::RegRegImm => Args::RegRegImm {
                 a: lo,
                 b: hi,
-                x: self.imm(p + 2, l.saturating_sub(1).min(4)),
+                x: imm(2, l.saturating_sub(1).min(4)),
             },
             Format::RegRegOffset => Args::RegRegOffset {
                 a: lo,
                 b: hi,
-                target: target(self.imm(p + 2, l.saturating_sub(1).min(4))),
+                target: target(imm(2, l.saturating_sub(1).min(4))),
             },
             Format::RegRegImmImm => {
-                let lx = u32::from(self.byte(p + 2) % 8).min(4);
+                let b2 = (w >> 8) as u8;
+                let lx = u32::from(b2 % 8).min(4);
                 let ly = l.saturating_sub(lx + 2).min(4);
                 Args::RegRegImmImm {
                     a: lo,
                     b: hi,
-                    x: self.imm(p + 3, lx),
-                    y: self.imm(p + 3 + u64::from(lx), ly),
+                    x: imm(3, lx),
+                    y: imm(3 + lx, ly),
                 }
             }
             Format::RegRegReg => Args::RegRegReg {
                 a: lo,
                 b: hi,
-                d: Reg::from_field(self.byte(p + 2)),
+                d: Reg::from_field((w >> 8) as u8),
             },
         }
+    }
+}
+
+/// The `n ≤ 8` bytes that start `off` bytes after `pc` (`1 ≤ off`,
+/// `off + n ≤ 17`), little-endian, from [`CodeView::window`]`(pc)`.
+#[inline(always)]
+fn window_bytes(w: u128, off: u32, n: u32) -> u64 {
+    let v = (w >> (8 * (off - 1))) as u64;
+    if n >= 8 {
+        v
+    } else {
+        v & ((1u64 << (8 * n)) - 1)
     }
 }
 
@@ -283,6 +307,40 @@ mod tests {
                     .find(|&j| v.bit(u64::from(pc) + 1 + u64::from(j)))
                     .unwrap_or(MAX_SKIP);
                 assert_eq!(v.skip(pc), want, "len {len}, pc {pc}, mask {mask:02x?}");
+            }
+        }
+    }
+
+    /// Operands come out of a 16-byte word; they must be the bytes ζ reads one at
+    /// a time, at every position of short and long code (near the end, past it
+    /// reads 0), for every offset and length an operand can have.
+    #[test]
+    fn window_reads_are_the_bytes_read_one_at_a_time() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for len in (0..40).chain([100, 257]) {
+            let code: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let v = CodeView::new(&code, &[]);
+            for pc in 0..=len as u32 + 2 {
+                let w = v.window(pc);
+                for off in 1..=16u32 {
+                    for n in 0..=8u32.min(17 - off) {
+                        let want = (0..n).fold(0u64, |acc, i| {
+                            acc | u64::from(v.byte(u64::from(pc + off + i))) << (8 * i)
+                        });
+                        assert_eq!(
+                            window_bytes(w, off, n),
+                            want,
+                            "len {len} pc {pc} off {off} n {n}"
+                        );
+                    }
+                }
             }
         }
     }

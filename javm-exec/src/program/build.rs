@@ -104,11 +104,7 @@ pub(super) fn decode_into(program: &Program, first: u32, out: &mut [Instruction]
             Some(&next) => next - pc - 1,
             None => view.skip(pc),
         };
-        let args = match opcode {
-            Some(op) => view.decode_args(op.format(), pc, skip),
-            None => crate::isa::Args::NoArgs,
-        };
-        Instruction::resolve_into(slot, opcode, &args, &resolve);
+        Instruction::decode_into(slot, &view, pc, skip, opcode, &resolve);
     }
 }
 
