@@ -285,7 +285,7 @@ fn modules_are_cached_by_program_and_schedule<E: Engine>(e: &E) {
             c.schedule(),
         )
         .unwrap();
-    assert!(Arc::ptr_eq(&a, &b), "same program hash, same module");
+    assert!(Arc::ptr_eq(&a, &b), "same program content, same module");
     let g = e.prepare(&c.program, GasSchedule::Gp).unwrap();
     assert!(!Arc::ptr_eq(&a, &g));
 }

@@ -16,7 +16,7 @@ use thiserror::Error;
 use crate::gas::{GasProfile, GasSchedule};
 use crate::isa::{NUM_REGS, Reg};
 use crate::memory::{MemoryLayout, PageAccess, PageKind, PageState};
-use crate::program::{Program, ProgramHash};
+use crate::program::Program;
 
 /// Why [`Instance::run`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -296,7 +296,8 @@ pub trait Engine: Send + Sync {
     fn kind(&self) -> EngineKind;
 
     /// Prepare `program` for `schedule`, reusing an earlier preparation of the same
-    /// program (by hash) and schedule if one is still alive.
+    /// program (the same code, bitmask and jump table, [`ModuleCache`]) and schedule
+    /// if one is still alive.
     fn prepare(
         &self,
         program: &Arc<Program>,
@@ -530,13 +531,34 @@ pub fn check_gas(gas: i128) -> Result<i64, EngineError> {
         .ok_or(EngineError::InvalidGas(gas))
 }
 
-/// A thread-safe cache of prepared modules, keyed by program hash and schedule.
-///
-/// It holds weak references: a module lives as long as some instance or caller
-/// holds it, and a later `prepare` of the same program reuses it while it does.
-pub struct ModuleCache<M> {
-    map: Mutex<HashMap<(ProgramHash, GasSchedule), Weak<M>>>,
+/// A prepared module that knows its program: what [`ModuleCache`] compares.
+pub trait CachedModule {
+    /// The program the module was prepared from.
+    fn program(&self) -> &Program;
 }
+
+/// The most live modules a [`ModuleCache`] compares a program with (those of its
+/// code and jump-table lengths and schedule). Past it, a new module is returned
+/// uncached, so that programs made to share their lengths cannot make every
+/// lookup compare more.
+const MAX_SAME_SHAPE: usize = 8;
+
+/// A thread-safe cache of prepared modules, keyed by program content and schedule.
+///
+/// A program is looked up by its code and jump-table lengths and the schedule, and
+/// matches a cached module's program only if their code, bitmask and jump table
+/// are equal byte for byte, so a hit is always the same program (no hash is
+/// computed: a program's SHA-256, [`Program::hash`], cost more than the rest of
+/// preparing it for the interpreter). It holds weak references: a module lives as
+/// long as some instance or caller holds it, and a later `prepare` of the same
+/// program reuses it while it does.
+pub struct ModuleCache<M> {
+    map: Mutex<HashMap<Shape, Vec<Weak<M>>>>,
+}
+
+/// What [`ModuleCache`] looks a program up by: its code length, its jump-table
+/// length and the schedule.
+type Shape = (usize, usize, GasSchedule);
 
 impl<M> Default for ModuleCache<M> {
     fn default() -> Self {
@@ -546,34 +568,52 @@ impl<M> Default for ModuleCache<M> {
     }
 }
 
-impl<M> ModuleCache<M> {
+impl<M: CachedModule> ModuleCache<M> {
     /// An empty cache.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// The cached module for `key`, or the one `make` builds (which is then cached).
+    /// The cached module of `program` under `schedule`, or the one `make` builds
+    /// (which is then cached).
     pub fn get_or_try_insert<E>(
         &self,
-        key: (ProgramHash, GasSchedule),
+        program: &Program,
+        schedule: GasSchedule,
         make: impl FnOnce() -> Result<M, E>,
     ) -> Result<Arc<M>, E> {
+        let key = (program.code().len(), program.jump_table().len(), schedule);
         // A poisoned lock only means another thread panicked while holding it; the
         // map itself is always consistent, so keep using it.
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = map.get(&key).and_then(Weak::upgrade) {
-            return Ok(m);
+        if let Some(same_shape) = map.get(&key) {
+            for m in same_shape.iter().filter_map(Weak::upgrade) {
+                if m.program().same_content(program) {
+                    return Ok(m);
+                }
+            }
         }
         let m = Arc::new(make()?);
-        map.retain(|_, w| w.strong_count() > 0);
-        map.insert(key, Arc::downgrade(&m));
+        map.retain(|_, ms| {
+            ms.retain(|w| w.strong_count() > 0);
+            !ms.is_empty()
+        });
+        let same_shape = map.entry(key).or_default();
+        if same_shape.len() < MAX_SAME_SHAPE {
+            same_shape.push(Arc::downgrade(&m));
+        }
         Ok(m)
     }
+}
 
+impl<M> ModuleCache<M> {
     /// Number of live cached modules.
     pub fn len(&self) -> usize {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.values().filter(|w| w.strong_count() > 0).count()
+        map.values()
+            .flatten()
+            .filter(|w| w.strong_count() > 0)
+            .count()
     }
 
     /// Whether no module is cached.
@@ -594,16 +634,86 @@ mod tests {
         assert!(check_gas(1 << 63).is_err());
     }
 
+    /// A module in a test cache: its program and a tag.
+    struct Tagged(Arc<Program>, u32);
+
+    impl CachedModule for Tagged {
+        fn program(&self) -> &Program {
+            &self.0
+        }
+    }
+
+    fn program(code: &[u8], bitmask: u8, jump_table: &[u32]) -> Arc<Program> {
+        Arc::new(Program::new(code.to_vec(), vec![bitmask], jump_table.to_vec()).unwrap())
+    }
+
     #[test]
     fn cache_reuses_live_modules_only() {
-        let cache: ModuleCache<u32> = ModuleCache::new();
-        let key = (ProgramHash([1; 32]), GasSchedule::Gp);
-        let a = cache.get_or_try_insert(key, || Ok::<_, ()>(7)).unwrap();
-        let b = cache.get_or_try_insert(key, || Ok::<_, ()>(8)).unwrap();
+        let cache: ModuleCache<Tagged> = ModuleCache::new();
+        let p = program(&[1, 0], 0b11, &[]);
+        let key = GasSchedule::Gp;
+        let a = cache
+            .get_or_try_insert(&p, key, || Ok::<_, ()>(Tagged(p.clone(), 7)))
+            .unwrap();
+        let b = cache
+            .get_or_try_insert(&p, key, || Ok::<_, ()>(Tagged(p.clone(), 8)))
+            .unwrap();
         assert!(Arc::ptr_eq(&a, &b));
-        drop((a, b));
+        // The same content parsed again is the same program.
+        let again = program(&[1, 0], 0b11, &[]);
+        let c = cache
+            .get_or_try_insert(&again, key, || Ok::<_, ()>(Tagged(again.clone(), 9)))
+            .unwrap();
+        assert!(Arc::ptr_eq(&a, &c));
+        drop((a, b, c));
         assert!(cache.is_empty());
-        let c = cache.get_or_try_insert(key, || Ok::<_, ()>(9)).unwrap();
-        assert_eq!(*c, 9);
+        let d = cache
+            .get_or_try_insert(&p, key, || Ok::<_, ()>(Tagged(p.clone(), 10)))
+            .unwrap();
+        assert_eq!(d.1, 10);
+    }
+
+    #[test]
+    fn cache_hits_only_the_same_content_and_schedule() {
+        let cache: ModuleCache<Tagged> = ModuleCache::new();
+        let base = program(&[1, 0], 0b11, &[0]);
+        // Same lengths, one part different each: code, bitmask, jump table.
+        let others = [
+            program(&[1, 1], 0b11, &[0]),
+            program(&[1, 0], 0b01, &[0]),
+            program(&[1, 0], 0b11, &[1]),
+        ];
+        let m = cache
+            .get_or_try_insert(&base, GasSchedule::Gp, || {
+                Ok::<_, ()>(Tagged(base.clone(), 0))
+            })
+            .unwrap();
+        let mut kept = vec![m.clone()];
+        for (i, p) in others.iter().enumerate() {
+            let n = cache
+                .get_or_try_insert(p, GasSchedule::Gp, || {
+                    Ok::<_, ()>(Tagged(p.clone(), i as u32 + 1))
+                })
+                .unwrap();
+            assert_eq!(n.1, i as u32 + 1, "program {i} is not the base program");
+            kept.push(n);
+        }
+        let tier = crate::gas::GasSchedule::new(crate::gas::GasProfile::Jar1, 1);
+        let n = cache
+            .get_or_try_insert(&base, tier, || Ok::<_, ()>(Tagged(base.clone(), 9)))
+            .unwrap();
+        assert_eq!(n.1, 9, "another schedule is another module");
+        kept.push(n);
+        assert_eq!(cache.len(), 5);
+        // Past the bound for one shape, modules are built but not cached.
+        let shape: Vec<_> = (0..20u8).map(|i| program(&[i, 2], 0b11, &[0])).collect();
+        for p in &shape {
+            kept.push(
+                cache
+                    .get_or_try_insert(p, GasSchedule::Gp, || Ok::<_, ()>(Tagged(p.clone(), 0)))
+                    .unwrap(),
+            );
+        }
+        assert_eq!(cache.len(), MAX_SAME_SHAPE + 1);
     }
 }

@@ -41,7 +41,7 @@
 //!
 //! let engine = Interpreter::new();
 //! let schedule = GasSchedule::new(GasProfile::Jar1, layout.accessible_pages());
-//! let module = engine.prepare(&program, schedule)?; // cached by program hash
+//! let module = engine.prepare(&program, schedule)?; // cached by program content
 //! let mut vm = engine.instantiate(
 //!     &module,
 //!     InstanceInit { layout, regs: [0; 13], pc: 0, gas: 10_000 },
@@ -71,7 +71,7 @@ pub mod panic;
 pub mod program;
 
 pub use engine::{
-    Engine, EngineError, EngineKind, Exit, Instance, InstanceInit, InterruptHandle,
+    CachedModule, Engine, EngineError, EngineKind, Exit, Instance, InstanceInit, InterruptHandle,
     InterruptNotify, MemoryError, ModuleCache,
 };
 pub use gas::{GasProfile, GasSchedule, MemTier};

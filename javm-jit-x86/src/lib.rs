@@ -2,7 +2,7 @@
 //!
 //! [`Recompiler`] implements [`javm_exec::Engine`]: it compiles a
 //! [`javm_exec::Program`]'s decoded instructions in a single pass with dynasm-rs into position-independent
-//! machine code, cached by program hash and shared by every instance and thread, and
+//! machine code, cached by program content and shared by every instance and thread, and
 //! runs instances in pooled 4 GiB guest windows whose pages are materialized on
 //! demand by a SIGSEGV handler that applies the same [`javm_exec::memory::PageMap`]
 //! rule as the interpreter. Gas, exits, registers, memory and page states match the

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use javm_exec::engine::{
-    Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_schedule, check_start,
+    CachedModule, Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_schedule,
+    check_start,
 };
 use javm_exec::gas::GasSchedule;
 use javm_exec::memory::{DEFAULT_MEMORY_LIMIT, PageMap};
@@ -204,6 +205,12 @@ impl JitModule {
     }
 }
 
+impl CachedModule for JitModule {
+    fn program(&self) -> &Program {
+        &self.program
+    }
+}
+
 impl Engine for Recompiler {
     type Module = JitModule;
     type Instance = JitInstance;
@@ -218,9 +225,7 @@ impl Engine for Recompiler {
         schedule: GasSchedule,
     ) -> Result<Arc<JitModule>, EngineError> {
         self.cache
-            .get_or_try_insert((program.hash(), schedule), || {
-                JitModule::compile(program, schedule)
-            })
+            .get_or_try_insert(program, schedule, || JitModule::compile(program, schedule))
     }
 
     fn instantiate(

@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::engine::{
-    Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_schedule, check_start,
+    CachedModule, Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_schedule,
+    check_start,
 };
 use crate::gas::GasSchedule;
 use crate::instruction::Instruction;
@@ -151,6 +152,12 @@ impl InterpModule {
     }
 }
 
+impl CachedModule for InterpModule {
+    fn program(&self) -> &Program {
+        &self.program
+    }
+}
+
 impl Engine for Interpreter {
     type Module = InterpModule;
     type Instance = InterpInstance;
@@ -164,32 +171,31 @@ impl Engine for Interpreter {
         program: &Arc<Program>,
         schedule: GasSchedule,
     ) -> Result<Arc<InterpModule>, EngineError> {
-        self.cache
-            .get_or_try_insert((program.hash(), schedule), || {
-                let profile = schedule.profile();
-                let polls = program.interrupt_points();
-                let blocks = (0u32..)
-                    .zip(program.blocks())
-                    .map(|(i, b)| BlockEntry {
-                        poll: polls.get(i as usize).copied().unwrap_or(false),
-                        first: b.first,
-                        end: b.end,
-                        pc: b.pc,
-                        cost: AtomicI64::new(0),
-                        need: AtomicU64::new(if program.starts_block(i, profile) {
-                            UNPRICED
-                        } else {
-                            NOT_A_TARGET
-                        }),
-                        code: OnceLock::new(),
-                    })
-                    .collect();
-                Ok(InterpModule {
-                    program: Arc::clone(program),
-                    schedule,
-                    blocks,
+        self.cache.get_or_try_insert(program, schedule, || {
+            let profile = schedule.profile();
+            let polls = program.interrupt_points();
+            let blocks = (0u32..)
+                .zip(program.blocks())
+                .map(|(i, b)| BlockEntry {
+                    poll: polls.get(i as usize).copied().unwrap_or(false),
+                    first: b.first,
+                    end: b.end,
+                    pc: b.pc,
+                    cost: AtomicI64::new(0),
+                    need: AtomicU64::new(if program.starts_block(i, profile) {
+                        UNPRICED
+                    } else {
+                        NOT_A_TARGET
+                    }),
+                    code: OnceLock::new(),
                 })
+                .collect();
+            Ok(InterpModule {
+                program: Arc::clone(program),
+                schedule,
+                blocks,
             })
+        })
     }
 
     fn instantiate(

@@ -1,10 +1,11 @@
 //! Building a [`Program`]: validation, position discovery, block partition and
-//! jump-table resolution, linear in the code length; and the decoder that fills
+//! jump-table resolution, linear in the code length (no hash: [`Program::hash`] is
+//! computed on demand); and the decoder that fills
 //! instruction tables on demand ([`decode_into`]).
 
 use std::sync::OnceLock;
 
-use super::{Block, Program, ProgramError, hash_parts};
+use super::{Block, Program, ProgramError};
 use crate::instruction::{Instruction, Target};
 use crate::isa::{CodeView, MAX_SKIP, Opcode};
 
@@ -178,33 +179,41 @@ pub(super) fn build(
     let len = view.len();
 
     let starts: usize = bitmask.iter().map(|b| b.count_ones() as usize).sum();
-    let pcs = positions(&bitmask, len, starts);
-
-    // Blocks start at 0 and after every terminator. Operands are not decoded here:
-    // `decode_into` decodes them on demand, straight into the instruction table or
-    // an engine's block (a table of decoded operands cost a store-forwarding stall
-    // per instruction when it was copied).
-    let opcodes: Vec<Option<Opcode>> = pcs.iter().map(|&pc| view.opcode_at(pc)).collect();
+    // One pass over the positions records each one's opcode and partitions them
+    // into blocks. Blocks start at 0 and after every terminator; a position that is
+    // no instruction start ends its block too (`CodeView::ends_block`). Operands
+    // are not decoded here: `decode_into` decodes them on demand, straight into
+    // the instruction table or an engine's block (a table of decoded operands cost
+    // a store-forwarding stall per instruction when it was copied).
+    let mut pcs: Vec<u32> = Vec::with_capacity(starts + 2);
+    let mut opcodes: Vec<Option<Opcode>> = Vec::with_capacity(starts + 2);
     let mut blocks = Vec::new();
     let mut first = 0u32;
-    for (i, &pc) in pcs.iter().enumerate() {
-        if view.ends_block(pc) || i + 1 == opcodes.len() {
-            let end = i as u32 + 1;
+    positions(&bitmask, len, |pc, is_start| {
+        // ζ: the position `len` (always a start) reads as opcode 0, `trap`.
+        let opcode = if is_start {
+            Opcode::from_u8(code.get(pc as usize).copied().unwrap_or(0))
+        } else {
+            None
+        };
+        pcs.push(pc);
+        opcodes.push(opcode);
+        if !is_start || opcode.is_some_and(Opcode::is_terminator) {
+            let end = pcs.len() as u32;
             blocks.push(Block {
-                pc: pcs[first as usize],
+                pc: pcs.get(first as usize).copied().unwrap_or(pc),
                 first,
                 end,
             });
             first = end;
         }
-    }
+    });
 
     let block_starts = BlockStarts::new(len, &blocks);
     let jump_targets: Vec<Target> = jump_table
         .iter()
         .map(|&t| resolve_with(i64::from(t), len, &blocks, &block_starts, &opcodes))
         .collect();
-    let hash = hash_parts(&code, &bitmask, &jump_table);
 
     Ok(Program {
         code: code.into_boxed_slice(),
@@ -218,21 +227,25 @@ pub(super) fn build(
         jump_targets: jump_targets.into_boxed_slice(),
         costs: std::array::from_fn(|_| OnceLock::new()),
         polls: OnceLock::new(),
-        hash,
+        hash: OnceLock::new(),
     })
 }
 
-/// The positions of a program of `len` code bytes whose instruction starts are
-/// `bitmask`'s set bits (`starts` of them), in order: every start, 0 and `len`,
-/// closed under `pc + 1 + skip(pc)`. From a position the walk reaches the next
-/// start (or `len`, whose bit reads as set) if it lies at most `MAX_SKIP + 1` bytes
-/// on, and otherwise lands `MAX_SKIP + 1` bytes on and goes on from there; so the
-/// positions are the starts with those landings filled into the gaps. Reading the
-/// set bits a word at a time replaces a walk whose every step waited for the last.
-/// As a consequence the position after `pc` is always `pc + 1 + skip(pc)`.
-fn positions(bitmask: &[u8], len: u32, starts: usize) -> Vec<u32> {
-    let mut pcs: Vec<u32> = Vec::with_capacity(starts + 2);
-    pcs.push(0);
+/// Visit the positions of a program of `len` code bytes whose instruction starts
+/// are `bitmask`'s set bits, in order, with whether each is an instruction start
+/// (`len` counts as one: its bit reads as set): every start, 0 and `len`, closed
+/// under `pc + 1 + skip(pc)`. From a position the walk reaches the next start (or
+/// `len`) if it lies at most `MAX_SKIP + 1` bytes on, and otherwise lands
+/// `MAX_SKIP + 1` bytes on and goes on from there; so the positions are the starts
+/// with those landings (no starts) filled into the gaps. Reading the set bits a
+/// word at a time replaces a walk whose every step waited for the last. As a
+/// consequence the position after `pc` is always `pc + 1 + skip(pc)`.
+#[inline(always)]
+fn positions(bitmask: &[u8], len: u32, mut visit: impl FnMut(u32, bool)) {
+    // The last position visited; 0 is visited before the first set bit.
+    let first_is_start = bitmask.first().is_some_and(|b| b & 1 == 1) || len == 0;
+    visit(0, first_is_start);
+    let mut at = 0u32;
     for (w, chunk) in bitmask.chunks(8).enumerate() {
         let mut bytes = [0u8; 8];
         bytes[..chunk.len()].copy_from_slice(chunk);
@@ -242,25 +255,24 @@ fn positions(bitmask: &[u8], len: u32, starts: usize) -> Vec<u32> {
             // set bit is a position below `len`, and `w * 64 < len ≤ 2^32`.
             let pc = (w as u32) * 64 + word.trailing_zeros();
             word &= word - 1;
-            add_position(&mut pcs, pc);
+            next_position(&mut at, pc, &mut visit);
         }
     }
-    add_position(&mut pcs, len);
-    pcs
+    next_position(&mut at, len, &mut visit);
 }
 
-/// Append position `next` to `pcs` (which ends below or at it), after the landings
-/// a walk from the last position makes on the way (see [`positions`]).
-#[inline]
-fn add_position(pcs: &mut Vec<u32>, next: u32) {
+/// Visit the positions after `at` up to the start `next`: the landings of the gaps
+/// longer than `MAX_SKIP + 1` bytes, then `next` (see [`positions`]).
+#[inline(always)]
+fn next_position(at: &mut u32, next: u32, visit: &mut impl FnMut(u32, bool)) {
     const STEP: u32 = MAX_SKIP + 1;
-    let mut at = pcs.last().copied().unwrap_or(0);
-    if next == at {
+    if next == *at {
         return;
     }
-    while next - at > STEP {
-        at += STEP;
-        pcs.push(at);
+    while next - *at > STEP {
+        *at += STEP;
+        visit(*at, false);
     }
-    pcs.push(next);
+    visit(next, true);
+    *at = next;
 }

@@ -113,7 +113,8 @@ pub struct Program {
     costs: [OnceLock<Box<[BlockCost]>>; 5],
     /// [`Program::interrupt_points`], computed on first use.
     polls: OnceLock<Box<[bool]>>,
-    hash: ProgramHash,
+    /// [`Program::hash`], computed on first use.
+    hash: OnceLock<ProgramHash>,
 }
 
 impl Program {
@@ -188,9 +189,21 @@ impl Program {
         &self.jump_targets
     }
 
-    /// The program's content hash.
+    /// The program's content hash, computed on the first call (the engines' module
+    /// caches compare contents instead, [`crate::ModuleCache`]).
     pub fn hash(&self) -> ProgramHash {
-        self.hash
+        *self
+            .hash
+            .get_or_init(|| hash_parts(&self.code, &self.bitmask, &self.jump_table))
+    }
+
+    /// Whether `other` is the same program: the same code, bitmask and jump table
+    /// (all else about a program follows from them).
+    pub fn same_content(&self, other: &Program) -> bool {
+        std::ptr::eq(self, other)
+            || (self.code == other.code
+                && self.bitmask == other.bitmask
+                && self.jump_table == other.jump_table)
     }
 
     /// Index of the instruction at `pc`, if `pc` is a position.

@@ -180,6 +180,7 @@ proptest::proptest! {
             .collect();
         let p = Program::new(code.clone(), mask(&starts, code.len()), table.clone()).unwrap();
         proptest::prop_assert_eq!(p.pcs().to_vec(), positions_by_definition(p.view()));
+        proptest::prop_assert_eq!(p.blocks().to_vec(), blocks_by_definition(&p));
         // Nothing is decoded until asked; the interrupt points decode only what
         // they need.
         let polls = p.interrupt_points().to_vec();
@@ -209,6 +210,24 @@ proptest::proptest! {
         let want = decoded.get(from.min(n) as usize..to.min(n).max(from.min(n)) as usize).unwrap();
         proptest::prop_assert_eq!(&p.decode_range(from, to)[..], want);
     }
+}
+
+/// The blocks by their definition: each ends at a position that ends a block
+/// ([`CodeView::ends_block`]) or at the last position.
+fn blocks_by_definition(p: &Program) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    let mut first = 0;
+    for (i, &pc) in p.pcs().iter().enumerate() {
+        if p.view().ends_block(pc) || i + 1 == p.pcs().len() {
+            blocks.push(Block {
+                pc: p.pcs()[first as usize],
+                first,
+                end: i as u32 + 1,
+            });
+            first = i as u32 + 1;
+        }
+    }
+    blocks
 }
 
 /// A static target resolved by the rule of ϖ with a binary search over the blocks
