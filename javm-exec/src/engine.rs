@@ -553,7 +553,16 @@ const MAX_SAME_SHAPE: usize = 8;
 /// long as some instance or caller holds it, and a later `prepare` of the same
 /// program reuses it while it does.
 pub struct ModuleCache<M> {
-    map: Mutex<HashMap<Shape, Vec<Weak<M>>>>,
+    map: Mutex<Shapes<M>>,
+}
+
+/// The cached modules by [`Shape`], and when to next drop the dead ones.
+struct Shapes<M> {
+    by_shape: HashMap<Shape, Vec<Weak<M>>>,
+    /// The number of shapes at which an insertion drops every dead module (the
+    /// shape inserted into is pruned on every insertion), so that inserting costs
+    /// amortized constant time however many modules are cached.
+    prune_at: usize,
 }
 
 /// What [`ModuleCache`] looks a program up by: its code length, its jump-table
@@ -563,10 +572,16 @@ type Shape = (usize, usize, GasSchedule);
 impl<M> Default for ModuleCache<M> {
     fn default() -> Self {
         ModuleCache {
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(Shapes {
+                by_shape: HashMap::new(),
+                prune_at: PRUNE_MIN,
+            }),
         }
     }
 }
+
+/// The fewest shapes at which [`ModuleCache`] prunes the whole map.
+const PRUNE_MIN: usize = 16;
 
 impl<M: CachedModule> ModuleCache<M> {
     /// An empty cache.
@@ -586,7 +601,7 @@ impl<M: CachedModule> ModuleCache<M> {
         // A poisoned lock only means another thread panicked while holding it; the
         // map itself is always consistent, so keep using it.
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(same_shape) = map.get(&key) {
+        if let Some(same_shape) = map.by_shape.get(&key) {
             for m in same_shape.iter().filter_map(Weak::upgrade) {
                 if m.program().same_content(program) {
                     return Ok(m);
@@ -594,11 +609,15 @@ impl<M: CachedModule> ModuleCache<M> {
             }
         }
         let m = Arc::new(make()?);
-        map.retain(|_, ms| {
-            ms.retain(|w| w.strong_count() > 0);
-            !ms.is_empty()
-        });
-        let same_shape = map.entry(key).or_default();
+        if map.by_shape.len() >= map.prune_at {
+            map.by_shape.retain(|_, ms| {
+                ms.retain(|w| w.strong_count() > 0);
+                !ms.is_empty()
+            });
+            map.prune_at = (2 * map.by_shape.len()).max(PRUNE_MIN);
+        }
+        let same_shape = map.by_shape.entry(key).or_default();
+        same_shape.retain(|w| w.strong_count() > 0);
         if same_shape.len() < MAX_SAME_SHAPE {
             same_shape.push(Arc::downgrade(&m));
         }
@@ -610,7 +629,8 @@ impl<M> ModuleCache<M> {
     /// Number of live cached modules.
     pub fn len(&self) -> usize {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.values()
+        map.by_shape
+            .values()
             .flatten()
             .filter(|w| w.strong_count() > 0)
             .count()
@@ -715,5 +735,24 @@ mod tests {
             );
         }
         assert_eq!(cache.len(), MAX_SAME_SHAPE + 1);
+    }
+
+    #[test]
+    fn dead_modules_are_dropped_from_the_map() {
+        let cache: ModuleCache<Tagged> = ModuleCache::new();
+        // Many shapes, each module dropped at once: the map keeps no more shapes
+        // than twice the live ones (at least its minimum).
+        for len in 1..200usize {
+            let p = Arc::new(Program::new(vec![0; len], vec![0; len.div_ceil(8)], vec![]).unwrap());
+            drop(
+                cache.get_or_try_insert(&p, GasSchedule::Gp, || Ok::<_, ()>(Tagged(p.clone(), 0))),
+            );
+            let shapes = cache.map.lock().unwrap().by_shape.len();
+            assert!(
+                shapes <= 2 * PRUNE_MIN,
+                "{shapes} shapes after {len} dead modules"
+            );
+        }
+        assert!(cache.is_empty());
     }
 }

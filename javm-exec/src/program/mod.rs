@@ -327,15 +327,18 @@ impl Program {
         let mut polls = vec![false; self.blocks.len()];
         // Only terminators have static targets, and a terminator ends its block, so
         // each block's last instruction is the only one to look at (the program
-        // tests compare this with a scan of every instruction); it is decoded
-        // alone, so that this does not decode the whole program.
-        let mut last_ins = [Instruction::Invalid];
+        // tests compare this with a scan of every instruction); only its operands
+        // are decoded, so that this decodes no table.
+        let view = self.view();
         for (b, block) in self.blocks.iter().enumerate() {
             let Some(last) = block.end.checked_sub(1) else {
                 continue;
             };
-            build::decode_into(self, last, &mut last_ins);
-            if let Some(t) = last_ins[0].target().and_then(|t| t.block())
+            if let Some(op) = self.opcode(last)
+                && let (Some(&pc), Some(&next)) =
+                    (self.pcs.get(last as usize), self.pcs.get(last as usize + 1))
+                && let Some(raw) = view.decode_args(op.format(), pc, next - pc - 1).target()
+                && let Some(t) = self.resolve_target(raw).block()
                 && t as usize <= b
                 && let Some(p) = polls.get_mut(t as usize)
             {
