@@ -187,8 +187,7 @@ pub(super) fn build(
     // a store-forwarding stall per instruction when it was copied).
     let mut pcs: Vec<u32> = Vec::with_capacity(starts + 2);
     let mut opcodes: Vec<Option<Opcode>> = Vec::with_capacity(starts + 2);
-    // About one block per four instructions in compiled code.
-    let mut blocks = Vec::with_capacity(starts / 4 + 2);
+    let mut blocks = Vec::new();
     let mut first = 0u32;
     positions(&bitmask, len, |pc, is_start| {
         // ζ: the position `len` (always a start) reads as opcode 0, `trap`.
@@ -221,9 +220,9 @@ pub(super) fn build(
         bitmask: bitmask.into_boxed_slice(),
         jump_table: jump_table.into_boxed_slice(),
         instructions: OnceLock::new(),
-        pcs,
-        opcodes,
-        blocks,
+        pcs: pcs.into_boxed_slice(),
+        opcodes: opcodes.into_boxed_slice(),
+        blocks: blocks.into_boxed_slice(),
         block_starts,
         jump_targets: jump_targets.into_boxed_slice(),
         costs: std::array::from_fn(|_| OnceLock::new()),

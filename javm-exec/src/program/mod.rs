@@ -102,13 +102,11 @@ pub struct Program {
     jump_table: Box<[u32]>,
     /// [`Program::instructions`], decoded on first use.
     instructions: OnceLock<Box<[Instruction]>>,
-    // The tables loading builds stay vectors: shrinking them to boxed slices
-    // reallocated each one.
-    pcs: Vec<u32>,
+    pcs: Box<[u32]>,
     /// The opcode at each position (same indexing as `pcs`); `None` where the
     /// position holds no valid instruction.
-    opcodes: Vec<Option<Opcode>>,
-    blocks: Vec<Block>,
+    opcodes: Box<[Option<Opcode>]>,
+    blocks: Box<[Block]>,
     /// The blocks' start PCs, for resolving targets in constant time.
     block_starts: build::BlockStarts,
     jump_targets: Box<[Target]>,
