@@ -56,13 +56,24 @@ impl Iterator for BlockWalk<'_> {
 
 /// The price of the block starting at `pc` under `schedule`.
 pub fn block_cost(view: CodeView<'_>, pc: u32, schedule: GasSchedule) -> BlockCost {
+    block_cost_of(view, pc, BlockWalk::new(view, pc), schedule)
+}
+
+/// [`block_cost`] of the block at `pc` whose positions `walk` yields — what
+/// [`BlockWalk`] yields, found some other way (a loaded program's tables).
+pub fn block_cost_of(
+    view: CodeView<'_>,
+    pc: u32,
+    walk: impl Iterator<Item = (u32, Option<Opcode>)>,
+    schedule: GasSchedule,
+) -> BlockCost {
     match schedule {
         GasSchedule::Gp => BlockCost {
-            cost: BlockWalk::new(view, pc).count() as u64,
+            cost: walk.count() as u64,
             reserve: 0,
         },
         GasSchedule::Jar1(tier) => {
-            let walk = single_pass(view, pc, tier.mem_cycles());
+            let walk = single_pass(view, pc, walk, tier.mem_cycles());
             BlockCost {
                 cost: jar1_floor(walk.cycles, walk.last),
                 reserve: store_reserve(walk.stores),
@@ -74,7 +85,7 @@ pub fn block_cost(view: CodeView<'_>, pc: u32, schedule: GasSchedule) -> BlockCo
 /// The jar1 cost of the block at `pc`: the single-pass model, then the `ecalli` /
 /// `ecall` floors of docs/ISA.md §5.
 pub fn jar1_cost(view: CodeView<'_>, pc: u32, tier: MemTier) -> u64 {
-    let walk = single_pass(view, pc, tier.mem_cycles());
+    let walk = single_pass(view, pc, BlockWalk::new(view, pc), tier.mem_cycles());
     jar1_floor(walk.cycles, walk.last)
 }
 
@@ -97,13 +108,20 @@ struct SinglePass {
     stores: u64,
 }
 
-/// The single-pass pipeline model of docs/ISA.md §5.2 for the block at `start`, and
-/// the block's store count, in one walk.
-fn single_pass(view: CodeView<'_>, start: u32, mem_cycles: u32) -> SinglePass {
+/// The single-pass pipeline model of docs/ISA.md §5.2 for the block at `start`,
+/// whose positions `walk` yields ([`BlockWalk`]), and the block's store count, in
+/// one walk.
+#[inline]
+fn single_pass(
+    view: CodeView<'_>,
+    start: u32,
+    walk: impl Iterator<Item = (u32, Option<Opcode>)>,
+    mem_cycles: u32,
+) -> SinglePass {
     let mut ready = [0u64; 13];
     let (mut cycle, mut used, mut max_done) = (0u64, 0u32, 0u64);
     let (mut last, mut stores) = (None, 0u64);
-    for (pc, op) in BlockWalk::new(view, start) {
+    for (pc, op) in walk {
         // The implicit trap past the end is not costed, unless the block starts there
         // (it is no store either way).
         if pc >= view.len() && pc != start {
@@ -242,7 +260,8 @@ mod tests {
         // ecalli alone models 97 cycles; the host-call floor lifts it to 100.
         let view_code = [10u8];
         let m = mask(&[0], 1);
-        assert_eq!(single_pass(CodeView::new(&view_code, &m), 0, 25).cycles, 97);
+        let view = CodeView::new(&view_code, &m);
+        assert_eq!(single_pass(view, 0, BlockWalk::new(view, 0), 25).cycles, 97);
         assert_eq!(jar1(&[10], &[0], 1), HOST_CALL_FLOOR);
         assert_eq!(
             jar1(&[0x33, 0x01, 0x05, 10], &[0, 3], 1),

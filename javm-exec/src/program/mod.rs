@@ -289,13 +289,31 @@ impl Program {
             if next != b && self.starts_block(next, profile) {
                 break;
             }
-            let c = model::block_cost(view, block.pc, schedule);
+            let c = model::block_cost_of(view, block.pc, self.block_walk(block), schedule);
             // Saturating sums of non-negative prices do not depend on their order.
             total.cost = total.cost.saturating_add(c.cost);
             total.reserve = total.reserve.saturating_add(c.reserve);
             next += 1;
         }
         total
+    }
+
+    /// The positions of `block` as [`model::BlockWalk`] yields them, from the
+    /// loader's tables instead of the code bytes: a position that is no
+    /// instruction start reads as `trap` (it ends its block), an undefined opcode
+    /// byte as `None`.
+    fn block_walk(&self, block: &Block) -> impl Iterator<Item = (u32, Option<Opcode>)> + '_ {
+        let range = block.first as usize..block.end as usize;
+        let view = self.view();
+        self.pcs
+            .get(range.clone())
+            .unwrap_or_default()
+            .iter()
+            .zip(self.opcodes.get(range).unwrap_or_default())
+            .map(move |(&pc, &op)| match op {
+                None if !view.bit(u64::from(pc)) => (pc, Some(Opcode::Trap)),
+                _ => (pc, op),
+            })
     }
 
     /// Whether block `b` starts a basic block under `profile`. Every block does under

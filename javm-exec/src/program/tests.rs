@@ -181,6 +181,18 @@ proptest::proptest! {
         let p = Program::new(code.clone(), mask(&starts, code.len()), table.clone()).unwrap();
         proptest::prop_assert_eq!(p.pcs().to_vec(), positions_by_definition(p.view()));
         proptest::prop_assert_eq!(p.blocks().to_vec(), blocks_by_definition(&p));
+        // Pricing walks a block through the loader's tables; the walk and every
+        // price must be what the model's own walk over the bytes gives.
+        for block in p.blocks() {
+            let walk: Vec<_> = p.block_walk(block).collect();
+            proptest::prop_assert_eq!(&walk, &model::BlockWalk::new(p.view(), block.pc).collect::<Vec<_>>());
+            for schedule in [GasSchedule::Gp, GasSchedule::Jar1(MemTier::new(1).unwrap()), GasSchedule::Jar1(MemTier::new(4).unwrap())] {
+                proptest::prop_assert_eq!(
+                    model::block_cost_of(p.view(), block.pc, walk.iter().copied(), schedule),
+                    model::block_cost(p.view(), block.pc, schedule)
+                );
+            }
+        }
         // Nothing is decoded until asked; the interrupt points decode only what
         // they need.
         let polls = p.interrupt_points().to_vec();
