@@ -285,8 +285,15 @@ impl Opcode {
     }
 
     /// The access width in bytes and direction of a load or store, `None` for other
-    /// instructions.
+    /// instructions. A table lookup (the compiler asks per instruction, several
+    /// times), built at compile time from the match that defines it.
+    #[inline(always)]
     pub const fn memory_access(self) -> Option<MemAccess> {
+        MEMORY_ACCESS[self as usize]
+    }
+
+    /// The definition of [`Opcode::memory_access`].
+    const fn memory_access_by_match(self) -> Option<MemAccess> {
         use Opcode::*;
         let (width, kind) = match self {
             LoadU8 | LoadIndU8 => (1, AccessKind::LoadUnsigned),
@@ -334,6 +341,18 @@ pub enum AccessKind {
     /// A store.
     Store,
 }
+
+/// [`Opcode::memory_access`] of every opcode, by opcode byte.
+const MEMORY_ACCESS: [Option<MemAccess>; 256] = {
+    let mut t = [None; 256];
+    let mut i = 0;
+    while i < NUM_OPCODES {
+        let op = Opcode::ALL[i];
+        t[op as usize] = op.memory_access_by_match();
+        i += 1;
+    }
+    t
+};
 
 /// Width and kind of a load or store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -409,6 +428,13 @@ mod tests {
             .collect();
         expected.sort();
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn memory_access_looks_up_its_definition() {
+        for op in Opcode::ALL {
+            assert_eq!(op.memory_access(), op.memory_access_by_match(), "{op:?}");
+        }
     }
 
     #[test]
