@@ -130,7 +130,15 @@ pub(super) fn run<const STEP: bool>(
     };
     // The block an `enter!` entered last.
     let mut entered: &super::BlockEntry;
-    // The instructions still to run in the current block, [start, end) by index.
+    // The instructions still to run in the current block, [start, end) by index
+    // (`block` contains `start`: `Program::block_of` for a resume, the entered
+    // block's first instruction otherwise).
+    debug_assert!(
+        blocks
+            .get(block as usize)
+            .is_none_or(|e| (e.first as usize..e.end as usize).contains(&start)),
+        "instruction {start} is not in block {block}"
+    );
     let (mut body, mut end) = match blocks.get(block as usize) {
         Some(e) => (
             e.code(program)
