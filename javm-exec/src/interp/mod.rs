@@ -83,14 +83,14 @@ struct BlockEntry {
     /// (non-negative) gas; [`NOT_A_TARGET`] for a block that is no branch target,
     /// [`UNPRICED`] before the block's first entry.
     need: AtomicU64,
-    /// The block's instructions, decoded on its first run ([`InterpModule::code`]).
+    /// The block's instructions, decoded on its first run ([`BlockEntry::code`]).
     code: OnceLock<Box<[Instruction]>>,
 }
 
 impl BlockEntry {
     /// The block's instructions (`program` is its module's program): decoded by
-    /// the first run that reaches the block, on any thread (threads that race
-    /// decode the same instructions; one result is kept).
+    /// the first run that reaches the block, on any thread (a run that reaches it
+    /// while another decodes it waits for that decoding).
     #[inline(always)]
     fn code(&self, program: &Program) -> &[Instruction] {
         match self.code.get() {

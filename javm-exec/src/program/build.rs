@@ -1,7 +1,7 @@
 //! Building a [`Program`]: validation, position discovery, block partition and
 //! jump-table resolution, linear in the code length (no hash: [`Program::hash`] is
-//! computed on demand); and the decoder that fills
-//! instruction tables on demand ([`decode_into`]).
+//! computed on demand); and the decoder that fills instruction tables on demand
+//! ([`decode_into`]).
 
 use std::sync::OnceLock;
 
@@ -77,9 +77,9 @@ pub(super) fn resolve_with(
     )
 }
 
-/// Decode instructions `range` (position indexes) of `program` into `out` (as many
-/// slots as the range has positions), resolving their static targets. The one
-/// decoder of the instruction table, whether it is filled whole
+/// Decode `program`'s instructions from index `first` on into `out`, one per slot
+/// (a slot past the last position reads `Invalid`), resolving their static
+/// targets. The one decoder of the instruction table, whether it is filled whole
 /// ([`Program::instructions`]) or a block at a time (the interpreter).
 pub(super) fn decode_into(program: &Program, first: u32, out: &mut [Instruction]) {
     let view = program.view();
@@ -110,9 +110,9 @@ pub(super) fn decode_into(program: &Program, first: u32, out: &mut [Instruction]
 }
 
 /// The block starts of a program as a bit per PC with a running count per 64 PCs:
-/// the block starting at a PC in constant time, for resolving every target while
-/// loading (a binary search over the blocks was a fifth of loading, its loads
-/// dependent and scattered).
+/// the block starting at a PC in constant time, for resolving the jump table while
+/// loading and every static target while decoding (a binary search over the blocks
+/// was a fifth of loading, its loads dependent and scattered).
 #[derive(Debug)]
 pub(super) struct BlockStarts {
     bits: Vec<u64>,
