@@ -121,11 +121,13 @@ impl JitModule {
     fn compile(program: &Arc<Program>, schedule: GasSchedule) -> Result<JitModule, EngineError> {
         let costs = program.block_costs(schedule);
         let gp = schedule.profile() == GasProfile::Gp;
-        let c = codegen::compile(program, costs, gp)
+        let mut c = codegen::compile(program, costs, gp)
             .map_err(|e| EngineError::Internal(format!("cannot compile the program: {e}")))?;
         let code = WritableCode::new(&c.code)
             .and_then(WritableCode::finalize)
             .map_err(|e| EngineError::OutOfMemory(format!("cannot map code: {e}")))?;
+        // The bytes are in the mapping now; the buffer serves the thread's next compile.
+        codegen::buf::recycle(std::mem::take(&mut c.code));
         let start = code.start() as u64;
         // Entry 0 (address 0) and the entries of invalid targets lead to the
         // dynamic jumps' shared panic; entry i + 1 is the table's entry i

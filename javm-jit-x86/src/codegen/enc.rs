@@ -11,10 +11,10 @@
     reason = "dynasm! converts dynamic register operands with `.into()`"
 )]
 
-use dynasmrt::x64::X64Relocation;
-use dynasmrt::{DynasmApi, VecAssembler, dynasm};
+use dynasmrt::{DynasmApi, dynasm};
 
 use super::Cg;
+use super::buf::CodeBuf;
 
 /// The ModRM `reg` field (opcode extension) of a group-1 operation on the gas
 /// counter (`81 /n`, `83 /n`).
@@ -65,7 +65,7 @@ pub(super) trait Sink {
     fn put_all(&mut self, bs: &[u8]);
 }
 
-impl Sink for VecAssembler<X64Relocation> {
+impl Sink for CodeBuf {
     #[inline]
     fn put(&mut self, b: u8) {
         self.push(b);

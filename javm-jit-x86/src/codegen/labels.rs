@@ -55,18 +55,26 @@ struct Fixup {
 }
 
 /// The labels of one compilation.
+#[derive(Default)]
 pub(crate) struct Labels {
     at: Vec<u32>,
     fixups: Vec<Fixup>,
 }
 
 impl Labels {
-    /// Room for about `labels` labels and `fixups` forward jumps.
-    pub(crate) fn with_capacity(labels: usize, fixups: usize) -> Labels {
-        Labels {
-            at: Vec::with_capacity(labels),
-            fixups: Vec::with_capacity(fixups),
-        }
+    /// These buffers emptied, with room for about `labels` labels and `fixups`
+    /// forward jumps (for the next compilation: see `codegen::Scratch`).
+    pub(crate) fn reuse(mut self, labels: usize, fixups: usize) -> Labels {
+        self.at.clear();
+        self.at.reserve(labels);
+        self.fixups.clear();
+        self.fixups.reserve(fixups);
+        self
+    }
+
+    /// Labels this set has room for without growing.
+    pub(crate) fn capacity(&self) -> usize {
+        self.at.capacity()
     }
 
     /// A new, unbound label.

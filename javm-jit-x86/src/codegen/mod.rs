@@ -17,6 +17,7 @@
     reason = "dynasm! converts dynamic register operands with `.into()`"
 )]
 
+pub(crate) mod buf;
 mod enc;
 mod fuse;
 mod labels;
@@ -25,8 +26,8 @@ mod narrow;
 pub(crate) mod regs;
 mod stores;
 
-use dynasmrt::x64::X64Relocation;
-use dynasmrt::{DynasmApi, VecAssembler, dynasm};
+use buf::CodeBuf;
+use dynasmrt::{DynasmApi, dynasm};
 use javm_exec::Program;
 use javm_exec::engine::Resume;
 use javm_exec::gas::{BlockCost, GasProfile};
@@ -121,7 +122,7 @@ pub(crate) enum StoreAddr {
 }
 
 pub(crate) struct Cg<'p> {
-    pub(crate) ops: VecAssembler<X64Relocation>,
+    pub(crate) ops: CodeBuf,
     program: &'p Program,
     /// The code generator's own labels (`labels.rs`).
     labels: Labels,
@@ -132,6 +133,8 @@ pub(crate) struct Cg<'p> {
     gas_live: u32,
     blocks_start: u32,
     stubs: Vec<Stub>,
+    /// [`Cg::emit_stubs`]'s exit stubs, sorted by kind.
+    exits: Vec<(ExitKind, Label, u32)>,
     /// The shared tail of each exit kind, made on first use (see [`Cg::exit`]).
     tails: Vec<(ExitKind, Label)>,
     /// The host-call sites so far (see [`HostSite`]).
@@ -176,6 +179,45 @@ struct CheckedCopy {
     back: Option<Label>,
 }
 
+/// The buffers a compilation uses only while it runs, kept per thread and reused
+/// (emptied) by the thread's next compilation, so compiling a small program
+/// allocates little besides the module's own tables. Their capacity is what the
+/// largest compilation on the thread needed, bounded by [`MAX_SCRATCH_ITEMS`].
+#[derive(Default)]
+struct Scratch {
+    labels: Labels,
+    block_labels: Vec<Label>,
+    stubs: Vec<Stub>,
+    exits: Vec<(ExitKind, Label, u32)>,
+    store_checks: Vec<stores::StoreCheck>,
+    plan: stores::Plan,
+    copies: Vec<CheckedCopy>,
+    fused: Vec<FusedTail>,
+}
+
+/// Labels above which a compilation's scratch is freed rather than kept (a label
+/// takes 4 bytes; the other buffers hold fewer items than the labels).
+const MAX_SCRATCH_ITEMS: usize = 1 << 16;
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
+}
+
+impl Scratch {
+    /// This thread's scratch (empty buffers if another compilation on the thread
+    /// holds it, or the thread is ending).
+    fn take() -> Scratch {
+        SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default()
+    }
+
+    /// Keep `self` for the thread's next compilation, unless it grew too large.
+    fn keep(self) {
+        if self.labels.capacity() <= MAX_SCRATCH_ITEMS {
+            let _ = SCRATCH.try_with(|s| s.set(self));
+        }
+    }
+}
+
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -199,12 +241,22 @@ pub(crate) fn compile(
     // division-heavy code reaches about 22 bytes per instruction, and one-byte blocks
     // about 30. Untouched capacity costs address space only. dynasm's own labels
     // serve only local jumps (`labels.rs`).
-    let ops = VecAssembler::<X64Relocation>::new_with_capacity(0, n * 32 + 4096, 0, 4, 64, 4, 64);
+    let ops = CodeBuf::new(n * 32 + 4096);
+    let scratch = Scratch::take();
     // Labels: one per block and about one per instruction (stubs, store slow paths);
     // forward jumps: about one per instruction.
-    let mut labels = Labels::with_capacity(blocks.len() + n + 64, n + 64);
-    let block_labels: Vec<Label> = (0..blocks.len()).map(|_| labels.make()).collect();
+    let mut labels = scratch.labels.reuse(blocks.len() + n + 64, n + 64);
+    let mut block_labels = scratch.block_labels;
+    block_labels.clear();
+    block_labels.extend((0..blocks.len()).map(|_| labels.make()));
     let exit_label = labels.make();
+    let mut stubs = scratch.stubs;
+    stubs.clear();
+    stubs.reserve(n / 4 + 16);
+    let mut copies = scratch.copies;
+    copies.clear();
+    let mut tails = scratch.fused;
+    tails.clear();
     let mut cg = Cg {
         exit_label,
         gas_live: 0,
@@ -213,20 +265,19 @@ pub(crate) fn compile(
         labels,
         program,
         block_labels,
-        stubs: Vec::with_capacity(n / 4 + 16),
+        stubs,
+        exits: scratch.exits,
         tails: Vec::new(),
         djump: None,
         host_sites: Vec::new(),
         panic_label: None,
         side: Vec::with_capacity(n / 4),
         gp,
-        store_checks: Vec::new(),
+        store_checks: scratch.store_checks,
         checks_first: 0,
-        plan: stores::Plan::default(),
+        plan: scratch.plan,
         longest_block: 0,
     };
-    let mut copies: Vec<CheckedCopy> = Vec::new();
-    let mut tails: Vec<FusedTail> = Vec::new();
     // The store planner's per-block buffers are sized once, for the longest block,
     // when a block first has stores to group.
     cg.longest_block = blocks
@@ -325,7 +376,7 @@ pub(crate) fn compile(
     // copy, which then serves those resumes (it is emitted below and lowers every
     // instruction on its own). A run has no stores, so it lies wholly inside or
     // wholly outside a cluster, which starts and ends with stores.
-    for tail in tails {
+    for tail in tails.drain(..) {
         if copies
             .iter()
             .any(|c| c.block == tail.block && c.first <= tail.first && tail.first < c.end)
@@ -339,7 +390,7 @@ pub(crate) fn compile(
         }
         cg.jmp(tail.back);
     }
-    for copy in copies {
+    for copy in copies.drain(..) {
         let mut entries = copy.entries.iter().peekable();
         for idx in copy.first..copy.end {
             if let Some(&(_, label)) = entries.next_if(|e| e.0 == idx) {
@@ -361,9 +412,6 @@ pub(crate) fn compile(
     cg.emit_stubs();
     let djump_panic = cg.emit_djump_fail()?;
 
-    cg.ops
-        .commit()
-        .map_err(|e| format!("unresolved label: {e}"))?;
     let block_offsets = cg
         .block_labels
         .iter()
@@ -374,12 +422,23 @@ pub(crate) fn compile(
     if !side.windows(2).all(|w| w[0].native < w[1].native) {
         return Err("memory access table is not sorted".into());
     }
-    let mut code = cg.ops.finalize().map_err(|e| format!("finalize: {e}"))?;
+    let mut code = cg.ops.into_bytes();
     // Every jump displacement fits 32 bits within 2 GiB of code.
     if i32::try_from(code.len()).is_err() {
         return Err("native code exceeds 2 GiB".into());
     }
     cg.labels.patch(&mut code)?;
+    Scratch {
+        labels: cg.labels,
+        block_labels: cg.block_labels,
+        stubs: cg.stubs,
+        exits: cg.exits,
+        store_checks: cg.store_checks,
+        plan: cg.plan,
+        copies,
+        fused: tails,
+    }
+    .keep();
     Ok(Compiled {
         code,
         block_offsets,
@@ -680,8 +739,10 @@ impl Cg<'_> {
     /// a relay after every [`STUBS_PER_RELAY`] stubs of its kind, which jumps to the
     /// kind's shared tail; the tail stores the kind and the index and leaves.
     fn emit_stubs(&mut self) {
-        let mut exits: Vec<(ExitKind, Label, u32)> = Vec::with_capacity(self.stubs.len());
-        for stub in std::mem::take(&mut self.stubs) {
+        let mut exits = std::mem::take(&mut self.exits);
+        exits.clear();
+        let mut stubs = std::mem::take(&mut self.stubs);
+        for stub in stubs.drain(..) {
             match stub {
                 Stub::OutOfGas { label, block } => exits.push((ExitKind::OutOfGas, label, block)),
                 Stub::Exit { label, kind, idx } => exits.push((kind, label, idx)),
@@ -717,12 +778,14 @@ impl Cg<'_> {
         }
         // Tails of kinds with inline exits only (the host-call tail is part of the
         // trampoline).
-        let tails: Vec<ExitKind> = self.tails.iter().map(|t| t.0).collect();
-        for kind in tails {
+        for i in 0..self.tails.len() {
+            let kind = self.tails[i].0;
             if kind != ExitKind::HostCall && !exits.iter().any(|e| e.0 == kind) {
                 self.emit_tail(kind);
             }
         }
+        self.stubs = stubs;
+        self.exits = exits;
     }
 
     /// The shared cold path of dynamic jumps (`lower.rs`, `djump`), entered with
