@@ -7,6 +7,7 @@
 //! `#[repr(align(4096))]`, so every slab — including clones — starts on a page boundary,
 //! with no `unsafe` allocation code.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -20,6 +21,21 @@ pub const PAGE_SIZE: usize = 4096;
 #[repr(C, align(4096))]
 pub struct AlignedPage(pub [u8; PAGE_SIZE]);
 
+/// The all-zero page: what [`PageBytes::bytes`] would show for a page whose slab is
+/// gone, which happens only while it is being dropped.
+static ZERO_PAGE: AlignedPage = AlignedPage([0; PAGE_SIZE]);
+
+/// Slabs a thread keeps from dropped pages for the next pages it builds.
+const SPARE_SLABS: usize = 64;
+
+thread_local! {
+    /// Slabs of pages dropped on this thread (contents stale), reused by
+    /// [`PageBytes::from_content`]: building a memory layout for each run then needs
+    /// no allocation per page. A page-aligned allocation and its release are the
+    /// C allocator's slow path (each consolidates its free lists).
+    static SPARE: RefCell<Vec<Box<AlignedPage>>> = const { RefCell::new(Vec::new()) };
+}
+
 /// A page's bytes plus its content hash (SHA-256 of the 4 KiB page), computed the
 /// first time it is asked for: building a memory layout to run a program never
 /// needs it, and hashing a page costs far more than copying it.
@@ -32,7 +48,8 @@ pub struct PageBytes {
     hash: OnceLock<CapHash>,
     /// Whether every byte is zero (known from construction).
     zero: bool,
-    bytes: Box<AlignedPage>,
+    /// The slab; `None` only inside `drop`, which hands it to the thread's spares.
+    bytes: Option<Box<AlignedPage>>,
 }
 
 /// Refcounted handle to a [`PageBytes`]; cloning it shares the slab.
@@ -46,24 +63,38 @@ impl PageBytes {
         if content.len() > PAGE_SIZE {
             return None;
         }
-        let mut bytes = Box::new(AlignedPage([0u8; PAGE_SIZE]));
-        bytes.0[..content.len()].copy_from_slice(content);
+        let spare = SPARE
+            .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+            .ok()
+            .flatten();
+        let mut bytes = spare.unwrap_or_else(|| Box::new(AlignedPage([0u8; PAGE_SIZE])));
+        let (head, tail) = bytes.0.split_at_mut(content.len());
+        head.copy_from_slice(content);
+        tail.fill(0);
         let zero = content.iter().all(|&b| b == 0);
         let hash = OnceLock::new();
         if zero {
             let _ = hash.set(ZERO_HASH);
         }
-        Some(PageBytes { hash, zero, bytes })
+        Some(PageBytes {
+            hash,
+            zero,
+            bytes: Some(bytes),
+        })
     }
 
     /// The page's content hash (computed on the first call).
     pub fn hash(&self) -> &CapHash {
-        self.hash.get_or_init(|| sha256(&self.bytes.0))
+        self.hash.get_or_init(|| sha256(&self.slab().0))
     }
 
     /// The page's 4096 bytes. The slice always starts on a 4 KiB boundary.
     pub fn bytes(&self) -> &[u8; PAGE_SIZE] {
-        &self.bytes.0
+        &self.slab().0
+    }
+
+    fn slab(&self) -> &AlignedPage {
+        self.bytes.as_deref().unwrap_or(&ZERO_PAGE)
     }
 
     /// Whether every byte of the page is zero.
@@ -72,10 +103,26 @@ impl PageBytes {
     }
 }
 
+/// A dropped page's slab joins the thread's spares (up to 64 slabs per thread).
+impl Drop for PageBytes {
+    fn drop(&mut self) {
+        if let Some(slab) = self.bytes.take() {
+            // During thread teardown the spares may be gone; the slab is then freed.
+            let _ = SPARE.try_with(|s| {
+                if let Ok(mut s) = s.try_borrow_mut()
+                    && s.len() < SPARE_SLABS
+                {
+                    s.push(slab);
+                }
+            });
+        }
+    }
+}
+
 /// Pages are equal when their bytes are (and then so are their hashes).
 impl PartialEq for PageBytes {
     fn eq(&self, other: &Self) -> bool {
-        self.bytes.0 == other.bytes.0
+        self.bytes() == other.bytes()
     }
 }
 
@@ -94,6 +141,25 @@ impl fmt::Debug for PageBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reused_slab_holds_only_the_new_content() {
+        let old = PageBytes::from_content(&[0xAB; PAGE_SIZE]).unwrap();
+        let at = old.bytes().as_ptr();
+        drop(old);
+        let p = PageBytes::from_content(&[1, 2]).unwrap();
+        assert_eq!(p.bytes().as_ptr(), at, "the dropped page's slab is reused");
+        assert_eq!(p.bytes()[..2], [1, 2]);
+        assert!(
+            p.bytes()[2..].iter().all(|&b| b == 0),
+            "no byte of the old page is left"
+        );
+        assert_eq!(p.hash(), PageBytes::from_content(&[1, 2]).unwrap().hash());
+        drop(p);
+        let z = PageBytes::from_content(&[]).unwrap();
+        assert!(z.is_zero() && z.bytes().iter().all(|&b| b == 0));
+        assert_eq!(z.bytes().as_ptr() as usize % PAGE_SIZE, 0);
+    }
 
     #[test]
     fn slabs_are_page_aligned_including_clones() {
