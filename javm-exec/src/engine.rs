@@ -591,6 +591,12 @@ impl<M: CachedModule> ModuleCache<M> {
 
     /// The cached module of `program` under `schedule`, or the one `make` builds
     /// (which is then cached).
+    ///
+    /// `make` runs without the cache's lock, so prepares of different programs on
+    /// different threads proceed in parallel (and `make` may itself use the
+    /// cache). Threads that miss on the same program at the same time may each
+    /// build it; the first to finish caches its module and the others return that
+    /// one, dropping theirs, so callers still share one module per program.
     pub fn get_or_try_insert<E>(
         &self,
         program: &Program,
@@ -598,30 +604,50 @@ impl<M: CachedModule> ModuleCache<M> {
         make: impl FnOnce() -> Result<M, E>,
     ) -> Result<Arc<M>, E> {
         let key = (program.code().len(), program.jump_table().len(), schedule);
-        // A poisoned lock only means another thread panicked while holding it; the
-        // map itself is always consistent, so keep using it.
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(same_shape) = map.by_shape.get(&key) {
-            for m in same_shape.iter().filter_map(Weak::upgrade) {
-                if m.program().same_content(program) {
-                    return Ok(m);
-                }
-            }
+        if let Some(m) = self.lock().find(&key, program) {
+            return Ok(m);
         }
-        let m = Arc::new(make()?);
-        if map.by_shape.len() >= map.prune_at {
-            map.by_shape.retain(|_, ms| {
+        let made = Arc::new(make()?);
+        let mut map = self.lock();
+        if let Some(m) = map.find(&key, program) {
+            return Ok(m);
+        }
+        map.insert(key, &made);
+        Ok(made)
+    }
+
+    /// The map, locked. A poisoned lock only means another thread panicked while
+    /// holding it; the map itself is always consistent, so keep using it.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shapes<M>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<M: CachedModule> Shapes<M> {
+    /// A live module of `program` among those of shape `key`.
+    fn find(&self, key: &Shape, program: &Program) -> Option<Arc<M>> {
+        self.by_shape
+            .get(key)?
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|m| m.program().same_content(program))
+    }
+
+    /// Cache `m` under `key` (unless [`MAX_SAME_SHAPE`] live modules have that
+    /// shape), dropping dead entries as it goes.
+    fn insert(&mut self, key: Shape, m: &Arc<M>) {
+        if self.by_shape.len() >= self.prune_at {
+            self.by_shape.retain(|_, ms| {
                 ms.retain(|w| w.strong_count() > 0);
                 !ms.is_empty()
             });
-            map.prune_at = (2 * map.by_shape.len()).max(PRUNE_MIN);
+            self.prune_at = (2 * self.by_shape.len()).max(PRUNE_MIN);
         }
-        let same_shape = map.by_shape.entry(key).or_default();
+        let same_shape = self.by_shape.entry(key).or_default();
         same_shape.retain(|w| w.strong_count() > 0);
         if same_shape.len() < MAX_SAME_SHAPE {
-            same_shape.push(Arc::downgrade(&m));
+            same_shape.push(Arc::downgrade(m));
         }
-        Ok(m)
     }
 }
 
@@ -735,6 +761,54 @@ mod tests {
             );
         }
         assert_eq!(cache.len(), MAX_SAME_SHAPE + 1);
+    }
+
+    #[test]
+    fn modules_are_built_without_the_lock() {
+        // `make` of one program prepares another through the same cache: with the
+        // lock held across `make`, this would deadlock.
+        let cache: ModuleCache<Tagged> = ModuleCache::new();
+        let (outer, inner) = (program(&[1, 0], 0b11, &[]), program(&[0], 0b1, &[]));
+        let m = cache
+            .get_or_try_insert(&outer, GasSchedule::Gp, || {
+                let i = cache.get_or_try_insert(&inner, GasSchedule::Gp, || {
+                    Ok::<_, ()>(Tagged(inner.clone(), 2))
+                })?;
+                assert_eq!(i.1, 2);
+                Ok::<_, ()>(Tagged(outer.clone(), 1))
+            })
+            .unwrap();
+        assert_eq!(m.1, 1);
+    }
+
+    #[test]
+    fn racing_misses_share_the_first_module_cached() {
+        let cache: ModuleCache<Tagged> = ModuleCache::new();
+        let p = program(&[1, 0], 0b11, &[]);
+        let start = std::sync::Barrier::new(8);
+        let built = std::sync::atomic::AtomicU32::new(0);
+        let got: Vec<Arc<Tagged>> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        cache
+                            .get_or_try_insert(&p, GasSchedule::Gp, || {
+                                let n = built.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                std::thread::sleep(std::time::Duration::from_millis(20));
+                                Ok::<_, ()>(Tagged(p.clone(), n))
+                            })
+                            .unwrap()
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert!(
+            got.iter().all(|m| Arc::ptr_eq(m, &got[0])),
+            "every caller gets the module that was cached"
+        );
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]

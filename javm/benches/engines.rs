@@ -1,6 +1,6 @@
 //! Both engines side by side: execution of the example workloads, instance creation,
-//! first touch of fresh pages, compile speed on a 1 MB program, and the host-call
-//! round trip. Every workload's
+//! first touch of fresh pages, compile speed on a 1 MB program, two programs
+//! prepared on two threads, and the host-call round trip. Every workload's
 //! output is checked before it is measured.
 //!
 //! `cargo bench -p javm --bench engines` (or `javm bench` for a quick table).
@@ -132,6 +132,54 @@ fn compile<E: Engine>(c: &mut Criterion, make: &dyn Fn() -> E, program: &Arc<jav
     g.finish();
 }
 
+/// Two different programs prepared by one engine, on two threads at once and on one
+/// thread one after the other: with the module cache's lock held while a module is
+/// built, the two threads took as long as one thread doing both.
+fn prepare_parallel<E: Engine + Sync>(
+    c: &mut Criterion,
+    engine: &E,
+    programs: [&javm_exec::Program; 2],
+) {
+    let fresh = || {
+        programs.map(|p| {
+            Arc::new(
+                javm_exec::Program::new(
+                    p.code().to_vec(),
+                    p.bitmask().to_vec(),
+                    p.jump_table().to_vec(),
+                )
+                .unwrap(),
+            )
+        })
+    };
+    let schedule = GasSchedule::new(GasProfile::Jar1, 16);
+    let mut g = c.benchmark_group("prepare-2x256k");
+    g.sample_size(20);
+    g.bench_function(BenchmarkId::new("two-threads", engine.kind().name()), |b| {
+        b.iter_batched(
+            fresh,
+            |ps| {
+                std::thread::scope(|s| {
+                    let t: Vec<_> = ps
+                        .iter()
+                        .map(|p| s.spawn(move || engine.prepare(p, schedule).unwrap()))
+                        .collect();
+                    t.into_iter().map(|t| t.join().unwrap()).collect::<Vec<_>>()
+                })
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.bench_function(BenchmarkId::new("one-thread", engine.kind().name()), |b| {
+        b.iter_batched(
+            fresh,
+            |ps| ps.map(|p| engine.prepare(&p, schedule).unwrap()),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
 /// The engine-independent part of preparing a program seen for the first time:
 /// loading (validation, decoding, blocks, targets, hash) and `jar1` block pricing.
 fn load(c: &mut Criterion, program: &javm_exec::Program) {
@@ -183,12 +231,18 @@ fn benches(c: &mut Criterion) {
     let large = Arc::new(large_program(1 << 20).unwrap());
     load(c, &large);
     compile(c, &Interpreter::new, &large);
+    let quarters = [
+        large_program(1 << 18).unwrap(),
+        large_program((1 << 18) + 4096).unwrap(),
+    ];
+    prepare_parallel(c, &interp, [&quarters[0], &quarters[1]]);
     #[cfg(jit)]
     if let Some(jit) = &jit {
         create(c, jit);
         first_touch(c, jit);
         hostcall(c, jit);
         compile(c, &|| javm_jit_x86::Recompiler::new().unwrap(), &large);
+        prepare_parallel(c, jit, [&quarters[0], &quarters[1]]);
     }
 }
 
