@@ -608,12 +608,7 @@ impl<M: CachedModule> ModuleCache<M> {
             return Ok(m);
         }
         let made = Arc::new(make()?);
-        let mut map = self.lock();
-        if let Some(m) = map.find(&key, program) {
-            return Ok(m);
-        }
-        map.insert(key, &made);
-        Ok(made)
+        Ok(self.lock().insert_or_find(key, program, made))
     }
 
     /// The map, locked. A poisoned lock only means another thread panicked while
@@ -633,9 +628,10 @@ impl<M: CachedModule> Shapes<M> {
             .find(|m| m.program().same_content(program))
     }
 
-    /// Cache `m` under `key` (unless [`MAX_SAME_SHAPE`] live modules have that
-    /// shape), dropping dead entries as it goes.
-    fn insert(&mut self, key: Shape, m: &Arc<M>) {
+    /// The live module of `program` among those of shape `key` if another thread
+    /// cached one meanwhile; else `m`, cached under `key` unless [`MAX_SAME_SHAPE`]
+    /// live modules have that shape. Drops dead entries as it goes.
+    fn insert_or_find(&mut self, key: Shape, program: &Program, m: Arc<M>) -> Arc<M> {
         if self.by_shape.len() >= self.prune_at {
             self.by_shape.retain(|_, ms| {
                 ms.retain(|w| w.strong_count() > 0);
@@ -644,10 +640,18 @@ impl<M: CachedModule> Shapes<M> {
             self.prune_at = (2 * self.by_shape.len()).max(PRUNE_MIN);
         }
         let same_shape = self.by_shape.entry(key).or_default();
+        if let Some(cached) = same_shape
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|c| c.program().same_content(program))
+        {
+            return cached;
+        }
         same_shape.retain(|w| w.strong_count() > 0);
         if same_shape.len() < MAX_SAME_SHAPE {
-            same_shape.push(Arc::downgrade(m));
+            same_shape.push(Arc::downgrade(&m));
         }
+        m
     }
 }
 
