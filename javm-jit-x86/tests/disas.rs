@@ -16,7 +16,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "division",
-        "div_s_64 r11, r12, r11\nrem_u_32 r1, r2, r3\ntrap",
+        "div_s_64 r11, r12, r11\nrem_u_32 r1, r2, r3\ndiv_u_64 r11, r4, r5\nrem_s_32 r6, r11, r7\ndiv_s_32 r8, r11, r11\ntrap",
     ),
     (
         "memory",

@@ -798,87 +798,86 @@ impl Cg<'_> {
 
     /// Division and remainder without SIGFPE: a zero divisor and `MIN / −1` take
     /// their own paths before `div`/`idiv` can see them. 32-bit forms look only at
-    /// the low halves. The result is built in RDX; RAX is borrowed and restored.
+    /// the low halves. The result is built in RDX, then moved to the destination.
+    ///
+    /// `div` takes its dividend in RAX (guest r11) and the divisor from a register
+    /// or memory. RAX is borrowed: saved in the context unless it is the
+    /// destination (then the result overwrites it anyway), and restored after the
+    /// division. A divisor in RAX is divided from its saved copy, which then also
+    /// restores RAX; any other divisor is used in its own register (RDX, the
+    /// scratch, is never a guest register).
     fn div(&mut self, d: Reg, a: Reg, b: Reg, kind: Div, rem: bool, w32: bool) {
+        const RAX: u8 = 0;
         let (d, a, b) = (host(d), host(a), host(b));
         // The generator's own labels (`labels.rs`): dynasm's dynamic labels cost
-        // a relocation record each, resolved when the code is committed. The jumps
-        // keep dynasm's encodings (32-bit displacements).
+        // a relocation record each, resolved when the code is committed.
         let (zero, minus1, done) = (self.label(), self.label(), self.label());
-        asm!(self; gs mov [-0x48], Rq(a) ; mov rdx, Rq(b));
         if w32 {
-            asm!(self; test edx, edx);
-            self.jcc(Cc::E, zero);
-            if kind == Div::S {
-                asm!(self; cmp edx, -1);
-                self.jcc(Cc::E, minus1);
-            }
-            asm!(self
-                ; gs mov [-0x40], rdx
-                ; gs mov [-0x38], rax
-                ; gs mov eax, [-0x48]
-            );
-            match kind {
-                Div::U => asm!(self; xor edx, edx ; gs div DWORD [-0x40]),
-                Div::S => asm!(self; cdq ; gs idiv DWORD [-0x40]),
-            }
-            if rem {
-                asm!(self; movsxd rdx, edx);
-            } else {
-                asm!(self; movsxd rdx, eax);
-            }
-            asm!(self; gs mov rax, [-0x38]);
-            self.jmp(done);
-            self.bind(zero);
-            if rem {
-                asm!(self; gs movsxd rdx, DWORD [-0x48]);
-            } else {
-                asm!(self; mov rdx, -1);
-            }
-            if kind == Div::S {
-                self.jmp(done);
-                self.bind(minus1);
-                if rem {
-                    asm!(self; xor edx, edx);
-                } else {
-                    asm!(self; gs mov edx, [-0x48] ; neg edx ; movsxd rdx, edx);
-                }
-            }
+            asm!(self; test Rd(b), Rd(b));
         } else {
-            asm!(self; test rdx, rdx);
-            self.jcc(Cc::E, zero);
-            if kind == Div::S {
-                asm!(self; cmp rdx, -1);
-                self.jcc(Cc::E, minus1);
-            }
-            asm!(self
-                ; gs mov [-0x40], rdx
-                ; gs mov [-0x38], rax
-                ; gs mov rax, [-0x48]
-            );
-            match kind {
-                Div::U => asm!(self; xor edx, edx ; gs div QWORD [-0x40]),
-                Div::S => asm!(self; cqo ; gs idiv QWORD [-0x40]),
-            }
-            if !rem {
-                asm!(self; mov rdx, rax);
-            }
-            asm!(self; gs mov rax, [-0x38]);
-            self.jmp(done);
-            self.bind(zero);
-            if rem {
-                asm!(self; gs mov rdx, [-0x48]);
+            asm!(self; test Rq(b), Rq(b));
+        }
+        self.jcc(Cc::E, zero);
+        if kind == Div::S {
+            if w32 {
+                asm!(self; cmp Rd(b), -1);
             } else {
-                asm!(self; mov rdx, -1);
+                asm!(self; cmp Rq(b), -1);
             }
-            if kind == Div::S {
-                self.jmp(done);
-                self.bind(minus1);
-                if rem {
-                    asm!(self; xor edx, edx);
-                } else {
-                    asm!(self; gs mov rdx, [-0x48] ; neg rdx);
-                }
+            self.jcc(Cc::E, minus1);
+        }
+        // The divisor's copy (T1) doubles as RAX's saved value when it is RAX.
+        let restore = d != RAX;
+        if b == RAX {
+            asm!(self; gs mov [-0x40], rax);
+        } else if restore {
+            asm!(self; gs mov [-0x38], rax);
+        }
+        if a != RAX {
+            if w32 {
+                asm!(self; mov eax, Rd(a));
+            } else {
+                asm!(self; mov rax, Rq(a));
+            }
+        }
+        match (w32, kind, b == RAX) {
+            (true, Div::U, true) => asm!(self; xor edx, edx ; gs div DWORD [-0x40]),
+            (true, Div::U, false) => asm!(self; xor edx, edx ; div Rd(b)),
+            (true, Div::S, true) => asm!(self; cdq ; gs idiv DWORD [-0x40]),
+            (true, Div::S, false) => asm!(self; cdq ; idiv Rd(b)),
+            (false, Div::U, true) => asm!(self; xor edx, edx ; gs div QWORD [-0x40]),
+            (false, Div::U, false) => asm!(self; xor edx, edx ; div Rq(b)),
+            (false, Div::S, true) => asm!(self; cqo ; gs idiv QWORD [-0x40]),
+            (false, Div::S, false) => asm!(self; cqo ; idiv Rq(b)),
+        }
+        match (w32, rem) {
+            (true, true) => asm!(self; movsxd rdx, edx),
+            (true, false) => asm!(self; movsxd rdx, eax),
+            (false, true) => {}
+            (false, false) => asm!(self; mov rdx, rax),
+        }
+        if restore {
+            if b == RAX {
+                asm!(self; gs mov rax, [-0x40]);
+            } else {
+                asm!(self; gs mov rax, [-0x38]);
+            }
+        }
+        self.jmp(done);
+        // Neither path below has changed RAX or the operands.
+        self.bind(zero);
+        match (w32, rem) {
+            (true, true) => asm!(self; movsxd rdx, Rd(a)),
+            (false, true) => asm!(self; mov rdx, Rq(a)),
+            (_, false) => asm!(self; mov rdx, -1),
+        }
+        if kind == Div::S {
+            self.jmp(done);
+            self.bind(minus1);
+            match (w32, rem) {
+                (_, true) => asm!(self; xor edx, edx),
+                (true, false) => asm!(self; mov edx, Rd(a) ; neg edx ; movsxd rdx, edx),
+                (false, false) => asm!(self; mov rdx, Rq(a) ; neg rdx),
             }
         }
         self.bind(done);

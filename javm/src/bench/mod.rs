@@ -127,6 +127,13 @@ pub const WORKLOADS: &[Workload] = &[
         n: 100_000,
         expected: digits,
     },
+    Workload {
+        name: "divide",
+        source: include_str!("../../examples/divide.s"),
+        n: 20_000,
+        // The same sums as `digits`, by division instructions.
+        expected: digits,
+    },
 ];
 
 /// The host-call workload: `n` `ecalli 0` exits, each answered by doing nothing.

@@ -90,7 +90,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ProfileArg::Jar1)]
         profile: ProfileArg,
     },
-    /// Benchmark the built-in workloads (fib, sieve, sort, hash, digits, host calls, a 1 MB
+    /// Benchmark the built-in workloads (fib, sieve, sort, hash, digits, divide, host calls, a 1 MB
     /// program for compile speed) and print medians: compile, create, lifecycle,
     /// execute.
     ///
