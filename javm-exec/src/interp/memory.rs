@@ -13,8 +13,9 @@
 //! path writes, since a page is written only once it has left `NotPresent` — and kept
 //! if there were at most [`RECYCLE_MAX_PAGES`] of them; otherwise it is unmapped.
 //!
-//! Fast path: an access that stays within one page whose state byte allows it (any
-//! present state for loads, `PresentRw` for stores) touches the buffer directly.
+//! Fast path ([`FastView`]): an access that stays within one page whose state byte
+//! allows it (any present state for loads, `PresentRw` for stores) touches the
+//! buffer directly.
 //! Everything else — first touch, copy-on-write, straddling or wrapping accesses,
 //! faults — goes through [`PageMap::plan`] / [`PageMap::commit`], the rule both
 //! engines share. Pages are materialized from their layout slabs on first touch, so
@@ -51,6 +52,48 @@ pub(crate) struct FlatMemory {
     bytes: Option<MmapMut>,
     map: PageMap,
     schedule: GasSchedule,
+}
+
+/// The fast path of [`FlatMemory`]'s accesses over borrowed page states and buffer
+/// ([`FlatMemory::view`]): an access that stays within one page whose state byte
+/// allows it (any present state for loads, `PresentRw` for stores) touches the
+/// buffer directly; anything else is declined, for the slow path.
+#[derive(Debug)]
+pub(crate) struct FastView<'a> {
+    states: &'a [u8],
+    bytes: &'a mut [u8],
+}
+
+impl FastView<'_> {
+    /// The `N` bytes at `addr`, or `None` if the access needs the slow path.
+    #[inline(always)]
+    pub(crate) fn load<const N: usize>(&self, addr: u32) -> Option<[u8; N]> {
+        let a = addr as usize;
+        let in_page = (a & (PAGE_SIZE as usize - 1)) <= PAGE_SIZE as usize - N;
+        if in_page && self.states.get(a >> PAGE_SHIFT).is_some_and(|&s| s != 0) {
+            return self
+                .bytes
+                .get(a..a + N)
+                .and_then(|s| <[u8; N]>::try_from(s).ok());
+        }
+        None
+    }
+
+    /// Store `value` at `addr`; `false` (nothing written) if the access needs the
+    /// slow path.
+    #[inline(always)]
+    pub(crate) fn store<const N: usize>(&mut self, addr: u32, value: [u8; N]) -> bool {
+        let a = addr as usize;
+        let in_page = (a & (PAGE_SIZE as usize - 1)) <= PAGE_SIZE as usize - N;
+        if in_page
+            && self.states.get(a >> PAGE_SHIFT) == Some(&PRESENT_RW)
+            && let Some(dst) = self.bytes.get_mut(a..a + N)
+        {
+            dst.copy_from_slice(&value);
+            return true;
+        }
+        false
+    }
 }
 
 /// Bytes of the whole 32-bit address space, if this host can reserve that much.
@@ -136,50 +179,57 @@ impl FlatMemory {
         &self.map
     }
 
-    /// Load `N` bytes at `addr`, charging `gas` for materialization if needed.
+    /// The fast path's view: the page states and the buffer, borrowed once for
+    /// as long as no slow access (or other change) intervenes. The dispatch loop
+    /// keeps it across instructions instead of reaching both through `self` for
+    /// every access.
     #[inline(always)]
-    pub(crate) fn load<const N: usize>(
+    pub(crate) fn view(&mut self) -> FastView<'_> {
+        FastView {
+            states: self.map.state_bytes(),
+            bytes: self.bytes.as_deref_mut().unwrap_or_default(),
+        }
+    }
+
+    /// Load `N` bytes at `addr` where [`FastView::load`] declined: the shared rule,
+    /// charging `gas` for materialization if needed.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn load_slow<const N: usize>(
         &mut self,
         addr: u32,
         gas: &mut i64,
     ) -> Result<[u8; N], MemFault> {
-        let a = addr as usize;
-        let in_page = (a & (PAGE_SIZE as usize - 1)) <= PAGE_SIZE as usize - N;
-        if in_page
-            && self
-                .map
-                .state_bytes()
-                .get(a >> PAGE_SHIFT)
-                .is_some_and(|&s| s != 0)
-            && let Some(b) = self
-                .buf()
-                .get(a..a + N)
-                .and_then(|s| <[u8; N]>::try_from(s).ok())
-        {
-            return Ok(b);
-        }
         let mut out = [0u8; N];
         self.access_slow(addr, &mut out, false, gas)?;
         Ok(out)
     }
 
-    /// Store `N` bytes at `addr`, charging `gas` for copy-on-write if needed.
-    #[inline(always)]
-    pub(crate) fn store<const N: usize>(
+    /// Store `value` at `addr`: the fast path, else the slow one (what the dispatch
+    /// loop does through its view).
+    #[cfg(test)]
+    fn store<const N: usize>(
         &mut self,
         addr: u32,
         value: [u8; N],
         gas: &mut i64,
     ) -> Result<(), MemFault> {
-        let a = addr as usize;
-        let in_page = (a & (PAGE_SIZE as usize - 1)) <= PAGE_SIZE as usize - N;
-        if in_page
-            && self.map.state_bytes().get(a >> PAGE_SHIFT) == Some(&PRESENT_RW)
-            && let Some(dst) = self.buf_mut().get_mut(a..a + N)
-        {
-            dst.copy_from_slice(&value);
+        if self.view().store(addr, value) {
             return Ok(());
         }
+        self.store_slow(addr, value, gas)
+    }
+
+    /// Store `value` at `addr` where [`FastView::store`] declined: the shared
+    /// rule, charging `gas` for copy-on-write if needed.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn store_slow<const N: usize>(
+        &mut self,
+        addr: u32,
+        value: [u8; N],
+        gas: &mut i64,
+    ) -> Result<(), MemFault> {
         let mut v = value;
         self.access_slow(addr, &mut v, true, gas)
     }

@@ -279,21 +279,36 @@ pub(super) fn run<const STEP: bool>(
             }
         };
     }
+    // Accesses try the fast path through `view` first; the slow path may change the
+    // page states and the buffer, so `view` is taken afresh after it.
+    let mut view = mem.view();
     macro_rules! load {
         ($dst:expr, $addr:expr, $n:literal, $conv:expr) => {{
-            match mem.load::<$n>($addr, &mut gas) {
-                Ok(bytes) => {
+            let addr: u32 = $addr;
+            match view.load::<$n>(addr) {
+                Some(bytes) => {
                     r!($dst) = ($conv)(bytes);
                 }
-                Err(f) => mem_fault!(f),
+                None => {
+                    match mem.load_slow::<$n>(addr, &mut gas) {
+                        Ok(bytes) => {
+                            r!($dst) = ($conv)(bytes);
+                        }
+                        Err(f) => mem_fault!(f),
+                    }
+                    view = mem.view();
+                }
             }
         }};
     }
     macro_rules! store {
         ($addr:expr, $bytes:expr) => {{
-            match mem.store($addr, $bytes, &mut gas) {
-                Ok(()) => {}
-                Err(f) => mem_fault!(f),
+            let (addr, bytes): (u32, _) = ($addr, $bytes);
+            if !view.store(addr, bytes) {
+                if let Err(f) = mem.store_slow(addr, bytes, &mut gas) {
+                    mem_fault!(f)
+                }
+                view = mem.view();
             }
         }};
     }
@@ -385,7 +400,10 @@ pub(super) fn run<const STEP: bool>(
                         // jar1 grows memory through capabilities, not sbrk.
                         terminal!(Exit::Panic)
                     }
-                    match mem.sbrk(r!(o.a)) {
+                    // `sbrk` may move the buffer: the view is taken afresh.
+                    let grown = mem.sbrk(r!(o.a));
+                    view = mem.view();
+                    match grown {
                         Ok(v) => r!(o.d) = v,
                         Err(e) => {
                             // A host failure: save the state so the caller can inspect it.
