@@ -59,6 +59,7 @@ pub mod asm;
 pub mod blob;
 pub mod disasm;
 pub mod engine;
+pub mod fuse;
 pub mod gas;
 pub mod gas_const;
 pub mod instruction;

@@ -1,7 +1,7 @@
 //! The interpreter engine.
 //!
 //! It executes a [`Program`]'s decoded [`crate::Instruction`]s directly: one
-//! `match` per instruction, registers in a local array, gas charged once per block on
+//! `match` per instruction (or per fused run of [`crate::fuse`], `op.rs`), registers in a local array, gas charged once per block on
 //! entry (checked against cost + reserve, deducting the cost; a block is priced the
 //! first time any instance enters it, and decoded the first time any instance runs
 //! it, so preparing a module decodes nothing), and memory through
@@ -11,6 +11,7 @@
 
 mod instance;
 pub(crate) mod memory;
+mod op;
 mod run;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -21,16 +22,17 @@ use crate::engine::{
     check_start,
 };
 use crate::gas::GasSchedule;
-use crate::instruction::Instruction;
 use crate::memory::{DEFAULT_MEMORY_LIMIT, PageMap};
 use crate::program::Program;
 
 pub use instance::InterpInstance;
+use op::Op;
 
 /// The interpreter engine. Cheap to create; holds a cache of prepared modules.
 pub struct Interpreter {
     cache: ModuleCache<InterpModule>,
     memory_limit: u64,
+    fuse: bool,
 }
 
 impl Default for Interpreter {
@@ -38,6 +40,7 @@ impl Default for Interpreter {
         Interpreter {
             cache: ModuleCache::new(),
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            fuse: true,
         }
     }
 }
@@ -53,6 +56,15 @@ impl Interpreter {
     /// [`EngineError::MemoryLimit`].
     pub fn with_memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = bytes;
+        self
+    }
+
+    /// The same interpreter executing every instruction on its own: the runs of
+    /// [`crate::fuse`] that it otherwise executes as one step are not fused. The
+    /// results are the same either way; this is the reference the fused runs are
+    /// tested against.
+    pub fn without_fusion(mut self) -> Self {
+        self.fuse = false;
         self
     }
 }
@@ -83,27 +95,34 @@ struct BlockEntry {
     /// (non-negative) gas; [`NOT_A_TARGET`] for a block that is no branch target,
     /// [`UNPRICED`] before the block's first entry.
     need: AtomicU64,
-    /// The block's instructions, decoded on its first run ([`BlockEntry::code`]).
-    code: OnceLock<Box<[Instruction]>>,
+    /// The block's ops, decoded (and their runs fused) on its first run
+    /// ([`BlockEntry::code`]).
+    code: OnceLock<Box<[Op]>>,
 }
 
 impl BlockEntry {
-    /// The block's instructions (`program` is its module's program): decoded by
-    /// the first run that reaches the block, on any thread (a run that reaches it
-    /// while another decodes it waits for that decoding).
+    /// The block's ops (`module` is its module): decoded by the first run that
+    /// reaches the block, on any thread (a run that reaches it while another
+    /// decodes it waits for that decoding).
     #[inline(always)]
-    fn code(&self, program: &Program) -> &[Instruction] {
+    fn code(&self, module: &InterpModule) -> &[Op] {
         match self.code.get() {
             Some(code) => code,
-            None => self.decode(program),
+            None => self.decode(module),
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn decode(&self, program: &Program) -> &[Instruction] {
-        self.code
-            .get_or_init(|| program.decode_range(self.first, self.end))
+    fn decode(&self, module: &InterpModule) -> &[Op] {
+        self.code.get_or_init(|| {
+            let ins = module.program.decode_range(self.first, self.end);
+            if module.fuse {
+                op::block_ops(&ins)
+            } else {
+                ins.iter().map(|&i| Op::from(i)).collect()
+            }
+        })
     }
 }
 
@@ -122,6 +141,8 @@ pub struct InterpModule {
     program: Arc<Program>,
     schedule: GasSchedule,
     blocks: Box<[BlockEntry]>,
+    /// Whether blocks are decoded with their runs fused ([`op::block_ops`]).
+    fuse: bool,
 }
 
 impl InterpModule {
@@ -194,6 +215,7 @@ impl Engine for Interpreter {
                 program: Arc::clone(program),
                 schedule,
                 blocks,
+                fuse: self.fuse,
             })
         })
     }
@@ -349,13 +371,11 @@ mod tests {
         assert_eq!(vm.run().unwrap(), Exit::Halt);
         assert_eq!(vm.reg(crate::Reg::R5), 108);
         assert_eq!(decoded(&module), [true, false, true, true, false]);
-        // The decoded blocks are the program's instructions.
+        // The decoded blocks are the program's instructions (with its runs fused).
         for (e, b) in module.blocks.iter().zip(program.blocks()) {
             if let Some(code) = e.code.get() {
-                assert_eq!(
-                    &code[..],
-                    &program.instructions()[b.first as usize..b.end as usize]
-                );
+                let ins = &program.instructions()[b.first as usize..b.end as usize];
+                assert_eq!(&code[..], &op::block_ops(ins)[..]);
             }
         }
     }

@@ -13,10 +13,11 @@
 
 use super::instance::{InterpInstance, Resume};
 use super::memory::MemFault;
+use super::op::Op as I;
 use super::{NOT_A_TARGET, UNPRICED};
 use crate::engine::{EngineError, Exit};
 use crate::gas::GasProfile;
-use crate::instruction::{Instruction as I, imm};
+use crate::instruction::imm;
 use crate::ops;
 use crate::program::DynamicJump;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
@@ -141,7 +142,7 @@ pub(super) fn run<const STEP: bool>(
     );
     let (mut body, mut end) = match blocks.get(block as usize) {
         Some(e) => (
-            e.code(program)
+            e.code(module)
                 .get(start.saturating_sub(e.first as usize)..)
                 .unwrap_or_default(),
             e.end as usize,
@@ -552,9 +553,36 @@ pub(super) fn run<const STEP: bool>(
                 I::MaxU(o) => op3!(o, ops::max_u),
                 I::Min(o) => op3!(o, ops::min_s),
                 I::MinU(o) => op3!(o, ops::min_u),
+
+                // Fused runs (`crate::fuse`, `op.rs`): the registers each
+                // instruction of the run writes, in the run's order, then the run's
+                // later slots are skipped (for an index, up to its load, which runs
+                // as written).
+                I::Rotate(f) => {
+                    let v = r!(f.x);
+                    for s in f.shifts {
+                        let amount = u64::from(s.amount);
+                        r!(s.dst) = if s.left {
+                            ops::shl64(v, amount)
+                        } else {
+                            ops::shr64(v, amount)
+                        };
+                    }
+                    r!(f.d) = ops::rotr64(v, u64::from(f.n));
+                    it.nth(1);
+                }
+                I::ZeroExtend(f) => {
+                    r!(f.d) = ops::shr64(ops::shl64(r!(f.s), 32), u64::from(f.k));
+                    it.next();
+                }
+                I::Index(f) => {
+                    let index = u64::from(r!(f.b) as u32) << f.scale;
+                    r!(f.d) = r!(f.a).wrapping_add(index);
+                    it.nth(1);
+                }
             }
         }
         // One place for every entry's instructions (each `enter!` breaks to here).
-        body = entered.code(program);
+        body = entered.code(module);
     }
 }

@@ -7,7 +7,6 @@
 use dynasmrt::{DynasmApi, dynasm};
 use javm_exec::Instruction as I;
 use javm_exec::Reg;
-use javm_exec::isa::{AccessKind, MemAccess, Opcode};
 
 use super::enc::{GuestMem, MemOp, gs_mem};
 use super::labels::Cc;
@@ -19,17 +18,8 @@ use crate::ctx::{ExitKind, off};
 use crate::signal::{NO_BASE, SideEntry};
 use crate::window::{SHADOW_DISP, SHADOW_FULL};
 
-/// How a load extends its value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Load {
-    U8,
-    I8,
-    U16,
-    I16,
-    U32,
-    I32,
-    U64,
-}
+pub(crate) use javm_exec::fuse::Load;
+use javm_exec::fuse::load_operands;
 
 /// The register a folded run's last access stands in for (`fuse.rs`): on an exit
 /// there, `reg = base + (index << scale)`, the index zero-extended from 32 bits
@@ -38,53 +28,6 @@ pub(crate) enum Load {
 pub(crate) struct Fixup {
     pub(crate) reg: u8,
     pub(crate) zext_index: bool,
-}
-
-impl Load {
-    /// The kind of a load, from the ISA table's width and extension; `None` for a
-    /// store.
-    fn of(access: MemAccess) -> Option<Load> {
-        use AccessKind::{LoadSigned as S, LoadUnsigned as U};
-        Some(match (access.width, access.kind) {
-            (1, U) => Load::U8,
-            (1, S) => Load::I8,
-            (2, U) => Load::U16,
-            (2, S) => Load::I16,
-            (4, U) => Load::U32,
-            (4, S) => Load::I32,
-            (8, U | S) => Load::U64,
-            _ => return None,
-        })
-    }
-}
-
-/// The load `ins` as `(destination, base register (none for a fixed address),
-/// offset, kind)`; its width and extension come from the ISA table.
-fn load_operands(ins: &I) -> Option<(Reg, Option<Reg>, i32, Load)> {
-    let kind = Load::of(ins.opcode().and_then(Opcode::memory_access)?)?;
-    match *ins {
-        I::LoadU8(o)
-        | I::LoadI8(o)
-        | I::LoadU16(o)
-        | I::LoadI16(o)
-        | I::LoadU32(o)
-        | I::LoadI32(o)
-        | I::LoadU64(o) => Some((o.a, None, o.x, kind)),
-        I::LoadIndU8(o)
-        | I::LoadIndI8(o)
-        | I::LoadIndU16(o)
-        | I::LoadIndI16(o)
-        | I::LoadIndU32(o)
-        | I::LoadIndI32(o)
-        | I::LoadIndU64(o) => Some((o.a, Some(o.b), o.x, kind)),
-        _ => None,
-    }
-}
-
-/// The indirect load `ins` as `(destination, base, offset, kind)`.
-pub(crate) fn indirect_load(ins: &I) -> Option<(Reg, Reg, i32, Load)> {
-    let (dst, base, x, kind) = load_operands(ins)?;
-    Some((dst, base?, x, kind))
 }
 
 /// A store's source.

@@ -348,7 +348,7 @@ pub(crate) fn compile(
                 let back = cg.label();
                 cg.bind(back);
                 let end = cg.ops.offset().0 as u32;
-                let len = f.len() as u32;
+                let len = f.instructions() as u32;
                 ins_ends[idx as usize] = end;
                 for inner in idx + 1..idx + len {
                     ins_offsets[inner as usize] = end;
