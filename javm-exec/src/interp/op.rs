@@ -97,7 +97,13 @@ pub(crate) fn block_ops(ins: &[Instruction]) -> Box<[Op]> {
     let mut ops: Box<[Op]> = ins.iter().map(|&i| Op::from(i)).collect();
     let mut k = 0;
     while let Some(rest) = ins.get(k..).filter(|r| !r.is_empty()) {
-        match fuse::find(rest).and_then(Op::of) {
+        // Every run the interpreter fuses starts with a shift by a constant; other
+        // starts skip the search (which could only find an `add_64` + load).
+        let shift = matches!(
+            rest.first(),
+            Some(Instruction::ShloLImm64(_) | Instruction::ShloRImm64(_))
+        );
+        match shift.then(|| fuse::find(rest)).flatten().and_then(Op::of) {
             Some((op, covered)) => {
                 if let Some(slot) = ops.get_mut(k) {
                     *slot = op;
