@@ -36,9 +36,21 @@ fn assert_usage_error(o: &Output, mentions: &str) {
     );
 }
 
+/// A path in this test process's scratch directory. The directory is named by the
+/// process id, which the system reuses: one left behind by an earlier process is
+/// emptied on first use, so no test reads another run's files (a stale
+/// `report.json` once sat in the tree `test_vectors_search_recursively_filter_and_report`
+/// searches).
 fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("javm-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("javm-cli-{}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    });
     dir.join(name)
 }
 
