@@ -1,5 +1,8 @@
 //! Fusions: short runs of ALU instructions lowered as one sequence.
 //!
+//! Which runs fuse is decided by `javm_exec::fuse::find`, the rule the interpreter
+//! uses too (it executes each run with one dispatch); this module only lowers them.
+//!
 //! Compilers targeting the PVM write a 64-bit rotate as two shifts and an `or`, and
 //! a zero-extended, scaled 32-bit index as a shift left by 32 and a shift right. Each
 //! instruction lowered alone costs two host instructions per shift (`mov` + shift)
