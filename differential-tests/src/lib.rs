@@ -71,6 +71,21 @@ pub fn jit() -> &'static javm_jit_x86::Recompiler {
     JIT.get_or_init(|| javm_jit_x86::Recompiler::new().expect("the recompiler is available"))
 }
 
+/// A process-wide recompiler that compiles every program in parts of at most 5
+/// instructions (whole blocks) on 3 threads and links them (`javm-jit-x86`
+/// `codegen/link.rs`): what only programs of more than 32 768 instructions get
+/// by default, for tests to compare with the interpreter on small programs.
+#[cfg(jit)]
+pub fn jit_in_parts() -> &'static javm_jit_x86::Recompiler {
+    static JIT: std::sync::OnceLock<javm_jit_x86::Recompiler> = std::sync::OnceLock::new();
+    JIT.get_or_init(|| {
+        javm_jit_x86::Recompiler::new()
+            .expect("the recompiler is available")
+            .with_compile_part(5)
+            .with_compile_threads(3)
+    })
+}
+
 /// A program plus everything needed to instantiate it.
 #[derive(Clone, Debug)]
 pub struct Case {

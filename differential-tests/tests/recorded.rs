@@ -171,6 +171,13 @@ fn current() -> String {
                 interp,
                 "{name} {profile}: the engines differ"
             );
+            // Compiled in parts of a few instructions on several threads, linked.
+            #[cfg(jit)]
+            assert_eq!(
+                run_example(differential_tests::jit_in_parts(), sp, profile),
+                interp,
+                "{name} {profile}: the recompiler in parts differs"
+            );
             let _ = writeln!(out, "run {name} {profile}: {interp}");
         }
     }

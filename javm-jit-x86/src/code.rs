@@ -99,41 +99,45 @@ unsafe impl Send for ExecutableCode {}
 unsafe impl Sync for ExecutableCode {}
 
 impl WritableCode {
-    /// Map a writable buffer holding a copy of `bytes`.
-    pub(crate) fn new(bytes: &[u8]) -> io::Result<WritableCode> {
-        if bytes.len() <= POOL_CODE_MAX
+    /// Map a writable buffer holding a copy of `parts`, one after another. With
+    /// `threads` > 1 and several parts, the parts are copied on up to that many
+    /// threads (scoped; the caller is one), each pre-faulting the pages it writes.
+    pub(crate) fn new(parts: &[Vec<u8>], threads: usize) -> io::Result<WritableCode> {
+        let len = parts.iter().map(Vec::len).sum::<usize>();
+        if len <= POOL_CODE_MAX
             && let Some((ptr, old)) = take_pooled()
         {
             let w = WritableCode {
                 ptr,
-                len: bytes.len(),
+                len,
                 map_len: POOL_CODE_MAX + PAGE,
             };
-            // SAFETY: the code pages (`POOL_CODE_MAX ≥ bytes.len(), old` bytes) are
-            // writable and owned by `w` alone. What is left of the earlier module's
-            // code gets `int3`; the pages past it were never written.
+            // SAFETY: the code pages (`POOL_CODE_MAX ≥ len, old` bytes) are writable
+            // and owned by `w` alone. What is left of the earlier module's code gets
+            // `int3`; the pages past it were never written.
             unsafe {
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len());
-                if old > bytes.len() {
-                    std::ptr::write_bytes(ptr.as_ptr().add(bytes.len()), 0xCC, old - bytes.len());
+                copy_parts(ptr, parts);
+                if old > len {
+                    std::ptr::write_bytes(ptr.as_ptr().add(len), 0xCC, old - len);
                 }
             }
             return Ok(w);
         }
         // Small code gets a mapping of the pooled size, so it can be recycled.
-        let code_pages = if bytes.len() <= POOL_CODE_MAX {
+        let code_pages = if len <= POOL_CODE_MAX {
             POOL_CODE_MAX
         } else {
-            bytes.len().div_ceil(PAGE) * PAGE
+            len.div_ceil(PAGE) * PAGE
         };
         let map_len = code_pages + PAGE;
-        let len = NonZeroUsize::new(map_len).ok_or_else(|| io::Error::other("empty mapping"))?;
+        let map_size =
+            NonZeroUsize::new(map_len).ok_or_else(|| io::Error::other("empty mapping"))?;
         // SAFETY: an anonymous private mapping at an address of the kernel's choice
         // cannot alias any existing Rust object.
         let p = unsafe {
             mmap_anonymous(
                 None,
-                len,
+                map_size,
                 ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
                 MapFlags::MAP_PRIVATE,
             )
@@ -147,23 +151,55 @@ impl WritableCode {
             let _ = unsafe { munmap(p, map_len) };
             return Err(e.into());
         }
-        if code_pages >= POPULATE_MIN {
-            // Every code page is written right below; for a large program one
-            // pre-fault of the whole range is cheaper than a page fault per page (for
-            // a small one it is not). Only a hint: kernels before 5.14 reject it.
-            // SAFETY: advises on the mapping just created, which nothing else uses.
-            let _ = unsafe { madvise(p, code_pages, MmapAdvise::MADV_POPULATE_WRITE) };
-        }
-        let ptr = p.cast::<u8>();
-        let w = WritableCode {
-            ptr,
-            len: bytes.len(),
+        let mut w = WritableCode {
+            ptr: p.cast::<u8>(),
+            len,
             map_len,
         };
-        // SAFETY: the mapping is `map_len ≥ bytes.len()` bytes, writable, and owned
-        // by `w` alone.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
+        let code = w.bytes_mut();
+        if threads <= 1 || parts.len() <= 1 {
+            populate(code);
+            let mut rest = code;
+            for part in parts {
+                let (dst, tail) = rest.split_at_mut(part.len());
+                dst.copy_from_slice(part);
+                rest = tail;
+            }
+            return Ok(w);
+        }
+        // Each part's destination, taken in turn by the threads.
+        let mut slots = Vec::with_capacity(parts.len());
+        let mut rest = code;
+        for part in parts {
+            let (dst, tail) = rest.split_at_mut(part.len());
+            slots.push(Mutex::new(Some((dst, &part[..]))));
+            rest = tail;
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || {
+            while let Some(slot) =
+                slots.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+            {
+                if let Some((dst, src)) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    populate(dst);
+                    dst.copy_from_slice(src);
+                }
+            }
+        };
+        std::thread::scope(|s| {
+            for _ in 1..threads.min(parts.len()) {
+                s.spawn(work);
+            }
+            work();
+        });
         Ok(w)
+    }
+
+    /// The code bytes, writable.
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping holds `len` bytes of code pages, read-write while the
+        // handle exists, owned by it alone; the borrow of `self` covers the slice.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 
     /// Make the code read + execute (the guard page after it is inaccessible since
@@ -188,6 +224,34 @@ impl WritableCode {
         }
         // On an error above `exec` unmaps on drop.
         Ok(exec)
+    }
+}
+
+/// Pre-fault the pages `bytes` lies in when they are many: each is written right
+/// after, and one advice for the whole range is cheaper than a page fault per
+/// page (for a few pages it is not). Only a hint: kernels before 5.14 reject it.
+fn populate(bytes: &mut [u8]) {
+    let start = (bytes.as_mut_ptr() as usize) & !(PAGE - 1);
+    let end = bytes.as_mut_ptr() as usize + bytes.len();
+    if end - start >= POPULATE_MIN
+        && let Some(p) = NonNull::new(start as *mut libc::c_void)
+    {
+        // SAFETY: the pages of `bytes`, which the caller may write; advising
+        // changes no contents.
+        let _ = unsafe { madvise(p, end - start, MmapAdvise::MADV_POPULATE_WRITE) };
+    }
+}
+
+/// Copy `parts` one after another to `dst`.
+///
+/// # Safety
+/// `dst` is valid for writes of the parts' total length and overlaps none of them.
+unsafe fn copy_parts(dst: NonNull<u8>, parts: &[Vec<u8>]) {
+    let mut at = 0;
+    for p in parts {
+        // SAFETY: `at + p.len()` is at most the total length (caller's guarantee).
+        unsafe { std::ptr::copy_nonoverlapping(p.as_ptr(), dst.as_ptr().add(at), p.len()) };
+        at += p.len();
     }
 }
 
@@ -249,7 +313,7 @@ mod tests {
 
     #[test]
     fn code_is_never_writable_and_executable() {
-        let w = WritableCode::new(&[0xC3; 10]).unwrap();
+        let w = WritableCode::new(&[vec![0xC3; 10]], 1).unwrap();
         let start = w.ptr.as_ptr() as usize;
         assert_eq!(&perms(start)[..3], "rw-");
         let x = w.finalize().unwrap();
@@ -265,12 +329,12 @@ mod tests {
     #[test]
     fn recycled_mappings_hold_no_earlier_code_and_keep_w_xor_x() {
         for round in 0..4 {
-            let a = WritableCode::new(&[0x90; 3000])
+            let a = WritableCode::new(&[vec![0x90; 3000]], 1)
                 .unwrap()
                 .finalize()
                 .unwrap();
             drop(a);
-            let w = WritableCode::new(&[0xC3; 10]).unwrap();
+            let w = WritableCode::new(&[vec![0xC3; 10]], 1).unwrap();
             let start = w.ptr.as_ptr() as usize;
             assert_eq!(&perms(start)[..3], "rw-", "round {round}");
             // SAFETY: the mapping has POOL_CODE_MAX readable bytes (small code

@@ -71,7 +71,7 @@ mod window;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub use instance::JitInstance;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-pub use module::{JitModule, Recompiler};
+pub use module::{JitModule, MAX_COMPILE_THREADS, Recompiler};
 
 /// Whether the recompiler can run on this host (x86-64 Linux with BMI1, BMI2,
 /// LZCNT and POPCNT).

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
+use javm_exec::Program;
 use javm_exec::engine::{
     CachedModule, Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_schedule,
     check_start,
 };
 use javm_exec::gas::GasSchedule;
 use javm_exec::memory::{DEFAULT_MEMORY_LIMIT, PageMap};
-use javm_exec::{GasProfile, Program};
 
 use crate::code::{ExecutableCode, WritableCode};
 use crate::codegen::{self, HostSite};
@@ -20,6 +20,25 @@ use crate::window::Window;
 pub struct Recompiler {
     cache: ModuleCache<JitModule>,
     memory_limit: u64,
+    /// Threads that compile a program of several parts (`None`: one per core, at
+    /// most [`MAX_COMPILE_THREADS`]).
+    compile_threads: Option<usize>,
+    /// Instructions per part of a compilation (`codegen::link`).
+    part: usize,
+}
+
+/// The most threads a compilation uses by default.
+pub const MAX_COMPILE_THREADS: usize = 4;
+
+/// The threads a compilation uses by default: one per core the process may use,
+/// at most [`MAX_COMPILE_THREADS`] (looked up once).
+fn default_compile_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(MAX_COMPILE_THREADS)
+    })
 }
 
 impl std::fmt::Debug for Recompiler {
@@ -54,7 +73,38 @@ impl Recompiler {
         Ok(Recompiler {
             cache: ModuleCache::new(),
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            compile_threads: None,
+            part: codegen::link::Split::PART,
         })
+    }
+
+    /// The same recompiler compiling large programs on at most `threads` threads,
+    /// the calling one included (default: one per core, at most
+    /// [`MAX_COMPILE_THREADS`]; 0 counts as 1). A program is compiled in parts of
+    /// about 32 768 instructions (about 100 KiB of code), so only a program of
+    /// several parts uses more than the calling thread; the code is the same
+    /// whatever the number of threads.
+    pub fn with_compile_threads(mut self, threads: usize) -> Self {
+        self.compile_threads = Some(threads.max(1));
+        self
+    }
+
+    /// The same recompiler cutting programs into parts of about `instructions`
+    /// instructions (0 counts as 1) instead of 32 768. Smaller parts let smaller
+    /// programs compile on several threads, but each part adds a few jumps and its
+    /// own exit stubs; this setting is mainly for tests, which compile small
+    /// programs in many parts to check that linking them changes no result.
+    pub fn with_compile_part(mut self, instructions: usize) -> Self {
+        self.part = instructions.max(1);
+        self
+    }
+
+    /// How this recompiler cuts and runs a compilation.
+    fn split(&self) -> codegen::link::Split {
+        codegen::link::Split {
+            part: self.part,
+            threads: self.compile_threads.unwrap_or_else(default_compile_threads),
+        }
     }
 
     /// The same recompiler with instances limited to `bytes` of written pages
@@ -76,7 +126,7 @@ impl Recompiler {
         program: &Arc<Program>,
         schedule: GasSchedule,
     ) -> Result<JitModule, EngineError> {
-        JitModule::compile(program, schedule)
+        JitModule::compile(program, schedule, self.split())
     }
 }
 
@@ -118,16 +168,20 @@ fn to_i64(v: u64) -> i64 {
 }
 
 impl JitModule {
-    fn compile(program: &Arc<Program>, schedule: GasSchedule) -> Result<JitModule, EngineError> {
-        let costs = program.block_costs(schedule);
-        let gp = schedule.profile() == GasProfile::Gp;
-        let mut c = codegen::compile(program, costs, gp)
+    fn compile(
+        program: &Arc<Program>,
+        schedule: GasSchedule,
+        split: codegen::link::Split,
+    ) -> Result<JitModule, EngineError> {
+        let mut c = codegen::link::compile(program, schedule, split)
             .map_err(|e| EngineError::Internal(format!("cannot compile the program: {e}")))?;
-        let code = WritableCode::new(&c.code)
+        let code = WritableCode::new(&c.code, split.threads)
             .and_then(WritableCode::finalize)
             .map_err(|e| EngineError::OutOfMemory(format!("cannot map code: {e}")))?;
-        // The bytes are in the mapping now; the buffer serves the thread's next compile.
-        codegen::buf::recycle(std::mem::take(&mut c.code));
+        // The bytes are in the mapping now; a buffer serves the thread's next compile.
+        if let Some(part) = c.code.pop() {
+            codegen::buf::recycle(part);
+        }
         let start = code.start() as u64;
         // Entry 0 (address 0) and the entries of invalid targets lead to the
         // dynamic jumps' shared panic; entry i + 1 is the table's entry i
@@ -145,7 +199,8 @@ impl JitModule {
                 }
             }))
             .collect();
-        let prices = costs
+        let prices = c
+            .costs
             .iter()
             .map(|c| (to_i64(c.cost), to_i64(c.need())))
             .collect();
@@ -198,8 +253,15 @@ impl JitModule {
         Some((self.code.start() as u64 + u64::from(start), bytes))
     }
 
+    /// All the machine code, with its address. It is position independent, so
+    /// two compilations of a program with the same settings give the same bytes.
+    pub fn native_code(&self) -> (u64, &[u8]) {
+        (self.code.start() as u64, self.code.bytes())
+    }
+
     /// The cold code after the last instruction's inline code (out-of-gas, exit and
-    /// store slow-path stubs), with its address.
+    /// store slow-path stubs), with its address. For a program compiled in parts
+    /// (see [`Recompiler::with_compile_part`]), the last part's.
     pub fn cold_code(&self) -> (u64, &[u8]) {
         let start = self.ins_ends.iter().copied().max().unwrap_or(0) as usize;
         let bytes = self.code.bytes().get(start..).unwrap_or_default();
@@ -226,8 +288,9 @@ impl Engine for Recompiler {
         program: &Arc<Program>,
         schedule: GasSchedule,
     ) -> Result<Arc<JitModule>, EngineError> {
-        self.cache
-            .get_or_try_insert(program, schedule, || JitModule::compile(program, schedule))
+        self.cache.get_or_try_insert(program, schedule, || {
+            JitModule::compile(program, schedule, self.split())
+        })
     }
 
     fn instantiate(

@@ -14,6 +14,10 @@
 //! `--jobs N` runs chunks of 10 000 on N threads (default: every core); a chunk's
 //! seed depends only on `--seed` and its index, so any `--jobs` tests the same cases.
 //!
+//! `--jit-part N` has the recompiler compile each program in parts of at most N
+//! instructions on three threads and link them, as it does by default only for
+//! programs of more than 32 768 instructions.
+//!
 //! `--scenarios N` runs N driver-level scenarios instead (several instances calling
 //! each other through the `Vm` host ops, yields, resumes, out of gas, settling; see
 //! `differential_tests::scenario`), printing scenarios per second and what they
@@ -62,6 +66,11 @@ struct Args {
     /// Worker threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     jobs: usize,
+    /// Have the recompiler compile every program in parts of at most this many
+    /// instructions (whole blocks), on 3 threads, and link them — what programs of
+    /// more than 32 768 instructions get by default [default: one part].
+    #[arg(long, value_name = "INSTRUCTIONS")]
+    jit_part: Option<usize>,
 }
 
 /// The worker count for `--jobs`.
@@ -137,10 +146,16 @@ fn main() -> ExitCode {
     };
     #[cfg(jit)]
     let b = match javm_jit_x86::Recompiler::new() {
-        Ok(b) => {
-            eprintln!("engines: interp vs jit");
-            b
-        }
+        Ok(b) => match args.jit_part {
+            Some(part) => {
+                eprintln!("engines: interp vs jit (compiled in parts of {part} instructions)");
+                b.with_compile_part(part).with_compile_threads(3)
+            }
+            None => {
+                eprintln!("engines: interp vs jit");
+                b
+            }
+        },
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);

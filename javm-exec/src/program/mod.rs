@@ -157,6 +157,33 @@ impl Program {
             .get_or_init(|| self.decode_range(0, self.pcs.len() as u32))
     }
 
+    /// [`Program::instructions`], decoded on up to `threads` threads if it is not
+    /// decoded yet: the table is cut into that many contiguous parts, the calling
+    /// thread decodes the first and scoped threads the others. The same table as
+    /// [`Program::instructions`] (each slot is decoded from the code alone), for
+    /// large programs in less time; `threads` ≤ 1 decodes on the calling thread.
+    pub fn instructions_on(&self, threads: usize) -> &[Instruction] {
+        self.instructions.get_or_init(|| {
+            let n = self.pcs.len();
+            let part = n.div_ceil(threads.max(1)).max(1);
+            if part >= n {
+                return self.decode_range(0, n as u32);
+            }
+            let mut out = vec![Instruction::Invalid; n];
+            std::thread::scope(|s| {
+                let mut parts = out.chunks_mut(part).enumerate();
+                let first = parts.next();
+                for (i, slots) in parts {
+                    s.spawn(move || build::decode_into(self, (i * part) as u32, slots));
+                }
+                if let Some((_, slots)) = first {
+                    build::decode_into(self, 0, slots);
+                }
+            });
+            out.into_boxed_slice()
+        })
+    }
+
     /// Instructions `first..end` (indexes into [`Program::instructions`], clamped
     /// to the positions), decoded afresh: the same instructions the whole table
     /// holds there.
@@ -265,6 +292,12 @@ impl Program {
                 .map(|b| self.block_cost(b, schedule))
                 .collect()
         })
+    }
+
+    /// [`Program::block_costs`] if they are computed already (`None` otherwise:
+    /// nothing is computed here).
+    pub fn cached_block_costs(&self, schedule: GasSchedule) -> Option<&[BlockCost]> {
+        self.costs[schedule.slot()].get().map(|c| &c[..])
     }
 
     /// The price of block `b` under `schedule`, as its entry charges it. Under `gp`

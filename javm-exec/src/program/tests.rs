@@ -221,6 +221,11 @@ proptest::proptest! {
         let (from, to) = ((seed % u64::from(n + 2)) as u32, (seed >> 32) as u32 % (n + 2));
         let want = decoded.get(from.min(n) as usize..to.min(n).max(from.min(n)) as usize).unwrap();
         proptest::prop_assert_eq!(&p.decode_range(from, to)[..], want);
+        // Decoded in parts on several threads, the table is the same.
+        for threads in [2, 3, 7] {
+            let again = Program::new(p.code().to_vec(), p.bitmask().to_vec(), p.jump_table().to_vec()).unwrap();
+            proptest::prop_assert_eq!(again.instructions_on(threads), &decoded[..]);
+        }
     }
 }
 

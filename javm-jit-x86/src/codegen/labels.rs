@@ -13,8 +13,9 @@ use dynasmrt::DynasmApi;
 
 use super::Cg;
 
-/// A position in the code, bound once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A position in the code, bound once. Labels are numbered in the order they are
+/// made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Label(u32);
 
 /// A condition code (the low nibble of `jcc`'s opcode).
@@ -91,10 +92,21 @@ impl Labels {
         }
     }
 
-    /// Write every forward jump's displacement into `code`.
-    pub(crate) fn patch(&self, code: &mut [u8]) -> Result<(), String> {
+    /// Write every forward jump's displacement into `code`, except those to labels
+    /// that are not bound: they lead into another part of the code (`link.rs`),
+    /// which the caller resolves; they are returned as (offset of the 4-byte
+    /// field, label).
+    pub(crate) fn patch(&self, code: &mut [u8]) -> Result<Vec<(u32, Label)>, String> {
+        let mut unbound = Vec::new();
         for f in &self.fixups {
-            let target = i64::from(self.offset(Label(f.label))?);
+            let Ok(target) = self.offset(Label(f.label)) else {
+                if f.short {
+                    return Err(format!("short jump at {:#x} to an unbound label", f.at));
+                }
+                unbound.push((f.at, Label(f.label)));
+                continue;
+            };
+            let target = i64::from(target);
             let at = f.at as usize;
             if f.short {
                 let rel = i8::try_from(target - (i64::from(f.at) + 1))
@@ -108,7 +120,7 @@ impl Labels {
                     .copy_from_slice(&rel.to_le_bytes());
             }
         }
-        Ok(())
+        Ok(unbound)
     }
 }
 

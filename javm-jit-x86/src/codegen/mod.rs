@@ -4,7 +4,12 @@
 //! 1. the entry trampoline (`entry(guest_base, target)`) and the shared exit path;
 //! 2. every block in program order: its label, the gas check, then each instruction
 //!    (a block's successor follows it directly, so fallthrough costs nothing);
-//! 3. the cold stubs: out of gas per block, panic and halt per instruction.
+//! 3. the cold code: the fused runs' tails, the checked copies, the stubs (out of
+//!    gas per block, panic and halt per instruction) and the exit tails.
+//!
+//! A program of more than [`link::Split::PART`] instructions is compiled in parts,
+//! each laid out as 2 and 3 (the first with 1 before it), possibly on several
+//! threads, and linked (`link.rs`).
 //!
 //! Everything the code generator needs comes from the `Program` (instructions,
 //! resolved targets, blocks) and the block prices the schedule gives; nothing is
@@ -21,6 +26,7 @@ pub(crate) mod buf;
 mod enc;
 mod fuse;
 mod labels;
+pub(crate) mod link;
 mod lower;
 mod narrow;
 pub(crate) mod regs;
@@ -42,8 +48,11 @@ use regs::{GUEST, RDI, RDX};
 
 /// Emitted code and its tables.
 pub(crate) struct Compiled {
-    /// Machine code, position independent.
-    pub(crate) code: Vec<u8>,
+    /// Machine code, position independent, in parts to be laid out one after
+    /// another (`link.rs`).
+    pub(crate) code: Vec<Vec<u8>>,
+    /// Each block's price.
+    pub(crate) costs: Vec<BlockCost>,
     /// Offset of each block's entry (its gas check).
     pub(crate) block_offsets: Vec<u32>,
     /// Offset of each instruction's first byte (after the gas check for a block's
@@ -126,7 +135,13 @@ pub(crate) struct Cg<'p> {
     program: &'p Program,
     /// The code generator's own labels (`labels.rs`).
     labels: Labels,
+    /// The first block of the part being compiled (`link.rs`).
+    first_block: u32,
+    /// The labels of the part's blocks, from `first_block` on.
     block_labels: Vec<Label>,
+    /// Labels that other parts bind: never bound here, resolved when the parts
+    /// are linked.
+    externals: Vec<(Label, link::External)>,
     /// The shared exit path.
     exit_label: Label,
     /// See [`Compiled::gas_live`] and [`Compiled::blocks_start`].
@@ -137,7 +152,10 @@ pub(crate) struct Cg<'p> {
     exits: Vec<(ExitKind, Label, u32)>,
     /// The shared tail of each exit kind, made on first use (see [`Cg::exit`]).
     tails: Vec<(ExitKind, Label)>,
-    /// The host-call sites so far (see [`HostSite`]).
+    /// The index of the part's first host-call site (the sites of the parts
+    /// before it come first).
+    host_site_base: u32,
+    /// The part's host-call sites so far (see [`HostSite`]).
     pub(crate) host_sites: Vec<HostSite>,
     /// The shared failure path of dynamic jumps and its panic, made on first use
     /// (see [`Cg::djump_fail`]).
@@ -222,21 +240,27 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Compile `program` with the given block prices.
-pub(crate) fn compile(
+/// Compile one part of `program` (`link.rs`): the blocks `part.blocks`, with the
+/// trampoline and the exit path first if `part.head`. Block `b` is priced with
+/// `price(b)`. Offsets in the result are relative to the part's own code.
+pub(crate) fn compile_part(
     program: &Program,
-    costs: &[BlockCost],
+    part: &link::Part,
+    price: &(dyn Fn(u32) -> BlockCost + Sync),
     gp: bool,
-) -> Result<Compiled, String> {
-    let blocks = program.blocks();
-    if costs.len() != blocks.len() {
-        return Err(format!(
-            "{} block prices for {} blocks",
-            costs.len(),
-            blocks.len()
-        ));
+) -> Result<link::PartCode, String> {
+    let all_blocks = program.blocks();
+    let instructions = program.instructions();
+    let blocks = all_blocks
+        .get(part.blocks.start as usize..part.blocks.end as usize)
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| format!("no blocks {:?}", part.blocks))?;
+    let first_ins = blocks[0].first;
+    let end_ins = blocks[blocks.len() - 1].end;
+    if first_ins > end_ins || end_ins as usize > instructions.len() {
+        return Err(format!("blocks {:?} have no instructions", part.blocks));
     }
-    let n = program.instructions().len();
+    let n = (end_ins - first_ins) as usize;
     // Reserve enough that the buffer rarely grows (a growth copies everything so far):
     // division-heavy code reaches about 22 bytes per instruction, and one-byte blocks
     // about 30. Untouched capacity costs address space only. dynasm's own labels
@@ -250,13 +274,22 @@ pub(crate) fn compile(
     block_labels.clear();
     block_labels.extend((0..blocks.len()).map(|_| labels.make()));
     let exit_label = labels.make();
+    let mut externals = vec![(exit_label, link::External::Exit)];
+    // The host-call tail is the trampoline's (`Cg::trampoline`); another part
+    // jumps to it there.
+    let mut tails = Vec::new();
+    if !part.head {
+        let host_tail = labels.make();
+        tails.push((ExitKind::HostCall, host_tail));
+        externals.push((host_tail, link::External::HostTail));
+    }
     let mut stubs = scratch.stubs;
     stubs.clear();
     stubs.reserve(n / 4 + 16);
     let mut copies = scratch.copies;
     copies.clear();
-    let mut tails = scratch.fused;
-    tails.clear();
+    let mut fused = scratch.fused;
+    fused.clear();
     let mut cg = Cg {
         exit_label,
         gas_live: 0,
@@ -264,11 +297,14 @@ pub(crate) fn compile(
         ops,
         labels,
         program,
+        first_block: part.blocks.start,
         block_labels,
+        externals,
         stubs,
         exits: scratch.exits,
-        tails: Vec::new(),
+        tails,
         djump: None,
+        host_site_base: part.host_site_base,
         host_sites: Vec::new(),
         panic_label: None,
         side: Vec::with_capacity(n / 4),
@@ -286,25 +322,44 @@ pub(crate) fn compile(
         .max()
         .unwrap_or(0);
 
-    let entry = cg.ops.offset().0 as u32;
-    cg.trampoline();
-    let exit = cg.labels.offset(cg.exit_label)?;
-    let (gas_live, blocks_start) = (cg.gas_live, cg.blocks_start);
+    let head = if part.head {
+        let entry = cg.ops.offset().0 as u32;
+        cg.trampoline();
+        let host_tail = cg
+            .tails
+            .iter()
+            .find(|t| t.0 == ExitKind::HostCall)
+            .map(|t| t.1)
+            .ok_or("the trampoline has no host-call tail")?;
+        Some(link::Head {
+            entry,
+            exit: cg.labels.offset(cg.exit_label)?,
+            host_tail: cg.labels.offset(host_tail)?,
+            gas_live: cg.gas_live,
+            blocks_start: cg.blocks_start,
+        })
+    } else {
+        None
+    };
 
+    // Indexed by instruction - `first_ins`.
     let mut ins_offsets = vec![0u32; n];
     let mut ins_ends = vec![0u32; n];
-    let instructions = program.instructions();
-    for (b, (block, cost)) in blocks.iter().zip(costs).enumerate() {
-        let label = cg.block_labels[b];
+    let mut costs = Vec::with_capacity(blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        let b = part.blocks.start + i as u32;
+        let cost = price(b);
+        costs.push(cost);
+        let label = cg.block_labels[i];
         cg.bind(label);
-        if cg.starts_block(b as u32) {
-            cg.block_entry(b as u32, to_i64(cost.cost), to_i64(cost.need()))?;
+        if cg.starts_block(b) {
+            cg.block_entry(b, to_i64(cost.cost), to_i64(cost.need()))?;
         } else if cost.need() != 0 {
             return Err(format!(
                 "block {b} continues its predecessor but has a price"
             ));
         }
-        if block.end <= block.first || block.end as usize > n {
+        if block.end <= block.first || block.end as usize > instructions.len() {
             return Err(format!("block {b} has no instructions"));
         }
         cg.plan_store_checks(
@@ -323,7 +378,7 @@ pub(crate) fn compile(
                 .collect();
             let back = (end < block.end).then(|| cg.label());
             copies.push(CheckedCopy {
-                block: b as u32,
+                block: b,
                 first,
                 end,
                 entries,
@@ -339,8 +394,9 @@ pub(crate) fn compile(
                     cg.bind(back);
                 }
             }
+            let local = (idx - first_ins) as usize;
             let start = cg.ops.offset().0 as u32;
-            ins_offsets[idx as usize] = start;
+            ins_offsets[local] = start;
             cg.panic_label = None;
             let rest = &instructions[idx as usize..block.end as usize];
             if let Some(f) = fuse::find(rest) {
@@ -348,26 +404,32 @@ pub(crate) fn compile(
                 let back = cg.label();
                 cg.bind(back);
                 let end = cg.ops.offset().0 as u32;
-                let len = f.instructions() as u32;
-                ins_ends[idx as usize] = end;
-                for inner in idx + 1..idx + len {
-                    ins_offsets[inner as usize] = end;
-                    ins_ends[inner as usize] = end;
+                let len = f.instructions();
+                ins_ends[local] = end;
+                for inner in local + 1..local + len {
+                    ins_offsets[inner] = end;
+                    ins_ends[inner] = end;
                 }
-                tails.push(FusedTail {
-                    block: b as u32,
+                fused.push(FusedTail {
+                    block: b,
                     first: idx + 1,
-                    end: idx + len,
+                    end: idx + len as u32,
                     back,
                 });
-                idx += len;
+                idx += len as u32;
                 continue;
             }
             let ins = instructions[idx as usize];
-            cg.lower(ins, idx, b as u32)?;
-            ins_ends[idx as usize] = cg.ops.offset().0 as u32;
+            cg.lower(ins, idx, b)?;
+            ins_ends[local] = cg.ops.offset().0 as u32;
             idx += 1;
         }
+    }
+    // The last block may continue in the next, which another part holds: the
+    // cold code below must not come between them.
+    if part.blocks.end < all_blocks.len() as u32 {
+        let next = cg.block_label(part.blocks.end)?;
+        cg.jmp(next);
     }
     cg.store_checks.clear();
     let mut resume_offsets = ins_offsets.clone();
@@ -376,7 +438,7 @@ pub(crate) fn compile(
     // copy, which then serves those resumes (it is emitted below and lowers every
     // instruction on its own). A run has no stores, so it lies wholly inside or
     // wholly outside a cluster, which starts and ends with stores.
-    for tail in tails.drain(..) {
+    for tail in fused.drain(..) {
         if copies
             .iter()
             .any(|c| c.block == tail.block && c.first <= tail.first && tail.first < c.end)
@@ -384,7 +446,7 @@ pub(crate) fn compile(
             continue;
         }
         for idx in tail.first..tail.end {
-            resume_offsets[idx as usize] = cg.ops.offset().0 as u32;
+            resume_offsets[(idx - first_ins) as usize] = cg.ops.offset().0 as u32;
             cg.panic_label = None;
             cg.lower(instructions[idx as usize], idx, tail.block)?;
         }
@@ -396,7 +458,7 @@ pub(crate) fn compile(
             if let Some(&(_, label)) = entries.next_if(|e| e.0 == idx) {
                 cg.bind(label);
             }
-            resume_offsets[idx as usize] = cg.ops.offset().0 as u32;
+            resume_offsets[(idx - first_ins) as usize] = cg.ops.offset().0 as u32;
             cg.panic_label = None;
             cg.lower(instructions[idx as usize], idx, copy.block)?;
         }
@@ -427,7 +489,8 @@ pub(crate) fn compile(
     if i32::try_from(code.len()).is_err() {
         return Err("native code exceeds 2 GiB".into());
     }
-    cg.labels.patch(&mut code)?;
+    let unbound = cg.labels.patch(&mut code)?;
+    let externals = link::resolve_unbound(unbound, &cg.externals)?;
     Scratch {
         labels: cg.labels,
         block_labels: cg.block_labels,
@@ -436,22 +499,21 @@ pub(crate) fn compile(
         store_checks: cg.store_checks,
         plan: cg.plan,
         copies,
-        fused: tails,
+        fused,
     }
     .keep();
-    Ok(Compiled {
+    Ok(link::PartCode {
         code,
+        externals,
         block_offsets,
+        costs,
         ins_offsets,
         ins_ends,
         resume_offsets,
         side,
-        entry,
-        exit,
-        gas_live,
-        blocks_start,
         host_sites,
         djump_panic,
+        head,
     })
 }
 
@@ -603,8 +665,10 @@ impl Cg<'_> {
         block: u32,
         id: Option<u32>,
     ) -> Result<(), String> {
-        let site =
-            u32::try_from(self.host_sites.len()).map_err(|_| "too many host calls".to_string())?;
+        let site = u32::try_from(self.host_sites.len())
+            .ok()
+            .and_then(|s| s.checked_add(self.host_site_base))
+            .ok_or_else(|| "too many host calls".to_string())?;
         let pc = self
             .program
             .pcs()
@@ -622,12 +686,22 @@ impl Cg<'_> {
         Ok(())
     }
 
-    /// The label of block `b`'s entry.
-    pub(crate) fn block_label(&self, b: u32) -> Result<Label, String> {
-        self.block_labels
-            .get(b as usize)
-            .copied()
-            .ok_or_else(|| format!("no block {b}"))
+    /// The label of block `b`'s entry: bound in this part, or one that the part
+    /// holding `b` binds (`link.rs`).
+    pub(crate) fn block_label(&mut self, b: u32) -> Result<Label, String> {
+        if let Some(&l) = b
+            .checked_sub(self.first_block)
+            .and_then(|i| self.block_labels.get(i as usize))
+        {
+            return Ok(l);
+        }
+        if b as usize >= self.program.blocks().len() {
+            return Err(format!("no block {b}"));
+        }
+        // A label per reference: `link::resolve_unbound` finds it by its number.
+        let l = self.label();
+        self.externals.push((l, link::External::Block(b)));
+        Ok(l)
     }
 
     /// The label of a cold stub that panics at instruction `idx`.
@@ -725,9 +799,9 @@ impl Cg<'_> {
         self.exit(ExitKind::Emulate, idx);
     }
 
-    /// Number of blocks.
+    /// Number of blocks (in the program).
     pub(crate) fn block_count(&self) -> usize {
-        self.block_labels.len()
+        self.program.blocks().len()
     }
 
     /// Number of jump-table entries.

@@ -59,21 +59,36 @@ fn figures(kind: EngineKind, w: &javm::bench::Workload, samples: usize) -> Resul
     }
 }
 
+/// Compile times of `program`: with prices cached, with pricing, and (for the
+/// recompiler, which compiles a program this large on several threads) with
+/// pricing on one thread.
 fn compile_large(
     kind: EngineKind,
     program: &Arc<javm_exec::Program>,
     samples: usize,
-) -> Result<(Duration, Duration), String> {
+) -> Result<(Duration, Duration, Option<Duration>), String> {
     match kind {
-        EngineKind::Interp => measure_compile(&Interpreter::new, program, samples),
+        EngineKind::Interp => {
+            measure_compile(&Interpreter::new, program, samples).map(|(a, b)| (a, b, None))
+        }
         #[cfg(jit)]
         EngineKind::Jit => {
             super::recompiler()?;
-            measure_compile(
+            let (priced, fresh) = measure_compile(
                 &|| javm_jit_x86::Recompiler::new().expect("checked above"),
                 program,
                 samples,
-            )
+            )?;
+            let (_, one) = measure_compile(
+                &|| {
+                    javm_jit_x86::Recompiler::new()
+                        .expect("checked above")
+                        .with_compile_threads(1)
+                },
+                program,
+                samples,
+            )?;
+            Ok((priced, fresh, Some(one)))
         }
         #[cfg(not(jit))]
         EngineKind::Jit => Err(super::JIT_UNAVAILABLE.into()),
@@ -147,9 +162,16 @@ pub(super) fn bench(choice: Option<EngineArg>, samples: usize) -> Result<ExitCod
     let large = Arc::new(large_program(1 << 20)?);
     let mb = large.code().len() as f64 / 1e6;
     for &k in &kinds {
-        let (priced, fresh) = compile_large(k, &large, samples)?;
+        let (priced, fresh, one) = compile_large(k, &large, samples)?;
+        let one = one.map_or(String::new(), |d| {
+            format!(
+                "; on one thread {} = {:.0} MB/s",
+                fmt(d),
+                mb / d.as_secs_f64()
+            )
+        });
         outln!(
-            "compile {:.2} MB of PVM code ({}): {} = {:.0} MB/s; with block pricing {} = {:.0} MB/s",
+            "compile {:.2} MB of PVM code ({}): {} = {:.0} MB/s; with block pricing {} = {:.0} MB/s{one}",
             mb,
             k.name(),
             fmt(priced),
