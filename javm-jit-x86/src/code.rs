@@ -99,11 +99,13 @@ unsafe impl Send for ExecutableCode {}
 unsafe impl Sync for ExecutableCode {}
 
 impl WritableCode {
-    /// Map a writable buffer holding a copy of `parts`, one after another. With
-    /// `threads` > 1 and several parts, the parts are copied on up to that many
-    /// threads (scoped; the caller is one), each pre-faulting the pages it writes.
-    pub(crate) fn new(parts: &[Vec<u8>], threads: usize) -> io::Result<WritableCode> {
-        let len = parts.iter().map(Vec::len).sum::<usize>();
+    /// Map a writable buffer holding a copy of `first` and then of `more`, one
+    /// after another. With `threads` > 1 and several parts, the parts are copied on
+    /// up to that many threads (scoped; the caller is one), each pre-faulting the
+    /// pages it writes.
+    pub(crate) fn new(first: &[u8], more: &[Vec<u8>], threads: usize) -> io::Result<WritableCode> {
+        let parts = || std::iter::once(first).chain(more.iter().map(Vec::as_slice));
+        let len = parts().map(<[u8]>::len).sum::<usize>();
         if len <= POOL_CODE_MAX
             && let Some((ptr, old)) = take_pooled()
         {
@@ -116,7 +118,7 @@ impl WritableCode {
             // and owned by `w` alone. What is left of the earlier module's code gets
             // `int3`; the pages past it were never written.
             unsafe {
-                copy_parts(ptr, parts);
+                copy_parts(ptr, parts());
                 if old > len {
                     std::ptr::write_bytes(ptr.as_ptr().add(len), 0xCC, old - len);
                 }
@@ -157,10 +159,10 @@ impl WritableCode {
             map_len,
         };
         let code = w.bytes_mut();
-        if threads <= 1 || parts.len() <= 1 {
+        if threads <= 1 || more.is_empty() {
             populate(code);
             let mut rest = code;
-            for part in parts {
+            for part in parts() {
                 let (dst, tail) = rest.split_at_mut(part.len());
                 dst.copy_from_slice(part);
                 rest = tail;
@@ -168,11 +170,11 @@ impl WritableCode {
             return Ok(w);
         }
         // Each part's destination, taken in turn by the threads.
-        let mut slots = Vec::with_capacity(parts.len());
+        let mut slots = Vec::with_capacity(more.len() + 1);
         let mut rest = code;
-        for part in parts {
+        for part in parts() {
             let (dst, tail) = rest.split_at_mut(part.len());
-            slots.push(Mutex::new(Some((dst, &part[..]))));
+            slots.push(Mutex::new(Some((dst, part))));
             rest = tail;
         }
         let next = std::sync::atomic::AtomicUsize::new(0);
@@ -187,7 +189,7 @@ impl WritableCode {
             }
         };
         std::thread::scope(|s| {
-            for _ in 1..threads.min(parts.len()) {
+            for _ in 1..threads.min(slots.len()) {
                 s.spawn(work);
             }
             work();
@@ -246,7 +248,7 @@ fn populate(bytes: &mut [u8]) {
 ///
 /// # Safety
 /// `dst` is valid for writes of the parts' total length and overlaps none of them.
-unsafe fn copy_parts(dst: NonNull<u8>, parts: &[Vec<u8>]) {
+unsafe fn copy_parts<'a>(dst: NonNull<u8>, parts: impl Iterator<Item = &'a [u8]>) {
     let mut at = 0;
     for p in parts {
         // SAFETY: `at + p.len()` is at most the total length (caller's guarantee).
@@ -313,7 +315,7 @@ mod tests {
 
     #[test]
     fn code_is_never_writable_and_executable() {
-        let w = WritableCode::new(&[vec![0xC3; 10]], 1).unwrap();
+        let w = WritableCode::new(&[0xC3; 10], &[], 1).unwrap();
         let start = w.ptr.as_ptr() as usize;
         assert_eq!(&perms(start)[..3], "rw-");
         let x = w.finalize().unwrap();
@@ -329,12 +331,12 @@ mod tests {
     #[test]
     fn recycled_mappings_hold_no_earlier_code_and_keep_w_xor_x() {
         for round in 0..4 {
-            let a = WritableCode::new(&[vec![0x90; 3000]], 1)
+            let a = WritableCode::new(&[0x90; 3000], &[], 1)
                 .unwrap()
                 .finalize()
                 .unwrap();
             drop(a);
-            let w = WritableCode::new(&[vec![0xC3; 10]], 1).unwrap();
+            let w = WritableCode::new(&[0xC3; 10], &[], 1).unwrap();
             let start = w.ptr.as_ptr() as usize;
             assert_eq!(&perms(start)[..3], "rw-", "round {round}");
             // SAFETY: the mapping has POOL_CODE_MAX readable bytes (small code

@@ -163,10 +163,6 @@ pub struct JitModule {
     pub(crate) blocks_start: u32,
 }
 
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 impl JitModule {
     fn compile(
         program: &Arc<Program>,
@@ -175,13 +171,11 @@ impl JitModule {
     ) -> Result<JitModule, EngineError> {
         let mut c = codegen::link::compile(program, schedule, split)
             .map_err(|e| EngineError::Internal(format!("cannot compile the program: {e}")))?;
-        let code = WritableCode::new(&c.code, split.threads)
+        let code = WritableCode::new(&c.code, &c.more_code, split.threads)
             .and_then(WritableCode::finalize)
             .map_err(|e| EngineError::OutOfMemory(format!("cannot map code: {e}")))?;
         // The bytes are in the mapping now; a buffer serves the thread's next compile.
-        if let Some(part) = c.code.pop() {
-            codegen::buf::recycle(part);
-        }
+        codegen::buf::recycle(std::mem::take(&mut c.code));
         let start = code.start() as u64;
         // Entry 0 (address 0) and the entries of invalid targets lead to the
         // dynamic jumps' shared panic; entry i + 1 is the table's entry i
@@ -199,11 +193,7 @@ impl JitModule {
                 }
             }))
             .collect();
-        let prices = c
-            .costs
-            .iter()
-            .map(|c| (to_i64(c.cost), to_i64(c.need())))
-            .collect();
+        let prices = std::mem::take(&mut c.prices).into();
         Ok(JitModule {
             program: Arc::clone(program),
             schedule,

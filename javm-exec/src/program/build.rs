@@ -185,9 +185,14 @@ pub(super) fn build(
     // are not decoded here: `decode_into` decodes them on demand, straight into
     // the instruction table or an engine's block (a table of decoded operands cost
     // a store-forwarding stall per instruction when it was copied).
-    let mut pcs: Vec<u32> = Vec::with_capacity(starts + 2);
-    let mut opcodes: Vec<Option<Opcode>> = Vec::with_capacity(starts + 2);
-    let mut blocks = Vec::new();
+    // The positions are the starts, `len`, and 0 if it is no start (plus the
+    // landings of long gaps, rare): sized exactly, the tables need no shrinking.
+    let positions_known = starts + 1 + usize::from(bitmask.first().is_none_or(|b| b & 1 == 0));
+    let mut pcs: Vec<u32> = Vec::with_capacity(positions_known);
+    let mut opcodes: Vec<Option<Opcode>> = Vec::with_capacity(positions_known);
+    // About one block per four instructions; the rest is trimmed below if it is
+    // much more than that.
+    let mut blocks = Vec::with_capacity(starts / 4 + 4);
     let mut first = 0u32;
     positions(&bitmask, len, |pc, is_start| {
         // ζ: the position `len` (always a start) reads as opcode 0, `trap`.
@@ -209,6 +214,9 @@ pub(super) fn build(
         }
     });
 
+    if blocks.capacity() > 2 * blocks.len() + 64 {
+        blocks.shrink_to_fit();
+    }
     let block_starts = BlockStarts::new(len, &blocks);
     let jump_targets: Vec<Target> = jump_table
         .iter()
@@ -222,7 +230,7 @@ pub(super) fn build(
         instructions: OnceLock::new(),
         pcs: pcs.into_boxed_slice(),
         opcodes: opcodes.into_boxed_slice(),
-        blocks: blocks.into_boxed_slice(),
+        blocks,
         block_starts,
         jump_targets: jump_targets.into_boxed_slice(),
         costs: std::array::from_fn(|_| OnceLock::new()),

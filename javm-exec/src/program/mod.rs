@@ -106,7 +106,9 @@ pub struct Program {
     /// The opcode at each position (same indexing as `pcs`); `None` where the
     /// position holds no valid instruction.
     opcodes: Box<[Option<Opcode>]>,
-    blocks: Box<[Block]>,
+    /// (A vector, not a boxed slice: its few spare slots are not worth a
+    /// reallocation on every load.)
+    blocks: Vec<Block>,
     /// The blocks' start PCs, for resolving targets in constant time.
     block_starts: build::BlockStarts,
     jump_targets: Box<[Target]>,

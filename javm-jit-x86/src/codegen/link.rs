@@ -23,7 +23,7 @@ use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use javm_exec::gas::{BlockCost, GasProfile, GasSchedule};
+use javm_exec::gas::{GasProfile, GasSchedule};
 use javm_exec::{Opcode, Program};
 
 use super::labels::Label;
@@ -50,13 +50,11 @@ impl Split {
     fn parts(&self, program: &Program) -> Vec<Part> {
         let blocks = program.blocks();
         let part = self.part.max(1);
-        let mut parts = Vec::new();
+        let mut parts = Vec::with_capacity(program.pcs().len() / part + 1);
         let (mut start, mut sites, mut size, mut part_sites) = (0u32, 0u32, 0usize, 0u32);
         for (b, block) in (0u32..).zip(blocks) {
             size += block.end.saturating_sub(block.first) as usize;
-            part_sites += (block.first..block.end)
-                .filter(|&i| matches!(program.opcode(i), Some(Opcode::Ecalli | Opcode::Ecall)))
-                .count() as u32;
+            part_sites += host_calls(program, block.first..block.end);
             if size >= part || b as usize + 1 == blocks.len() {
                 parts.push(Part {
                     blocks: start..b + 1,
@@ -114,7 +112,8 @@ pub(crate) struct PartCode {
     pub(crate) externals: Vec<(u32, External)>,
     /// Per block of the part.
     pub(crate) block_offsets: Vec<u32>,
-    pub(crate) costs: Vec<BlockCost>,
+    /// (cost, need) per block, as [`Compiled::prices`].
+    pub(crate) prices: Vec<(i64, i64)>,
     /// Per instruction of the part.
     pub(crate) ins_offsets: Vec<u32>,
     pub(crate) ins_ends: Vec<u32>,
@@ -150,7 +149,20 @@ pub(crate) fn compile(
     split: Split,
 ) -> Result<Compiled, String> {
     let gp = schedule.profile() == GasProfile::Gp;
-    let parts = split.parts(program);
+    // A program of at most one part's instructions is one part (`Split::parts`
+    // cuts only after a part's worth), made without the list.
+    let whole;
+    let parts = if program.pcs().len() <= split.part {
+        whole = [Part {
+            blocks: 0..program.blocks().len() as u32,
+            host_site_base: 0,
+            host_sites: host_calls(program, 0..program.pcs().len() as u32),
+            head: true,
+        }];
+        &whole[..]
+    } else {
+        &split.parts(program)[..]
+    };
     let threads = split.threads.clamp(1, parts.len().max(1));
     let cached = if parts.len() == 1 {
         Some(program.block_costs(schedule))
@@ -177,6 +189,9 @@ pub(crate) fn compile(
         }
         Ok(code)
     };
+    if let [part] = parts {
+        return link_one(compile_one(part)?, program);
+    }
     let codes: Vec<PartCode> = if threads == 1 {
         parts.iter().map(compile_one).collect::<Result<_, _>>()?
     } else {
@@ -211,6 +226,43 @@ pub(crate) fn compile(
     link(codes, program)
 }
 
+/// The code of a program of one part (most programs): its tables are the
+/// program's, as they are.
+fn link_one(c: PartCode, program: &Program) -> Result<Compiled, String> {
+    let head = c.head.ok_or("the first part has no trampoline")?;
+    if !c.externals.is_empty() {
+        return Err("a program of one part jumps into another".into());
+    }
+    if c.block_offsets.len() != program.blocks().len()
+        || c.ins_offsets.len() != program.instructions().len()
+    {
+        return Err("the part does not cover the program".into());
+    }
+    Ok(Compiled {
+        code: c.code,
+        more_code: Vec::new(),
+        prices: c.prices,
+        block_offsets: c.block_offsets,
+        ins_offsets: c.ins_offsets,
+        ins_ends: c.ins_ends,
+        resume_offsets: c.resume_offsets,
+        side: c.side,
+        entry: head.entry,
+        exit: head.exit,
+        gas_live: head.gas_live,
+        blocks_start: head.blocks_start,
+        host_sites: c.host_sites,
+        djump_panic: c.djump_panic,
+    })
+}
+
+/// Host-call instructions (`ecalli`, `ecall`) among instructions `range`.
+fn host_calls(program: &Program, range: Range<u32>) -> u32 {
+    range
+        .filter(|&i| matches!(program.opcode(i), Some(Opcode::Ecalli | Opcode::Ecall)))
+        .count() as u32
+}
+
 /// Lay the parts out, patch the jumps between them and merge their tables.
 fn link(mut codes: Vec<PartCode>, program: &Program) -> Result<Compiled, String> {
     let n = program.instructions().len();
@@ -218,6 +270,7 @@ fn link(mut codes: Vec<PartCode>, program: &Program) -> Result<Compiled, String>
         .first()
         .and_then(|c| c.head)
         .ok_or("the first part has no trampoline")?;
+
     // Each part's start; every part but the last padded to 64 bytes.
     let last = codes.len() - 1;
     let mut bases = Vec::with_capacity(codes.len());
@@ -245,7 +298,7 @@ fn link(mut codes: Vec<PartCode>, program: &Program) -> Result<Compiled, String>
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut side, mut host_sites, mut costs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut side, mut host_sites, mut prices) = (Vec::new(), Vec::new(), Vec::new());
     let mut djump_panic = None;
     for (c, &base) in codes.iter_mut().zip(&bases) {
         for &(at, to) in &c.externals {
@@ -271,15 +324,16 @@ fn link(mut codes: Vec<PartCode>, program: &Program) -> Result<Compiled, String>
             ..e
         }));
         host_sites.append(&mut c.host_sites);
-        costs.append(&mut c.costs);
+        prices.append(&mut c.prices);
         djump_panic = djump_panic.or(c.djump_panic.map(|o| o + base));
     }
     if tables.0.len() != n {
         return Err("the parts do not cover the instructions".into());
     }
     Ok(Compiled {
-        code: codes.into_iter().map(|c| c.code).collect(),
-        costs,
+        code: codes.remove(0).code,
+        more_code: codes.into_iter().map(|c| c.code).collect(),
+        prices,
         block_offsets,
         ins_offsets: tables.0,
         ins_ends: tables.1,

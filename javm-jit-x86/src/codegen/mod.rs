@@ -48,11 +48,13 @@ use regs::{GUEST, RDI, RDX};
 
 /// Emitted code and its tables.
 pub(crate) struct Compiled {
-    /// Machine code, position independent, in parts to be laid out one after
-    /// another (`link.rs`).
-    pub(crate) code: Vec<Vec<u8>>,
-    /// Each block's price.
-    pub(crate) costs: Vec<BlockCost>,
+    /// Machine code, position independent: the first part, then `more_code`'s,
+    /// laid out one after another (`link.rs`).
+    pub(crate) code: Vec<u8>,
+    /// The parts after the first (most programs have none).
+    pub(crate) more_code: Vec<Vec<u8>>,
+    /// Each block's price as (cost, need), saturated to `i64`.
+    pub(crate) prices: Vec<(i64, i64)>,
     /// Offset of each block's entry (its gas check).
     pub(crate) block_offsets: Vec<u32>,
     /// Offset of each instruction's first byte (after the gas check for a block's
@@ -274,13 +276,13 @@ pub(crate) fn compile_part(
     block_labels.clear();
     block_labels.extend((0..blocks.len()).map(|_| labels.make()));
     let exit_label = labels.make();
-    let mut externals = vec![(exit_label, link::External::Exit)];
-    // The host-call tail is the trampoline's (`Cg::trampoline`); another part
-    // jumps to it there.
-    let mut tails = Vec::new();
+    // The first part binds the exit path and the host-call tail in its
+    // trampoline (`Cg::trampoline`); another part jumps to them there.
+    let (mut externals, mut tails) = (Vec::new(), Vec::new());
     if !part.head {
         let host_tail = labels.make();
         tails.push((ExitKind::HostCall, host_tail));
+        externals.push((exit_label, link::External::Exit));
         externals.push((host_tail, link::External::HostTail));
     }
     let mut stubs = scratch.stubs;
@@ -345,11 +347,11 @@ pub(crate) fn compile_part(
     // Indexed by instruction - `first_ins`.
     let mut ins_offsets = vec![0u32; n];
     let mut ins_ends = vec![0u32; n];
-    let mut costs = Vec::with_capacity(blocks.len());
+    let mut prices = Vec::with_capacity(blocks.len());
     for (i, block) in blocks.iter().enumerate() {
         let b = part.blocks.start + i as u32;
         let cost = price(b);
-        costs.push(cost);
+        prices.push((to_i64(cost.cost), to_i64(cost.need())));
         let label = cg.block_labels[i];
         cg.bind(label);
         if cg.starts_block(b) {
@@ -506,7 +508,7 @@ pub(crate) fn compile_part(
         code,
         externals,
         block_offsets,
-        costs,
+        prices,
         ins_offsets,
         ins_ends,
         resume_offsets,
