@@ -172,16 +172,30 @@ impl Program {
                 return self.decode_range(0, n as u32);
             }
             let mut out = vec![Instruction::Invalid; n];
+            // The pieces, taken in turn by the threads; the calling thread takes
+            // what the others do not (all of them if no thread could be started).
+            let pieces: Vec<std::sync::Mutex<Option<&mut [Instruction]>>> = out
+                .chunks_mut(part)
+                .map(|slots| std::sync::Mutex::new(Some(slots)))
+                .collect();
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let work = || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(piece) = pieces.get(i) else { break };
+                    if let Some(slots) = piece.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                        build::decode_into(self, (i * part) as u32, slots);
+                    }
+                }
+            };
             std::thread::scope(|s| {
-                let mut parts = out.chunks_mut(part).enumerate();
-                let first = parts.next();
-                for (i, slots) in parts {
-                    s.spawn(move || build::decode_into(self, (i * part) as u32, slots));
+                for _ in 1..pieces.len() {
+                    // A thread that cannot be started leaves its pieces to the others.
+                    let _ = std::thread::Builder::new().spawn_scoped(s, work);
                 }
-                if let Some((_, slots)) = first {
-                    build::decode_into(self, 0, slots);
-                }
+                work();
             });
+            drop(pieces);
             out.into_boxed_slice()
         })
     }

@@ -210,7 +210,9 @@ pub(crate) fn compile(
         };
         std::thread::scope(|s| {
             for _ in 1..threads {
-                s.spawn(work);
+                // A thread that cannot be started leaves its share to the others
+                // (to the calling thread, at least).
+                let _ = std::thread::Builder::new().spawn_scoped(s, work);
             }
             work();
         });
