@@ -16,7 +16,8 @@
 //! engines and compares everything, [`campaign`] runs many with coverage and
 //! shrinking, [`regress`] keeps shrunk cases as regression files, [`adapters`] holds
 //! deliberately wrong engines for self-tests, and [`fuzz`] the oracles behind the
-//! `fuzz/` targets. The engine pair is the interpreter (the oracle) and the recompiler
+//! `fuzz/` targets; [`watchdog`] turns a comparison that never ends into a failure.
+//! The engine pair is the interpreter (the oracle) and the recompiler
 //! on x86-64 Linux; elsewhere the interpreter with itself, which still checks
 //! determinism and stepping against running.
 #![forbid(unsafe_code)]
@@ -29,6 +30,7 @@ pub mod oracle;
 pub mod regress;
 pub mod scenario;
 pub mod structured;
+pub mod watchdog;
 
 use std::sync::Arc;
 

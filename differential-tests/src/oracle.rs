@@ -374,8 +374,12 @@ fn count(program: &Program, from: usize, to: usize, counts: &mut [u64; 256]) {
     }
 }
 
-/// Run `case` on both engines and compare every exit.
+/// Run `case` on both engines and compare every exit (under the [`watchdog`]).
+///
+/// [`watchdog`]: crate::watchdog
 pub fn compare<A: Engine, B: Engine>(a: &A, b: &B, case: &Case) -> Result<Trace, Divergence> {
+    // An engine that never stops fails the process instead of hanging it.
+    let _watch = crate::watchdog::Watch::start(case);
     let program = &case.program;
     let diverge = |exit_index: usize, what: String| Divergence {
         exit_index,

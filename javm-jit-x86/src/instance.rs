@@ -279,7 +279,9 @@ impl JitInstance {
                             EngineError::Internal(format!("resume at unknown block {b}"))
                         })?;
                         // The check compiled code makes at the block's entry.
-                        if module.polls.get(b as usize) == Some(&true) && self.take_interrupt() {
+                        if program.interrupt_points().get(b as usize) == Some(&true)
+                            && self.take_interrupt()
+                        {
                             self.pc = program.blocks()[b as usize].pc;
                             return Ok(Some(Exit::Interrupted));
                         }
@@ -381,7 +383,9 @@ impl JitInstance {
                     self.ctx_mut().gas = gas;
                 }
                 let pc = program.blocks()[idx as usize].pc;
-                if module.polls[idx as usize] && self.take_interrupt() {
+                if program.interrupt_points().get(idx as usize) == Some(&true)
+                    && self.take_interrupt()
+                {
                     finish!(Exit::Interrupted, Resume::Enter(idx), pc)
                 }
                 if step {

@@ -151,10 +151,6 @@ pub struct JitModule {
     pub(crate) jump_table: Box<[u64]>,
     /// Each block's (cost, need).
     pub(crate) prices: Box<[(i64, i64)]>,
-    /// Whether each block is an interrupt point ([`Program::interrupt_points`]):
-    /// the run loop stops a pending request there when a biased gas check leaves,
-    /// and at the first block of a step, which it charges itself.
-    pub(crate) polls: Box<[bool]>,
     pub(crate) entry: u32,
     pub(crate) exit: u32,
     /// See `codegen::Compiled::gas_live`.
@@ -206,7 +202,6 @@ impl JitModule {
             host_sites: c.host_sites.into(),
             jump_table,
             prices,
-            polls: program.interrupt_points().into(),
             entry: c.entry,
             exit: c.exit,
             gas_live: c.gas_live,

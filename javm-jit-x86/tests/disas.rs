@@ -52,6 +52,15 @@ const CASES: &[(&str, &str)] = &[
         "shlo_r_imm_64 r6, r5, 63\nshlo_l_imm_64 r0, r5, 1\nor r6, r0, r6\nshlo_l_imm_64 r0, r5, 8\nshlo_r_imm_64 r6, r5, 56\nxor r7, r6, r0\nshlo_r_imm_64 r5, r12, 28\nshlo_l_imm_64 r12, r12, 36\nadd_64 r9, r12, r5\nshlo_l_imm_64 r6, r4, 32\nshlo_r_imm_64 r6, r6, 30\nshlo_l_imm_64 r2, r2, 32\nshlo_r_imm_64 r2, r2, 32\nshlo_l_imm_64 r3, r4, 32\nshlo_r_imm_64 r3, r3, 40\ntrap",
     ),
     (
+        // `codegen/narrow.rs`: logical right shifts by 1..31 places, or of a
+        // non-negative immediate, stay unextended (in place when the destination is
+        // the source); by 32 places (0 mod 32) or of a negative immediate they keep
+        // the `movsxd`. The same program runs against the interpreter in
+        // `differential-tests/tests/peepholes.rs`.
+        "never_negative",
+        "shlo_r_imm_32 r1, r2, 16\nshlo_r_imm_32 r3, r3, 1\nshlo_r_imm_32 r4, r5, 32\nshlo_r_imm_alt_32 r6, r7, 1000\nshlo_r_imm_alt_32 r9, r9, 0x7fffffff\nshlo_r_imm_alt_32 r8, r10, -1\nadd_64 r0, r1, r3\ntrap",
+    ),
+    (
         // `codegen/narrow.rs`: 32-bit results whose next instruction reads only
         // their low half and overwrites them stay unextended (in place, `neg` +
         // `add` for a subtraction into its second source); a 64-bit reader keeps

@@ -217,6 +217,12 @@ impl Program {
         self.opcodes.get(index as usize).copied().flatten()
     }
 
+    /// The opcode of each instruction (same indexing as [`Program::instructions`]):
+    /// `None` where the position holds no valid instruction (as [`Program::opcode`]).
+    pub fn opcodes(&self) -> &[Option<Opcode>] {
+        &self.opcodes
+    }
+
     /// The PC of each instruction (same indexing as [`Program::instructions`]).
     pub fn pcs(&self) -> &[u32] {
         &self.pcs

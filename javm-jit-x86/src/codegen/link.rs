@@ -51,11 +51,12 @@ impl Split {
         let blocks = program.blocks();
         let part = self.part.max(1);
         let mut parts = Vec::with_capacity(program.pcs().len() / part + 1);
-        let (mut start, mut sites, mut size, mut part_sites) = (0u32, 0u32, 0usize, 0u32);
+        let (mut start, mut sites, mut size) = (0u32, 0u32, 0usize);
         for (b, block) in (0u32..).zip(blocks) {
             size += block.end.saturating_sub(block.first) as usize;
-            part_sites += host_calls(program, block.first..block.end);
             if size >= part || b as usize + 1 == blocks.len() {
+                let first = blocks.get(start as usize).map_or(0, |s| s.first);
+                let part_sites = host_calls(program, first..block.end);
                 parts.push(Part {
                     blocks: start..b + 1,
                     host_site_base: sites,
@@ -64,7 +65,7 @@ impl Split {
                 });
                 start = b + 1;
                 sites += part_sites;
-                (size, part_sites) = (0, 0);
+                size = 0;
             }
         }
         parts
@@ -258,10 +259,15 @@ fn link_one(c: PartCode, program: &Program) -> Result<Compiled, String> {
     })
 }
 
-/// Host-call instructions (`ecalli`, `ecall`) among instructions `range`.
+/// Host-call instructions (`ecalli`, `ecall`) among instructions `range` (a
+/// count over the opcode bytes, which the compiler vectorizes).
 fn host_calls(program: &Program, range: Range<u32>) -> u32 {
-    range
-        .filter(|&i| matches!(program.opcode(i), Some(Opcode::Ecalli | Opcode::Ecall)))
+    let opcodes = program.opcodes();
+    let end = (range.end as usize).min(opcodes.len());
+    let start = (range.start as usize).min(end);
+    opcodes[start..end]
+        .iter()
+        .filter(|o| matches!(o, Some(Opcode::Ecalli | Opcode::Ecall)))
         .count() as u32
 }
 
@@ -300,7 +306,10 @@ fn link(mut codes: Vec<PartCode>, program: &Program) -> Result<Compiled, String>
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut side, mut host_sites, mut prices) = (Vec::new(), Vec::new(), Vec::new());
+    let total = |f: fn(&PartCode) -> usize| codes.iter().map(f).sum::<usize>();
+    let mut side = Vec::with_capacity(total(|c| c.side.len()));
+    let mut host_sites = Vec::with_capacity(total(|c| c.host_sites.len()));
+    let mut prices = Vec::with_capacity(total(|c| c.prices.len()));
     let mut djump_panic = None;
     for (c, &base) in codes.iter_mut().zip(&bases) {
         for &(at, to) in &c.externals {
@@ -318,13 +327,17 @@ fn link(mut codes: Vec<PartCode>, program: &Program) -> Result<Compiled, String>
                 .ok_or("a jump outside its part")?
                 .copy_from_slice(&rel.to_le_bytes());
         }
-        tables.0.extend(c.ins_offsets.iter().map(|&o| o + base));
-        tables.1.extend(c.ins_ends.iter().map(|&o| o + base));
-        tables.2.extend(c.resume_offsets.iter().map(|&o| o + base));
-        side.extend(c.side.iter().map(|&e| SideEntry {
-            native: e.native + base,
-            ..e
-        }));
+        // Moved in place, then copied: both loops the compiler vectorizes.
+        for (table, part) in [
+            (&mut tables.0, &mut c.ins_offsets),
+            (&mut tables.1, &mut c.ins_ends),
+            (&mut tables.2, &mut c.resume_offsets),
+        ] {
+            part.iter_mut().for_each(|o| *o += base);
+            table.extend_from_slice(part);
+        }
+        c.side.iter_mut().for_each(|e| e.native += base);
+        side.extend_from_slice(&c.side);
         host_sites.append(&mut c.host_sites);
         prices.append(&mut c.prices);
         djump_panic = djump_panic.or(c.djump_panic.map(|o| o + base));

@@ -156,6 +156,9 @@ impl Cg<'_> {
                 return Ok(());
             }
         }
+        if narrow::never_negative(&ins) && self.lower_unextended(ins) {
+            return Ok(());
+        }
         match ins {
             // Control flow.
             I::Trap(_) => self.exit(ExitKind::Trap, idx),
@@ -477,9 +480,9 @@ impl Cg<'_> {
 
     /// `d = a & x` (x sign-extended): the masks of a byte and a half-word are zero
     /// extensions, -1 a move and 0 a clear.
-    /// A 32-bit operation whose extension is dead (`narrow.rs`): its result as the
-    /// 32-bit operation leaves it, computed in place where it can be. False (and
-    /// nothing emitted) for an instruction it has no such lowering for.
+    /// A 32-bit operation whose extension is dead or needless (`narrow.rs`): its
+    /// result as the 32-bit operation leaves it, computed in place where it can be.
+    /// False (and nothing emitted) for an instruction it has no such lowering for.
     fn lower_unextended(&mut self, ins: I) -> bool {
         match ins {
             I::Add32(o) => self.add_rr(false, host(o.d), host(o.a), host(o.b)),
@@ -521,6 +524,9 @@ impl Cg<'_> {
             }
             I::RotR32Imm(o) => {
                 asm!(self; rorx Rd(host(o.a)), Rd(host(o.b)), (o.x & 31) as i8)
+            }
+            I::ShloRImmAlt32(o) => {
+                asm!(self; mov edx, o.x ; shrx Rd(host(o.a)), edx, Rd(host(o.b)))
             }
             _ => return false,
         }

@@ -57,6 +57,19 @@ pub(crate) fn may_skip_extension(ins: &I) -> bool {
     narrow_result(ins).is_some()
 }
 
+/// Whether `ins` is a 32-bit operation whose result never has bit 31 set — a
+/// logical right shift by 1 to 31 places, or of a non-negative immediate — so
+/// that its sign extension is the zero extension every 32-bit x86 operation
+/// makes anyway: its unextended lowering is exact wherever it stands, whatever
+/// comes next.
+pub(crate) fn never_negative(ins: &I) -> bool {
+    match *ins {
+        I::ShloRImm32(o) => o.x & 31 != 0,
+        I::ShloRImmAlt32(o) => o.x >= 0,
+        _ => false,
+    }
+}
+
 /// Whether `ins`, followed in its block by `next`, may leave its result
 /// unextended.
 pub(crate) fn extension_dead(ins: &I, next: Option<&I>) -> bool {
@@ -94,5 +107,28 @@ mod tests {
         assert!(!pair("sub_32 r1, r2, r1\nand_imm r1, r1, -256"));
         assert!(!pair("sub_64 r1, r2, r1\nsub_32 r1, r1, r3"));
         assert!(!pair("sub_32 r1, r2, r1"));
+    }
+
+    #[test]
+    fn only_a_shift_that_clears_bit_31_is_never_negative() {
+        let one = |src: &str| {
+            let p = assemble(&format!("{src}\ntrap"))
+                .unwrap()
+                .program()
+                .unwrap();
+            never_negative(&p.instructions()[0])
+        };
+        assert!(one("shlo_r_imm_32 r1, r2, 1"));
+        assert!(one("shlo_r_imm_32 r1, r2, 31"));
+        assert!(one("shlo_r_imm_32 r1, r2, 33"), "the amount counts mod 32");
+        assert!(one("shlo_r_imm_alt_32 r1, r2, 0x7fffffff"));
+        assert!(one("shlo_r_imm_alt_32 r1, r2, 0"));
+        // A shift by 0 mod 32 keeps bit 31; a negative immediate shifted by 0 has
+        // it; an arithmetic shift copies it.
+        assert!(!one("shlo_r_imm_32 r1, r2, 0"));
+        assert!(!one("shlo_r_imm_32 r1, r2, 32"));
+        assert!(!one("shlo_r_imm_alt_32 r1, r2, -1"));
+        assert!(!one("shar_r_imm_32 r1, r2, 4"));
+        assert!(!one("shlo_r_32 r1, r2, r3"));
     }
 }
