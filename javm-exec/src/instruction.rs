@@ -356,10 +356,10 @@ impl Instruction {
         };
         match access.kind {
             crate::isa::AccessKind::Store => false,
-            _ => matches!(
-                self.memory_op(&[0; crate::isa::NUM_REGS]),
-                Some(crate::memop::MemoryOp { data: crate::memop::MemData::Load(d), .. }) if d == r
-            ),
+            // A load's destination is the first register it names (its operand
+            // `a`): `loads_name_their_destination_first` checks this against the
+            // load's `memory_op` for every load opcode.
+            _ => self.named_regs()[0] == Some(r),
         }
     }
 
@@ -394,6 +394,34 @@ mod tests {
         assert_eq!(writes(1), Vec::<usize>::new(), "a store writes nothing");
         assert_eq!(writes(2), [5, 6, 7], "others: every register they name");
         assert_eq!(writes(3), [8]);
+    }
+
+    #[test]
+    fn loads_name_their_destination_first() {
+        let mut loads = 0;
+        for op in (0..=255u8).filter_map(Opcode::from_u8) {
+            if op
+                .memory_access()
+                .is_none_or(|a| a.kind == crate::isa::AccessKind::Store)
+            {
+                continue;
+            }
+            // Registers r3 and r7 in both fields, an immediate that is an address.
+            let code = [op.byte(), 0x73, 0x00, 0x00, 0x01, 0x00];
+            let view = CodeView::new(&code, &[0b0000_0001]);
+            let d = view.decode(0);
+            let ins = Instruction::resolve(d.opcode, &d.args, &|_| Target::INVALID);
+            let Some(crate::memop::MemoryOp {
+                data: crate::memop::MemData::Load(d),
+                ..
+            }) = ins.memory_op(&[0; crate::isa::NUM_REGS])
+            else {
+                panic!("{op:?} is a load without a load's memory op");
+            };
+            assert_eq!(ins.named_regs()[0], Some(d), "{op:?}");
+            loads += 1;
+        }
+        assert_eq!(loads, 14, "7 widths, absolute and indirect");
     }
 
     #[test]
