@@ -91,6 +91,9 @@ impl Instance for InterpInstance {
     }
 
     fn interrupt_handle(&self) -> InterruptHandle {
+        // Requests can only be made through the handle: the blocks that check
+        // for them are marked before it is given out.
+        self.module.enable_interrupts();
         self.interrupt.clone()
     }
 

@@ -14,8 +14,8 @@ pub(crate) mod memory;
 mod op;
 mod run;
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Once, OnceLock};
 
 use crate::engine::{
     CachedModule, Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_schedule,
@@ -87,8 +87,13 @@ struct BlockEntry {
     /// PC of the block's first instruction.
     pc: u32,
     /// Whether entering checks for an interrupt request
-    /// ([`Program::interrupt_points`]).
-    poll: bool,
+    /// ([`Program::interrupt_points`]): set for every block of the module once an
+    /// instance first gives out its [`InterruptHandle`] (see
+    /// [`InterpModule::enable_interrupts`]); until then no request can be made, so
+    /// no block needs to check.
+    ///
+    /// [`InterruptHandle`]: crate::InterruptHandle
+    poll: AtomicBool,
     /// Gas deducted on entry (once priced).
     cost: AtomicI64,
     /// Gas required on entry (cost + reserve), compared unsigned with the
@@ -143,6 +148,8 @@ pub struct InterpModule {
     blocks: Box<[BlockEntry]>,
     /// Whether blocks are decoded with their runs fused ([`op::block_ops`]).
     fuse: bool,
+    /// Marks the blocks' [`BlockEntry::poll`] bits, once.
+    polls: Once,
 }
 
 impl InterpModule {
@@ -154,6 +161,20 @@ impl InterpModule {
     /// The schedule its blocks are priced under.
     pub fn schedule(&self) -> GasSchedule {
         self.schedule
+    }
+
+    /// Mark the interrupt points' entries ([`BlockEntry::poll`]), once per
+    /// module: called by every instance before it gives out its interrupt handle,
+    /// the only way a request can be made, so a prepare that is never interrupted
+    /// neither computes [`Program::interrupt_points`] nor copies it. The bits are
+    /// stored before the `Once` completes; a run of the instance comes after the
+    /// call on the same thread, or on another one the instance moved to after it.
+    pub(super) fn enable_interrupts(&self) {
+        self.polls.call_once(|| {
+            for (e, &p) in self.blocks.iter().zip(self.program.interrupt_points()) {
+                e.poll.store(p, Ordering::Relaxed);
+            }
+        });
     }
 
     /// Price block `b` ([`Program::block_cost`]), record the price in its entry
@@ -194,11 +215,10 @@ impl Engine for Interpreter {
     ) -> Result<Arc<InterpModule>, EngineError> {
         self.cache.get_or_try_insert(program, schedule, || {
             let profile = schedule.profile();
-            let polls = program.interrupt_points();
             let blocks = (0u32..)
                 .zip(program.blocks())
                 .map(|(i, b)| BlockEntry {
-                    poll: polls.get(i as usize).copied().unwrap_or(false),
+                    poll: AtomicBool::new(false),
                     first: b.first,
                     end: b.end,
                     pc: b.pc,
@@ -216,6 +236,7 @@ impl Engine for Interpreter {
                 schedule,
                 blocks,
                 fuse: self.fuse,
+                polls: Once::new(),
             })
         })
     }
@@ -285,6 +306,44 @@ mod tests {
                 return (exits, vm.gas(), vm.reg(crate::Reg::R4));
             }
         }
+    }
+
+    #[test]
+    fn interrupt_points_are_marked_when_a_handle_is_first_given_out() {
+        let program = Arc::new(assemble(LOOPS).unwrap().program().unwrap());
+        let engine = Interpreter::new();
+        let module = engine
+            .prepare(&program, GasSchedule::new(GasProfile::Jar1, 1))
+            .unwrap();
+        let polls = |m: &InterpModule| -> Vec<bool> {
+            m.blocks
+                .iter()
+                .map(|e| e.poll.load(Ordering::Relaxed))
+                .collect()
+        };
+        // Prepared and run without a handle: nothing computed, nothing marked.
+        let (exits, ..) = run(&engine, &module, 1 << 40);
+        assert_eq!(exits.last(), Some(&Exit::Trap));
+        assert!(!program.interrupt_points_computed());
+        assert!(polls(&module).iter().all(|&p| !p));
+        // The first handle marks every instance's blocks, as the program says.
+        let vm = engine.instantiate(&module, init(1 << 40)).unwrap();
+        let handle = vm.interrupt_handle();
+        assert_eq!(polls(&module), program.interrupt_points());
+        assert!(polls(&module).iter().any(|&p| p), "the loops' heads check");
+        // A request made through it stops another instance of the module at
+        // the first loop head it enters.
+        drop(vm);
+        let mut other = engine.instantiate(&module, init(1 << 40)).unwrap();
+        other.interrupt_handle().interrupt();
+        drop(handle);
+        assert_eq!(other.run().unwrap(), Exit::Interrupted);
+        let outer = program
+            .blocks()
+            .iter()
+            .position(|b| b.pc == other.pc())
+            .unwrap();
+        assert!(program.interrupt_points()[outer], "stopped at a loop head");
     }
 
     #[test]

@@ -112,7 +112,7 @@ pub(super) fn run<const STEP: bool>(
                 .filter(|e| e.need.load(Acquire) != NOT_A_TARGET)
                 .ok_or_else(|| EngineError::Internal(format!("resume at unknown block {b}")))?;
             // As at every entry of a block that checks, in steps too.
-            if e.poll && interrupt.load(Relaxed) && interrupt.swap(false, Relaxed) {
+            if e.poll.load(Relaxed) && interrupt.load(Relaxed) && interrupt.swap(false, Relaxed) {
                 inst.pc = e.pc;
                 return Ok(Some(Exit::Interrupted));
             }
@@ -178,7 +178,7 @@ pub(super) fn run<const STEP: bool>(
                 terminal!(Exit::Panic)
             }
             // An interrupt request stops the run here, before the block is charged.
-            if e.poll && interrupt.load(Relaxed) && interrupt.swap(false, Relaxed) {
+            if e.poll.load(Relaxed) && interrupt.load(Relaxed) && interrupt.swap(false, Relaxed) {
                 finish!(Exit::Interrupted, Resume::Enter(b), e.pc)
             }
             if STEP {

@@ -396,6 +396,12 @@ impl Program {
         self.polls.get_or_init(|| self.find_interrupt_points())
     }
 
+    /// Whether [`Program::interrupt_points`] has been computed.
+    #[cfg(test)]
+    pub(crate) fn interrupt_points_computed(&self) -> bool {
+        self.polls.get().is_some()
+    }
+
     fn find_interrupt_points(&self) -> Box<[bool]> {
         let mut polls = vec![false; self.blocks.len()];
         // Only terminators have static targets, and a terminator ends its block, so
