@@ -487,7 +487,21 @@ impl Resume {
     /// Where a run continues after block `b` ended in a host exit (`ecalli`,
     /// `ecall`): block `b + 1`, entered and charged — or, under `gp` after an
     /// `ecalli`, continued uncharged, since that block was charged with `b`.
+    ///
+    /// Under `jar1` every block starts one ([`Program::starts_block`]), which the
+    /// inlined part decides without looking at the program: a host call's exit in
+    /// a dispatch loop costs no call.
+    #[inline]
     pub fn after_block(program: &Program, profile: GasProfile, b: u32) -> Resume {
+        match profile {
+            GasProfile::Jar1 => Resume::Enter(b + 1),
+            GasProfile::Gp => Self::after_block_looked_up(program, profile, b),
+        }
+    }
+
+    /// [`Resume::after_block`] by the program's blocks.
+    #[inline(never)]
+    fn after_block_looked_up(program: &Program, profile: GasProfile, b: u32) -> Resume {
         let next = b + 1;
         match program.blocks().get(next as usize) {
             Some(blk) if !program.starts_block(next, profile) => Resume::At(blk.first),
@@ -695,6 +709,37 @@ mod tests {
 
     fn program(code: &[u8], bitmask: u8, jump_table: &[u32]) -> Arc<Program> {
         Arc::new(Program::new(code.to_vec(), vec![bitmask], jump_table.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn after_block_decides_jar1_as_the_blocks_do() {
+        let p = crate::asm::assemble(
+            ".code\nmain:\n ecalli 1\n ecall\n add_imm_64 r1, r1, 1\n ecalli 2\n trap\n",
+        )
+        .unwrap()
+        .program()
+        .unwrap();
+        let blocks = p.blocks().len() as u32;
+        assert!(blocks >= 4, "{blocks} blocks");
+        for b in 0..=blocks {
+            for profile in [GasProfile::Jar1, GasProfile::Gp] {
+                assert_eq!(
+                    Resume::after_block(&p, profile, b),
+                    Resume::after_block_looked_up(&p, profile, b),
+                    "block {b}, {profile:?}"
+                );
+            }
+            // Under gp the block after an `ecalli` is continued, not entered.
+            if b + 1 < blocks
+                && p.opcode(p.blocks()[b as usize + 1].first - 1)
+                    == Some(crate::isa::Opcode::Ecalli)
+            {
+                assert_eq!(
+                    Resume::after_block(&p, GasProfile::Gp, b),
+                    Resume::At(p.blocks()[b as usize + 1].first)
+                );
+            }
+        }
     }
 
     #[test]

@@ -346,7 +346,7 @@ impl JitInstance {
     fn take_host_call(&mut self, site: HostSite) -> Exit {
         self.pc = site.pc;
         self.resume = site.resume;
-        site.id.map_or(Exit::Ecall, Exit::HostCall)
+        site.exit
     }
 
     /// [`Self::on_exit`] for every kind but a host call.

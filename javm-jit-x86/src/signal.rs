@@ -483,20 +483,29 @@ fn set_gs_base_slow(b: usize) -> Result<(), String> {
 
 /// Marks `running` as the instance on this thread until dropped. Guards never
 /// nest: one lives only around a call into compiled code, which cannot call back
-/// into the host, so dropping one leaves no instance marked.
-pub(crate) struct ActiveGuard(());
+/// into the host, so dropping one leaves no instance marked. It holds this
+/// thread's `CURRENT` slot, so that the unmarking needs no second thread-local
+/// lookup (the raw pointer also keeps the guard on its thread: it is not `Send`).
+pub(crate) struct ActiveGuard(*const Cell<*const Running>);
 
 impl ActiveGuard {
+    #[inline]
     pub(crate) fn new(running: &Running) -> ActiveGuard {
         debug_assert!(CURRENT.get().is_null(), "nested entry into compiled code");
-        CURRENT.set(running);
-        ActiveGuard(())
+        ActiveGuard(CURRENT.with(|c| {
+            c.set(running);
+            c as *const Cell<*const Running>
+        }))
     }
 }
 
 impl Drop for ActiveGuard {
+    #[inline]
     fn drop(&mut self) {
-        CURRENT.set(std::ptr::null());
+        // SAFETY: the pointer is this thread's `CURRENT` slot, which lives as long
+        // as the thread; the guard cannot leave the thread (it is not `Send`) and
+        // is dropped within the call that made it.
+        unsafe { (*self.0).set(std::ptr::null()) };
     }
 }
 

@@ -57,9 +57,7 @@ impl InterpInstance {
 
 impl Instance for InterpInstance {
     fn run(&mut self) -> Result<Exit, EngineError> {
-        // Without step mode the loop only returns at an exit.
-        super::run::run_to_exit(self)?
-            .ok_or_else(|| EngineError::Internal("run stopped without an exit".into()))
+        super::run::run_to_exit(self)
     }
 
     fn step_block(&mut self) -> Result<Option<Exit>, EngineError> {

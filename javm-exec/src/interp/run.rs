@@ -54,10 +54,8 @@ mod placed {
     // function's code is the same as anywhere else.
     #[unsafe(link_section = ".text.javm_interp_loop")]
     #[inline(never)]
-    pub(in crate::interp) fn run_to_exit(
-        inst: &mut InterpInstance,
-    ) -> Result<Option<Exit>, EngineError> {
-        super::run::<false>(inst)
+    pub(in crate::interp) fn run_to_exit(inst: &mut InterpInstance) -> Result<Exit, EngineError> {
+        super::run::<false, Exit>(inst)
     }
 }
 
@@ -69,21 +67,57 @@ pub(super) use placed::run_to_exit;
 /// [`Instance::run`]: crate::Instance::run
 #[cfg(not(target_os = "linux"))]
 #[inline(never)]
-pub(super) fn run_to_exit(inst: &mut InterpInstance) -> Result<Option<Exit>, EngineError> {
-    run::<false>(inst)
+pub(super) fn run_to_exit(inst: &mut InterpInstance) -> Result<Exit, EngineError> {
+    run::<false, Exit>(inst)
 }
 
 /// Run `inst` until the next block boundary (or an exit).
 #[inline(never)]
 pub(super) fn run_step(inst: &mut InterpInstance) -> Result<Option<Exit>, EngineError> {
-    run::<true>(inst)
+    run::<true, Option<Exit>>(inst)
 }
 
-/// Run `inst` until an exit, or with `STEP` until the next block boundary.
+/// What a run returns: the [`Exit`] for a run to an exit, `Option<Exit>` for a
+/// step (`None`: it stopped before entering a block). A run returns its own type,
+/// so that [`Instance::run`] passes it on without converting it.
+///
+/// [`Instance::run`]: crate::Instance::run
+pub(super) trait Outcome: Sized {
+    /// The run stopped at `exit`.
+    fn exit(exit: Exit) -> Self;
+    /// The run stopped before entering a block, which only a step does.
+    fn stopped() -> Result<Self, EngineError>;
+}
+
+impl Outcome for Exit {
+    #[inline(always)]
+    fn exit(exit: Exit) -> Self {
+        exit
+    }
+
+    fn stopped() -> Result<Self, EngineError> {
+        Err(EngineError::Internal("run stopped without an exit".into()))
+    }
+}
+
+impl Outcome for Option<Exit> {
+    #[inline(always)]
+    fn exit(exit: Exit) -> Self {
+        Some(exit)
+    }
+
+    #[inline(always)]
+    fn stopped() -> Result<Self, EngineError> {
+        Ok(None)
+    }
+}
+
+/// Run `inst` until an exit, or with `STEP` (and `O = Option<Exit>`) until the
+/// next block boundary.
 #[inline(always)]
-pub(super) fn run<const STEP: bool>(
+pub(super) fn run<const STEP: bool, O: Outcome>(
     inst: &mut InterpInstance,
-) -> Result<Option<Exit>, EngineError> {
+) -> Result<O, EngineError> {
     let module = &*inst.module;
     let program = &*module.program;
     let pcs = program.pcs();
@@ -99,13 +133,16 @@ pub(super) fn run<const STEP: bool>(
     let pc_at = |i: usize| pcs.get(i).copied().unwrap_or(u32::MAX);
 
     // The current block, and the index of the first instruction still to run.
-    let (start, mut block): (usize, u32) = match inst.resume {
+    let (start, mut block, resumed): (usize, u32, Option<&super::BlockEntry>) = match inst.resume {
         Resume::Done(e) => return Err(EngineError::Finished(e)),
         Resume::BadPc => {
             inst.resume = Resume::Done(Exit::Panic);
-            return Ok(Some(Exit::Panic));
+            return Ok(O::exit(Exit::Panic));
         }
-        Resume::At(i) => (i as usize, program.block_of(i)),
+        Resume::At(i) => {
+            let b = program.block_of(i);
+            (i as usize, b, blocks.get(b as usize))
+        }
         Resume::Enter(b) => {
             let e = blocks
                 .get(b as usize)
@@ -114,7 +151,7 @@ pub(super) fn run<const STEP: bool>(
             // As at every entry of a block that checks, in steps too.
             if e.poll.load(Relaxed) && interrupt.load(Relaxed) && interrupt.swap(false, Relaxed) {
                 inst.pc = e.pc;
-                return Ok(Some(Exit::Interrupted));
+                return Ok(O::exit(Exit::Interrupted));
             }
             let mut need = e.need.load(Acquire);
             if need == UNPRICED {
@@ -123,10 +160,10 @@ pub(super) fn run<const STEP: bool>(
             if (gas as u64) < need {
                 inst.gas = 0;
                 inst.pc = e.pc;
-                return Ok(Some(Exit::OutOfGas));
+                return Ok(O::exit(Exit::OutOfGas));
             }
             gas -= e.cost.load(Relaxed);
-            (e.first as usize, b)
+            (e.first as usize, b, Some(e))
         }
     };
     // The block an `enter!` entered last.
@@ -140,7 +177,7 @@ pub(super) fn run<const STEP: bool>(
             .is_none_or(|e| (e.first as usize..e.end as usize).contains(&start)),
         "instruction {start} is not in block {block}"
     );
-    let (mut body, mut end) = match blocks.get(block as usize) {
+    let (mut body, mut end) = match resumed {
         Some(e) => (
             e.code(module)
                 .get(start.saturating_sub(e.first as usize)..)
@@ -156,7 +193,7 @@ pub(super) fn run<const STEP: bool>(
             inst.gas = gas;
             inst.pc = $pc;
             inst.resume = $resume;
-            return Ok(Some($exit));
+            return Ok(O::exit($exit));
         }};
     }
     // Exits that end the program.
@@ -185,7 +222,7 @@ pub(super) fn run<const STEP: bool>(
                 inst.gas = gas;
                 inst.pc = e.pc;
                 inst.resume = Resume::Enter(b);
-                return Ok(None);
+                return O::stopped();
             }
             // Gas is never negative, so the unsigned compare is exact. A block not
             // priced yet fails it and is priced here, once per module.
@@ -352,13 +389,11 @@ pub(super) fn run<const STEP: bool>(
                     Resume::after_block(program, profile, block),
                     pc_at(idx!())
                 ),
-                I::Ecalli(o) => {
-                    finish!(
-                        Exit::HostCall(o.x as u32),
-                        Resume::after_block(program, profile, block),
-                        pc_at(idx!())
-                    )
-                }
+                I::Ecalli(o) => finish!(
+                    Exit::HostCall(o.x as u32),
+                    Resume::after_block(program, profile, block),
+                    pc_at(idx!())
+                ),
                 I::Jump(o) => enter!(o.target.0),
                 I::JumpInd(o) => djump!(ea(r!(o.a), o.x)),
                 I::LoadImmJump(o) => {

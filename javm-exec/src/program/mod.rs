@@ -213,6 +213,7 @@ impl Program {
 
     /// The opcode of instruction `index`: `None` if it is no valid instruction or
     /// no position.
+    #[inline]
     pub fn opcode(&self, index: u32) -> Option<Opcode> {
         self.opcodes.get(index as usize).copied().flatten()
     }
@@ -376,6 +377,7 @@ impl Program {
     /// it, since the Gray Paper's terminator set `T` has no `ecalli`: it is charged
     /// with that block, is not a branch target and is no entry point. `false` for a
     /// `b` that is no block.
+    #[inline]
     pub fn starts_block(&self, b: u32, profile: GasProfile) -> bool {
         let Some(block) = self.blocks.get(b as usize) else {
             return false;

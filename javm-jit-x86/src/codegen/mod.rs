@@ -35,7 +35,7 @@ mod stores;
 use buf::CodeBuf;
 use dynasmrt::{DynasmApi, dynasm};
 use javm_exec::Program;
-use javm_exec::engine::Resume;
+use javm_exec::engine::{Exit, Resume};
 use javm_exec::gas::{BlockCost, GasProfile};
 use javm_exec::program::{HALT_ADDRESS, MAX_JUMP_TABLE_LEN};
 use labels::{Cc, Label, Labels};
@@ -95,8 +95,12 @@ pub(crate) struct HostSite {
     pub(crate) resume: Resume,
     /// The call's PC.
     pub(crate) pc: u32,
-    /// `ecalli`'s immediate (mod 2^32); `None` for `ecall`.
-    pub(crate) id: Option<u32>,
+    /// The exit: [`Exit::HostCall`] with `ecalli`'s immediate (mod 2^32), or
+    /// [`Exit::Ecall`]. Kept whole, so that the run loop copies its 8 bytes in
+    /// one store rather than storing its two halves apart, which a caller that
+    /// reads the exit as one 8-byte value could not have forwarded from the store
+    /// buffer (docs/BENCHMARKS.md, "Host calls: the exit in one store").
+    pub(crate) exit: Exit,
 }
 
 /// A deferred cold stub.
@@ -683,7 +687,8 @@ impl Cg<'_> {
             GasProfile::Jar1
         };
         let resume = Resume::after_block(self.program, profile, block);
-        self.host_sites.push(HostSite { resume, pc, id });
+        let exit = id.map_or(Exit::Ecall, Exit::HostCall);
+        self.host_sites.push(HostSite { resume, pc, exit });
         self.exit(ExitKind::HostCall, site);
         Ok(())
     }
