@@ -132,7 +132,8 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
     let interrupt = inst.interrupt.flag();
     let pc_at = |i: usize| pcs.get(i).copied().unwrap_or(u32::MAX);
 
-    // The current block, and the index of the first instruction still to run.
+    // The index of the first instruction still to run, its block, and the block's
+    // entry (for a resume at a block, the one just charged: not looked up twice).
     let (start, mut block, resumed): (usize, u32, Option<&super::BlockEntry>) = match inst.resume {
         Resume::Done(e) => return Err(EngineError::Finished(e)),
         Resume::BadPc => {
