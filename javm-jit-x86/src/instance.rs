@@ -17,9 +17,9 @@ use javm_exec::memory::{
 use javm_exec::{GasProfile, NUM_REGS, Reg};
 use nix::sys::mman::ProtFlags;
 
-use crate::codegen::HostSite;
+use crate::codegen::{HostSite, NO_ENTRY};
 use crate::ctx::{ExitKind, JitContext, Kick};
-use crate::module::JitModule;
+use crate::module::{JitModule, entry_of};
 use crate::signal::{self, ActiveGuard, Running, materialize_unit};
 use crate::window::{Window, discard, mark_unwritable, mark_writable, protect};
 
@@ -38,8 +38,16 @@ pub struct JitInstance {
     window: ManuallyDrop<Window>,
     map: Box<PageMap>,
     pc: u32,
+    /// Where the next run continues; written only through [`Self::set_resume`]
+    /// and [`Self::take_host_call`], which keep `entry` with it.
     resume: Resume,
+    /// The native offset at which the next run enters compiled code directly:
+    /// the block of `resume` when that is [`Resume::Enter`] and the instance is
+    /// not broken ([`entry_of`]), else [`NO_ENTRY`] (the run loop decides). The
+    /// common resume, after a host call, thus costs `run` one compare.
+    entry: u32,
     /// Set when the host failed mid-access; the instance cannot continue.
+    /// Written only through [`Self::set_broken`] (and cleared by `reset`).
     broken: Option<EngineError>,
     /// The interrupt request flag (`signal.rs`, "Interrupts": a request biases the
     /// gas counter of the running code).
@@ -104,6 +112,7 @@ impl JitInstance {
             map: Box::new(map),
             pc,
             resume: Resume::BadPc,
+            entry: NO_ENTRY,
             broken: None,
             interrupt,
             notifying: AtomicBool::new(false),
@@ -122,6 +131,22 @@ impl JitInstance {
         ctx.gas = gas;
         ctx.jt_ptr = jt;
         self.set_pc(pc);
+    }
+
+    /// Continue the next run at `resume`.
+    fn set_resume(&mut self, resume: Resume) {
+        self.resume = resume;
+        self.entry = if self.broken.is_none() {
+            entry_of(&self.module.block_offsets, resume)
+        } else {
+            NO_ENTRY
+        };
+    }
+
+    /// The host failed mid-access: every later run reports `e`.
+    fn set_broken(&mut self, e: EngineError) {
+        self.broken = Some(e);
+        self.entry = NO_ENTRY;
     }
 
     /// Take a pending interrupt request.
@@ -270,7 +295,7 @@ impl JitInstance {
             let target = match self.resume {
                 Resume::Done(e) => return Err(EngineError::Finished(e)),
                 Resume::BadPc => {
-                    self.resume = Resume::Done(Exit::Panic);
+                    self.set_resume(Resume::Done(Exit::Panic));
                     return Ok(Some(Exit::Panic));
                 }
                 Resume::Enter(b) => {
@@ -341,11 +366,14 @@ impl JitInstance {
         Ok(Flow::Return(Some(self.take_host_call(site))))
     }
 
-    /// Stop at host-call site `site`: the exit, and the resume point after it.
+    /// Stop at host-call site `site`: the exit, and the resume point after it
+    /// with its direct entry (the instance is not broken: its code just ran).
     #[inline(always)]
     fn take_host_call(&mut self, site: HostSite) -> Exit {
+        debug_assert!(self.broken.is_none());
         self.pc = site.pc;
         self.resume = site.resume;
+        self.entry = site.entry;
         site.exit
     }
 
@@ -361,7 +389,7 @@ impl JitInstance {
         macro_rules! finish {
             ($exit:expr, $resume:expr, $pc:expr) => {{
                 self.pc = $pc;
-                self.resume = $resume;
+                self.set_resume($resume);
                 return Ok(Flow::Return(Some($exit)));
             }};
         }
@@ -391,7 +419,7 @@ impl JitInstance {
                 if step {
                     // Stopped before entering block `idx`: not an exit.
                     self.pc = pc;
-                    self.resume = Resume::Enter(idx);
+                    self.set_resume(Resume::Enter(idx));
                     return Ok(Flow::Return(None));
                 }
                 if self.ctx().gas >= need {
@@ -401,12 +429,12 @@ impl JitInstance {
                         // its gas check, with the bias again, to the next block.
                         self.ctx_mut().gas -= cost;
                         let first = program.blocks()[idx as usize].first;
-                        self.resume = Resume::At(first);
+                        self.set_resume(Resume::At(first));
                         return Ok(Flow::Continue);
                     }
                     // The bias was for a request taken by someone else since:
                     // enter the block.
-                    self.resume = Resume::Enter(idx);
+                    self.set_resume(Resume::Enter(idx));
                     return Ok(Flow::Continue);
                 }
                 self.ctx_mut().gas = 0;
@@ -420,7 +448,7 @@ impl JitInstance {
                 if let Some(e) = self.emulate(idx)? {
                     return Ok(Flow::Return(Some(e)));
                 }
-                self.resume = Resume::At(idx + 1);
+                self.set_resume(Resume::At(idx + 1));
             }
             ExitKind::Sbrk => {
                 let Some(I::Sbrk(o)) = program.instructions().get(idx as usize).copied() else {
@@ -431,7 +459,7 @@ impl JitInstance {
                 let size = self.ctx().regs[o.a.index()];
                 let v = self.map.sbrk(size);
                 self.ctx_mut().regs[o.d.index()] = v;
-                self.resume = Resume::At(idx + 1);
+                self.set_resume(Resume::At(idx + 1));
             }
             ExitKind::HostError => {
                 let e = EngineError::OutOfMemory(format!(
@@ -439,7 +467,7 @@ impl JitInstance {
                     std::io::Error::from_raw_os_error(arg as i32)
                 ));
                 self.pc = pc_at(idx);
-                self.broken = Some(e.clone());
+                self.set_broken(e.clone());
                 return Err(e);
             }
             ExitKind::Inconsistent => {
@@ -447,7 +475,7 @@ impl JitInstance {
                     "a guest access at {:#x} faulted although its pages allow it",
                     arg
                 ));
-                self.broken = Some(e.clone());
+                self.set_broken(e.clone());
                 return Err(e);
             }
         }
@@ -518,24 +546,24 @@ impl JitInstance {
             Err(bad) => {
                 let e = bad_access_exit(schedule.profile(), bad.addr);
                 self.pc = pc;
-                self.resume = if matches!(e, Exit::PageFault(_)) {
+                self.set_resume(if matches!(e, Exit::PageFault(_)) {
                     Resume::At(idx)
                 } else {
                     Resume::Done(e)
-                };
+                });
                 return Ok(Some(e));
             }
         };
         if self.map.check_write_limit(&plan).is_err() {
             self.pc = pc;
-            self.resume = Resume::At(idx);
+            self.set_resume(Resume::At(idx));
             return Err(EngineError::MemoryLimit(self.map.write_limit()));
         }
         let charge = i64::try_from(plan.charge).unwrap_or(i64::MAX);
         if charge > self.ctx().gas {
             self.ctx_mut().gas = 0;
             self.pc = pc;
-            self.resume = Resume::At(idx);
+            self.set_resume(Resume::At(idx));
             return Ok(Some(Exit::OutOfGas));
         }
         let base = self.window.guest_base_mut();
@@ -616,14 +644,12 @@ impl Instance for JitInstance {
     fn run(&mut self) -> Result<Exit, EngineError> {
         // The common entry, at a block (a start, or the block after a host call),
         // goes straight in and takes a host call's exit without the general loop.
-        if let (Resume::Enter(b), None) = (self.resume, &self.broken) {
-            // SAFETY: as in `run_loop`.
-            let module: &JitModule = unsafe { &*Arc::as_ptr(&self.module) };
-            let Some(&target) = module.block_offsets.get(b as usize) else {
-                return Err(EngineError::Internal(format!(
-                    "resume at unknown block {b}"
-                )));
-            };
+        let target = self.entry;
+        if target != NO_ENTRY {
+            debug_assert!(
+                self.broken.is_none()
+                    && target == entry_of(&self.module.block_offsets, self.resume)
+            );
             let (kind, idx) = self.enter(target, false)?;
             if kind == ExitKind::HostCall as u32
                 && let Some(&site) = self.module.host_sites.get(idx as usize)
@@ -693,7 +719,11 @@ impl Instance for JitInstance {
 
     fn set_pc(&mut self, pc: u32) {
         self.pc = pc;
-        self.resume = Resume::at_pc(&self.module.program, self.module.schedule.profile(), pc);
+        self.set_resume(Resume::at_pc(
+            &self.module.program,
+            self.module.schedule.profile(),
+            pc,
+        ));
     }
 
     fn gas(&self) -> i64 {
@@ -745,7 +775,7 @@ impl Instance for JitInstance {
             },
         );
         if let Some(e) = failed {
-            self.broken = Some(e);
+            self.set_broken(e);
         }
         if result.is_ok() && !data.is_empty() {
             let last = addr + (data.len() as u32 - 1);
@@ -810,7 +840,7 @@ impl Instance for JitInstance {
             },
         );
         if let Some(errno) = failed.get() {
-            self.broken = Some(protection_error(errno));
+            self.set_broken(protection_error(errno));
         }
         result?;
         for page in was_rw {

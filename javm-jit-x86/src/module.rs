@@ -4,14 +4,14 @@ use std::sync::Arc;
 
 use javm_exec::Program;
 use javm_exec::engine::{
-    CachedModule, Engine, EngineError, EngineKind, InstanceInit, ModuleCache, check_schedule,
-    check_start,
+    CachedModule, Engine, EngineError, EngineKind, InstanceInit, ModuleCache, Resume,
+    check_schedule, check_start,
 };
 use javm_exec::gas::GasSchedule;
 use javm_exec::memory::{DEFAULT_MEMORY_LIMIT, PageMap};
 
 use crate::code::{ExecutableCode, WritableCode};
-use crate::codegen::{self, HostSite};
+use crate::codegen::{self, HostSite, NO_ENTRY};
 use crate::instance::JitInstance;
 use crate::signal::{self, SideEntry};
 use crate::window::Window;
@@ -159,6 +159,17 @@ pub struct JitModule {
     pub(crate) blocks_start: u32,
 }
 
+/// The native offset at which a run continuing at `resume` enters compiled code
+/// directly: block `b`'s entry for [`Resume::Enter`]`(b)`, else (and for a block
+/// the table does not have) [`NO_ENTRY`], which leaves the resume to the run
+/// loop.
+pub(crate) fn entry_of(block_offsets: &[u32], resume: Resume) -> u32 {
+    match resume {
+        Resume::Enter(b) => block_offsets.get(b as usize).copied().unwrap_or(NO_ENTRY),
+        Resume::At(_) | Resume::BadPc | Resume::Done(_) => NO_ENTRY,
+    }
+}
+
 impl JitModule {
     fn compile(
         program: &Arc<Program>,
@@ -190,6 +201,10 @@ impl JitModule {
             }))
             .collect();
         let prices = std::mem::take(&mut c.prices).into();
+        let mut host_sites: Box<[HostSite]> = c.host_sites.into();
+        for site in host_sites.iter_mut() {
+            site.entry = entry_of(&c.block_offsets, site.resume);
+        }
         Ok(JitModule {
             program: Arc::clone(program),
             schedule,
@@ -199,7 +214,7 @@ impl JitModule {
             resume_offsets: c.resume_offsets.into(),
             ins_ends: c.ins_ends.into(),
             side: c.side.into(),
-            host_sites: c.host_sites.into(),
+            host_sites,
             jump_table,
             prices,
             entry: c.entry,

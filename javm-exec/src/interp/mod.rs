@@ -122,11 +122,7 @@ impl BlockEntry {
     fn decode(&self, module: &InterpModule) -> &[Op] {
         self.code.get_or_init(|| {
             let ins = module.program.decode_range(self.first, self.end);
-            if module.fuse {
-                op::block_ops(&ins)
-            } else {
-                ins.iter().map(|&i| Op::from(i)).collect()
-            }
+            op::block_code(&ins, module.fuse)
         })
     }
 }
@@ -146,7 +142,7 @@ pub struct InterpModule {
     program: Arc<Program>,
     schedule: GasSchedule,
     blocks: Box<[BlockEntry]>,
-    /// Whether blocks are decoded with their runs fused ([`op::block_ops`]).
+    /// Whether blocks are decoded with their runs fused ([`op::block_code`]).
     fuse: bool,
     /// Marks the blocks' [`BlockEntry::poll`] bits, once.
     polls: Once,
@@ -434,7 +430,7 @@ mod tests {
         for (e, b) in module.blocks.iter().zip(program.blocks()) {
             if let Some(code) = e.code.get() {
                 let ins = &program.instructions()[b.first as usize..b.end as usize];
-                assert_eq!(&code[..], &op::block_ops(ins)[..]);
+                assert_eq!(&code[..], &op::block_code(ins, true)[..]);
             }
         }
     }

@@ -3,10 +3,12 @@
 //!
 //! [`Op`] repeats [`Instruction`]'s variants (generated from the same ISA table, with
 //! the same operand structs) so that one `match` dispatches on both; a nested enum
-//! would dispatch twice. A block's ops are built when it is first run
-//! ([`block_ops`]): a fused run's first slot holds the run (or its part the
-//! interpreter fuses), its later slots keep their own instructions, for executions that start inside the run (a resume after
-//! a fault, a host's `set_pc`).
+//! would dispatch twice. A block's code is built when it is first run
+//! ([`block_code`]): a fused run's first slot holds the run (or its part the
+//! interpreter fuses), its later slots keep their own instructions, for executions
+//! that start inside the run (a resume after a fault, a host's `set_pc`); after
+//! the last slot comes [`Op::End`], which lets the loop walk a block without
+//! checking for its end at every op.
 
 use crate::fuse::{self, Fused, Shift};
 use crate::instruction::{Instruction, operands};
@@ -49,6 +51,10 @@ macro_rules! define_op {
         pub(crate) enum Op {
             $($name(operands::$format),)*
             Invalid,
+            /// Past a block's last slot (every block's code ends with it): the
+            /// block ended without a terminator, which a [`crate::Program`] rules
+            /// out; the walk stops here whatever the slots before it hold.
+            End,
             Rotate(Rotate),
             ZeroExtend(ZeroExtend),
             Index(Index),
@@ -90,11 +96,23 @@ impl Op {
     }
 }
 
-/// A block's ops from its instructions: each fused run ([`fuse::find`], runs taken
-/// from the start, not overlapping) that the interpreter fuses in its first slot,
-/// every other slot its own instruction.
-pub(crate) fn block_ops(ins: &[Instruction]) -> Box<[Op]> {
-    let mut ops: Box<[Op]> = ins.iter().map(|&i| Op::from(i)).collect();
+/// A block's code from its instructions: one slot per instruction, each fused run
+/// in its first slot when `fuse` ([`fuse_runs`]), then [`Op::End`].
+pub(crate) fn block_code(ins: &[Instruction], fuse: bool) -> Box<[Op]> {
+    let mut ops = Vec::with_capacity(ins.len() + 1);
+    ops.extend(ins.iter().map(|&i| Op::from(i)));
+    if fuse {
+        fuse_runs(ins, &mut ops);
+    }
+    ops.push(Op::End);
+    ops.into_boxed_slice()
+}
+
+/// Put into `ops` (one per instruction of `ins`) each fused run ([`fuse::find`],
+/// runs taken from the start, not overlapping) that the interpreter fuses, in its
+/// first slot; every other slot keeps its own instruction. A run lies within
+/// `ins`, so the slots it covers do too.
+fn fuse_runs(ins: &[Instruction], ops: &mut [Op]) {
     let mut k = 0;
     while let Some(rest) = ins.get(k..).filter(|r| !r.is_empty()) {
         // Every run the interpreter fuses starts with a shift by a constant; other
@@ -113,7 +131,6 @@ pub(crate) fn block_ops(ins: &[Instruction]) -> Box<[Op]> {
             None => k += 1,
         }
     }
-    ops
 }
 
 #[cfg(test)]
@@ -127,7 +144,9 @@ mod tests {
             .program()
             .unwrap();
         let ins = p.instructions().to_vec();
-        let ops = block_ops(&ins);
+        let ops = block_code(&ins, true);
+        assert_eq!(ops.len(), ins.len() + 1);
+        assert_eq!(ops.last(), Some(&Op::End));
         (ins, ops)
     }
 
@@ -138,7 +157,6 @@ mod tests {
              shlo_l_imm_64 r6, r4, 32\nshlo_r_imm_64 r6, r6, 30\n\
              shlo_l_imm_64 r7, r8, 32\nshlo_r_imm_64 r7, r7, 29\nadd_64 r7, r2, r7\nload_ind_u64 r7, r7, 8",
         );
-        assert_eq!(ops.len(), ins.len());
         assert!(
             matches!(ops[1], Op::Rotate(Rotate { n: 63, .. })),
             "{:?}",
@@ -160,10 +178,22 @@ mod tests {
     }
 
     #[test]
+    fn unfused_code_is_one_slot_per_instruction_then_the_end() {
+        let p = assemble("shlo_l_imm_64 r6, r4, 32\nshlo_r_imm_64 r6, r6, 30\ntrap")
+            .unwrap()
+            .program()
+            .unwrap();
+        let ins = p.instructions();
+        let mut want: Vec<Op> = ins.iter().map(|&i| Op::from(i)).collect();
+        want.push(Op::End);
+        assert_eq!(&block_code(ins, false)[..], &want[..]);
+    }
+
+    #[test]
     fn an_add_folded_into_its_load_alone_is_not_fused() {
         let (ins, ops) = ops("add_64 r7, r2, r3\nload_ind_u64 r7, r7, 8");
         assert_eq!(
-            &ops[..],
+            &ops[..ins.len()],
             &ins.iter().map(|&i| Op::from(i)).collect::<Vec<_>>()[..]
         );
     }

@@ -18,6 +18,7 @@ use super::{NOT_A_TARGET, UNPRICED};
 use crate::engine::{EngineError, Exit};
 use crate::gas::GasProfile;
 use crate::instruction::imm;
+use crate::isa::Reg;
 use crate::ops;
 use crate::program::DynamicJump;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
@@ -112,9 +113,22 @@ impl Outcome for Option<Exit> {
     }
 }
 
+/// The code of a block that is not in the table: its walk ends at once.
+static NO_CODE: [I; 1] = [I::End];
+
+/// The walk of a block's `code` from slot `k`: the slots from `k` on, which end with
+/// `End` as the whole code does; [`NO_CODE`] for a slot past the last.
+fn from_slot(code: &[I], k: usize) -> &[I] {
+    match code.get(k..) {
+        Some(rest) if rest.last() == Some(&I::End) => rest,
+        _ => &NO_CODE,
+    }
+}
+
 /// Run `inst` until an exit, or with `STEP` (and `O = Option<Exit>`) until the
 /// next block boundary.
 #[inline(always)]
+#[allow(unsafe_code)]
 pub(super) fn run<const STEP: bool, O: Outcome>(
     inst: &mut InterpInstance,
 ) -> Result<O, EngineError> {
@@ -180,12 +194,10 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
     );
     let (mut body, mut end) = match resumed {
         Some(e) => (
-            e.code(module)
-                .get(start.saturating_sub(e.first as usize)..)
-                .unwrap_or_default(),
+            from_slot(e.code(module), start.saturating_sub(e.first as usize)),
             e.end as usize,
         ),
-        None => (&[][..], 0),
+        None => (&NO_CODE[..], 0),
     };
 
     // Leave the loop: save state and report `$exit`, resuming later per `$resume`.
@@ -270,32 +282,49 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
             regs[$r.index() & 15]
         };
     }
+    // The deferred write (`w!`): its register and value.
+    let (mut wd, mut wv): (Reg, u64);
+    // The register write an op that goes on to the next op makes last: deferred to
+    // the loop's head (`regs[wd & 15] = wv`, before the next op's dispatch), so
+    // that every such op ends the same way, with a jump to the head, and none
+    // through a store shared with others placed wherever the compiler puts it
+    // (the loop's speed follows those jumps; docs/BENCHMARKS.md, "One way out of
+    // an op"). An op that writes a register and goes on makes its last write
+    // here: otherwise the head would write the previous op's result again over
+    // it. Ops that leave the walk (to a block entry or an exit) write directly.
+    macro_rules! w {
+        ($r:expr, $v:expr) => {{
+            let v: u64 = $v;
+            wd = $r;
+            wv = v;
+        }};
+    }
     // rD = f(rA, rB)
     macro_rules! op3 {
         ($o:expr, $f:expr) => {{
             let o = $o;
-            r!(o.d) = ($f)(r!(o.a), r!(o.b));
+            w!(o.d, ($f)(r!(o.a), r!(o.b)));
         }};
     }
     // rA = f(rB, X)
     macro_rules! opi {
         ($o:expr, $f:expr) => {{
             let o = $o;
-            r!(o.a) = ($f)(r!(o.b), imm(o.x));
+            w!(o.a, ($f)(r!(o.b), imm(o.x)));
         }};
     }
     // rA = f(X, rB)
     macro_rules! opi_alt {
         ($o:expr, $f:expr) => {{
             let o = $o;
-            r!(o.a) = ($f)(imm(o.x), r!(o.b));
+            w!(o.a, ($f)(imm(o.x), r!(o.b)));
         }};
     }
     // rD = f(rA)
     macro_rules! op2 {
         ($o:expr, $f:expr) => {{
             let o = $o;
-            r!(o.d) = ($f)(r!(o.a));
+            w!(o.d, ($f)(r!(o.a)));
         }};
     }
     macro_rules! mem_fault {
@@ -325,14 +354,10 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
         ($dst:expr, $addr:expr, $n:literal, $conv:expr) => {{
             let addr: u32 = $addr;
             match view.load::<$n>(addr) {
-                Some(bytes) => {
-                    r!($dst) = ($conv)(bytes);
-                }
+                Some(bytes) => w!($dst, ($conv)(bytes)),
                 None => {
                     match mem.load_slow::<$n>(addr, &mut gas) {
-                        Ok(bytes) => {
-                            r!($dst) = ($conv)(bytes);
-                        }
+                        Ok(bytes) => w!($dst, ($conv)(bytes)),
                         Err(f) => mem_fault!(f),
                     }
                     view = mem.view();
@@ -366,22 +391,38 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
     let ea = |base: u64, x: i32| (base as u32).wrapping_add(x as u32);
 
     loop {
-        let mut it = body.iter();
-        // The index of the instruction being executed (only needed on exits).
+        // The walk over `body`, a block's code (or its part from a resume on),
+        // which ends with `End` (`op::block_code`, `from_slot`): `at` is the next
+        // slot. Every op but `End` leaves this loop or moves `at` on by the slots
+        // it covers, all before `End`, and `End` leaves; so `at` never passes
+        // `End`, and no op pays for a check of the block's end.
+        let mut at = body.as_ptr();
+        let stop = body.as_ptr_range().end;
+        // Nothing is pending at a walk's start: the head's first write writes a
+        // register's own value.
+        (wd, wv) = (Reg::R0, r!(Reg::R0));
+        debug_assert_eq!(body.last(), Some(&I::End));
+        // The index of the instruction being executed (only needed on exits):
+        // `end` less the slots from `at` to the end of `body`.
         macro_rules! idx {
             () => {
-                end - it.len() - 1
+                end - (stop as usize - at as usize) / std::mem::size_of::<I>()
             };
         }
         loop {
+            r!(wd) = wv;
+            // SAFETY: `at` points at a slot of `body` (the walk above), a live
+            // slice that the module owns for as long as this run borrows it.
             // Match on a reference so that each arm loads only its own operands.
-            let Some(ins) = it.next() else {
-                return Err(EngineError::Internal(
-                    "a block ended without a terminator".into(),
-                ));
-            };
+            let ins = unsafe { &*at };
+            at = at.wrapping_add(1);
             match *ins {
                 // Control flow.
+                I::End => {
+                    return Err(EngineError::Internal(
+                        "a block ended without a terminator".into(),
+                    ));
+                }
                 I::Trap(_) => terminal!(Exit::Trap),
                 I::Invalid => terminal!(Exit::Panic),
                 I::Fallthrough(_) | I::Unlikely(_) => enter!(block + 1),
@@ -425,12 +466,8 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
                 I::BranchGeS(o) => branch!((r!(o.a) as i64) >= (r!(o.b) as i64), o.target),
 
                 // Immediates and moves.
-                I::LoadImm64(o) => {
-                    r!(o.a) = o.x();
-                }
-                I::LoadImm(o) => {
-                    r!(o.a) = imm(o.x);
-                }
+                I::LoadImm64(o) => w!(o.a, o.x()),
+                I::LoadImm(o) => w!(o.a, imm(o.x)),
                 I::MoveReg(o) => op2!(o, |a| a),
                 I::Sbrk(o) => {
                     if !gp {
@@ -441,7 +478,7 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
                     let grown = mem.sbrk(r!(o.a));
                     view = mem.view();
                     match grown {
-                        Ok(v) => r!(o.d) = v,
+                        Ok(v) => w!(o.d, v),
                         Err(e) => {
                             // A host failure: save the state so the caller can inspect it.
                             inst.gas = gas;
@@ -515,16 +552,8 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
                 I::ShloLImmAlt32(o) => opi_alt!(o, ops::shl32),
                 I::ShloRImmAlt32(o) => opi_alt!(o, ops::shr32),
                 I::SharRImmAlt32(o) => opi_alt!(o, ops::sar32),
-                I::CmovIzImm(o) => {
-                    if r!(o.b) == 0 {
-                        r!(o.a) = imm(o.x);
-                    }
-                }
-                I::CmovNzImm(o) => {
-                    if r!(o.b) != 0 {
-                        r!(o.a) = imm(o.x);
-                    }
-                }
+                I::CmovIzImm(o) => w!(o.a, if r!(o.b) == 0 { imm(o.x) } else { r!(o.a) }),
+                I::CmovNzImm(o) => w!(o.a, if r!(o.b) != 0 { imm(o.x) } else { r!(o.a) }),
                 I::AddImm64(o) => opi!(o, u64::wrapping_add),
                 I::MulImm64(o) => opi!(o, u64::wrapping_mul),
                 I::ShloLImm64(o) => opi!(o, ops::shl64),
@@ -568,16 +597,8 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
                 I::MulUpperSU(o) => op3!(o, ops::mul_upper_su),
                 I::SetLtU(o) => op3!(o, ops::set_lt_u),
                 I::SetLtS(o) => op3!(o, ops::set_lt_s),
-                I::CmovIz(o) => {
-                    if r!(o.b) == 0 {
-                        r!(o.d) = r!(o.a);
-                    }
-                }
-                I::CmovNz(o) => {
-                    if r!(o.b) != 0 {
-                        r!(o.d) = r!(o.a);
-                    }
-                }
+                I::CmovIz(o) => w!(o.d, if r!(o.b) == 0 { r!(o.a) } else { r!(o.d) }),
+                I::CmovNz(o) => w!(o.d, if r!(o.b) != 0 { r!(o.a) } else { r!(o.d) }),
                 I::RotL64(o) => op3!(o, ops::rotl64),
                 I::RotL32(o) => op3!(o, ops::rotl32),
                 I::RotR64(o) => op3!(o, ops::rotr64),
@@ -604,21 +625,22 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
                             ops::shr64(v, amount)
                         };
                     }
-                    r!(f.d) = ops::rotr64(v, u64::from(f.n));
-                    it.nth(1);
+                    w!(f.d, ops::rotr64(v, u64::from(f.n)));
+                    at = at.wrapping_add(2);
                 }
                 I::ZeroExtend(f) => {
-                    r!(f.d) = ops::shr64(ops::shl64(r!(f.s), 32), u64::from(f.k));
-                    it.next();
+                    w!(f.d, ops::shr64(ops::shl64(r!(f.s), 32), u64::from(f.k)));
+                    at = at.wrapping_add(1);
                 }
                 I::Index(f) => {
                     let index = u64::from(r!(f.b) as u32) << f.scale;
-                    r!(f.d) = r!(f.a).wrapping_add(index);
-                    it.nth(1);
+                    w!(f.d, r!(f.a).wrapping_add(index));
+                    at = at.wrapping_add(2);
                 }
             }
         }
-        // One place for every entry's instructions (each `enter!` breaks to here).
+        // One place for every entry's instructions (each `enter!` breaks to here):
+        // a whole block's code, which ends with `End`.
         body = entered.code(module);
     }
 }

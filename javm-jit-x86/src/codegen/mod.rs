@@ -101,7 +101,14 @@ pub(crate) struct HostSite {
     /// reads the exit as one 8-byte value could not have forwarded from the store
     /// buffer (docs/BENCHMARKS.md, "Host calls: the exit in one store").
     pub(crate) exit: Exit,
+    /// The native offset of the block `resume` enters ([`Resume::Enter`]), which
+    /// the run loop's direct entry takes; [`NO_ENTRY`] for any other resume
+    /// point. Filled in once the parts are linked (`module.rs`).
+    pub(crate) entry: u32,
 }
+
+/// [`HostSite::entry`] (and an instance's direct entry) when there is none.
+pub(crate) const NO_ENTRY: u32 = u32::MAX;
 
 /// A deferred cold stub.
 enum Stub {
@@ -688,7 +695,12 @@ impl Cg<'_> {
         };
         let resume = Resume::after_block(self.program, profile, block);
         let exit = id.map_or(Exit::Ecall, Exit::HostCall);
-        self.host_sites.push(HostSite { resume, pc, exit });
+        self.host_sites.push(HostSite {
+            resume,
+            pc,
+            exit,
+            entry: NO_ENTRY,
+        });
         self.exit(ExitKind::HostCall, site);
         Ok(())
     }
