@@ -113,16 +113,10 @@ impl Outcome for Option<Exit> {
     }
 }
 
-/// The code of a block that is not in the table: its walk ends at once.
-static NO_CODE: [I; 1] = [I::End];
-
 /// The walk of a block's `code` from slot `k`: the slots from `k` on, which end with
-/// `End` as the whole code does; [`NO_CODE`] for a slot past the last.
-fn from_slot(code: &[I], k: usize) -> &[I] {
-    match code.get(k..) {
-        Some(rest) if rest.last() == Some(&I::End) => rest,
-        _ => &NO_CODE,
-    }
+/// `End` as the whole code does (`None` for a slot past the last).
+fn from_slot(code: &[I], k: usize) -> Option<&[I]> {
+    code.get(k..).filter(|rest| rest.last() == Some(&I::End))
 }
 
 /// Run `inst` until an exit, or with `STEP` (and `O = Option<Exit>`) until the
@@ -181,24 +175,24 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
             (e.first as usize, b, Some(e))
         }
     };
-    // The block an `enter!` entered last.
-    let mut entered: &super::BlockEntry;
-    // The instructions still to run in the current block, [start, end) by index
-    // (`block` contains `start`: `Program::block_of` for a resume, the entered
-    // block's first instruction otherwise).
+    // The block whose code the walk is in: the resumed one, then the one each
+    // `enter!` enters (`block` contains `start`: `Program::block_of` for a resume,
+    // the entered block's first instruction otherwise).
+    let mut entered: &super::BlockEntry = resumed.ok_or_else(|| {
+        EngineError::Internal(format!("resume at instruction {start}, in no block"))
+    })?;
     debug_assert!(
-        blocks
-            .get(block as usize)
-            .is_none_or(|e| (e.first as usize..e.end as usize).contains(&start)),
+        (entered.first as usize..entered.end as usize).contains(&start),
         "instruction {start} is not in block {block}"
     );
-    let (mut body, mut end) = match resumed {
-        Some(e) => (
-            from_slot(e.code(module), start.saturating_sub(e.first as usize)),
-            e.end as usize,
-        ),
-        None => (&NO_CODE[..], 0),
-    };
+    // The instructions still to run in the current block.
+    let mut body = from_slot(
+        entered.code(module),
+        start.saturating_sub(entered.first as usize),
+    )
+    .ok_or_else(|| {
+        EngineError::Internal(format!("resume at instruction {start}, past its block"))
+    })?;
 
     // Leave the loop: save state and report `$exit`, resuming later per `$resume`.
     macro_rules! finish {
@@ -253,7 +247,6 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
             }
             gas -= e.cost.load(Relaxed);
             entered = e;
-            end = e.end as usize;
             block = b;
             break;
         }};
@@ -282,16 +275,19 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
             regs[$r.index() & 15]
         };
     }
-    // The deferred write (`w!`): its register and value.
-    let (mut wd, mut wv): (Reg, u64);
+    // The deferred write (`w!`): a register and its value. It always holds the
+    // last register an op wrote (or `r0` at the start), so that the head, which
+    // writes it before every op, changes nothing when no write is pending.
+    let (mut wd, mut wv): (Reg, u64) = (Reg::R0, regs[0]);
     // The register write an op that goes on to the next op makes last: deferred to
-    // the loop's head (`regs[wd & 15] = wv`, before the next op's dispatch), so
-    // that every such op ends the same way, with a jump to the head, and none
-    // through a store shared with others placed wherever the compiler puts it
-    // (the loop's speed follows those jumps; docs/BENCHMARKS.md, "One way out of
-    // an op"). An op that writes a register and goes on makes its last write
-    // here: otherwise the head would write the previous op's result again over
-    // it. Ops that leave the walk (to a block entry or an exit) write directly.
+    // the loop's head (`r!(wd) = wv`, before the next op's dispatch), so that
+    // every such op ends the same way, with a jump to the head, and none through
+    // a store shared with others placed wherever the compiler puts it (the loop's
+    // speed follows those jumps; docs/BENCHMARKS.md, "One way out of an op"). An
+    // op that writes a register and goes on makes its last write here: otherwise
+    // the head would write an older value over it. An op that writes and then
+    // leaves the walk (to a block entry, or out of the run) writes directly,
+    // since it may not come back to the head, and records the write here too.
     macro_rules! w {
         ($r:expr, $v:expr) => {{
             let v: u64 = $v;
@@ -391,22 +387,21 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
     let ea = |base: u64, x: i32| (base as u32).wrapping_add(x as u32);
 
     loop {
-        // The walk over `body`, a block's code (or its part from a resume on),
-        // which ends with `End` (`op::block_code`, `from_slot`): `at` is the next
+        // The walk over `body`, the code of the block `entered` (or its part from
+        // a resume on), which ends with `End` (`op::block_code`, `from_slot`): `at` is the next
         // slot. Every op but `End` leaves this loop or moves `at` on by the slots
         // it covers, all before `End`, and `End` leaves; so `at` never passes
         // `End`, and no op pays for a check of the block's end.
         let mut at = body.as_ptr();
-        let stop = body.as_ptr_range().end;
-        // Nothing is pending at a walk's start: the head's first write writes a
-        // register's own value.
-        (wd, wv) = (Reg::R0, r!(Reg::R0));
         debug_assert_eq!(body.last(), Some(&I::End));
-        // The index of the instruction being executed (only needed on exits):
-        // `end` less the slots from `at` to the end of `body`.
+        // The index of the instruction being executed (only needed on exits): the
+        // block's first, plus the slot before `at` in the block's code.
         macro_rules! idx {
             () => {
-                end - (stop as usize - at as usize) / std::mem::size_of::<I>()
+                entered.first as usize
+                    + (at as usize - entered.code(module).as_ptr() as usize)
+                        / std::mem::size_of::<I>()
+                    - 1
             };
         }
         loop {
@@ -440,12 +435,14 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
                 I::JumpInd(o) => djump!(ea(r!(o.a), o.x)),
                 I::LoadImmJump(o) => {
                     r!(o.a) = imm(o.x);
+                    w!(o.a, imm(o.x));
                     enter!(o.target.0)
                 }
                 I::LoadImmJumpInd(o) => {
                     // Read rB before writing rA (they may be the same register).
                     let addr = ea(r!(o.b), o.y);
                     r!(o.a) = imm(o.x);
+                    w!(o.a, imm(o.x));
                     djump!(addr)
                 }
                 I::BranchEqImm(o) => branch!(r!(o.a) == imm(o.x), o.target),
