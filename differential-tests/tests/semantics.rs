@@ -160,6 +160,29 @@ fn calls_through_jump_table_addresses<E: Engine>(e: &E) {
     assert_eq!(o.regs[0], 4, "ret2 is the second jump-table entry");
 }
 
+fn a_write_overwrites_the_one_before_it_in_every_form<E: Engine>(e: &E) {
+    // Each pair writes one register twice, the second time by another form (an
+    // immediate, a taken conditional move, a jump that writes, a fused rotate's
+    // result after its shifts); the second value stays, whatever the engine
+    // defers (the interpreter writes an op's result at its loop's head).
+    let src = "add_imm_64 r7, r8, 100\nload_imm r7, 5\n\
+               load_imm r9, 9\ncmov_iz_imm r9, r8, 3\n\
+               add_64 r11, r7, r9\ncmov_nz r11, r7, r7\n\
+               load_imm r10, 1\nload_imm_jump r10, 2, next\n\
+               next: add_64 r12, r10, r7\n\
+               load_imm r5, 6\nload_imm r0, 77\n\
+               shlo_r_imm_64 r6, r5, 63\nshlo_l_imm_64 r0, r5, 1\nor r6, r0, r6\n\
+               trap";
+    let o = Case::asm(src).reg(8, 0).run(e);
+    assert_eq!(o.exit, Exit::Trap);
+    assert_eq!(
+        (o.regs[7], o.regs[9], o.regs[11], o.regs[10], o.regs[12]),
+        (5, 3, 5, 2, 7)
+    );
+    // A rotate (fused by the interpreter): its shift overwrites r0, its result r6.
+    assert_eq!((o.regs[0], o.regs[6]), (12, 12), "6 << 1, then | 6 >> 63");
+}
+
 fn arithmetic_shifts_round_down<E: Engine>(e: &E) {
     let o = Case::asm("shar_r_64 r3, r1, r2\nshar_r_32 r4, r1, r2\nshar_r_imm_64 r5, r1, 1\ntrap")
         .reg(1, (-3i64) as u64)
@@ -480,6 +503,7 @@ engine_tests!(
     load_imm_jump_keeps_its_write_when_the_jump_fails,
     load_imm_jump_ind_with_ra_eq_rb_reads_the_old_value,
     calls_through_jump_table_addresses,
+    a_write_overwrites_the_one_before_it_in_every_form,
     arithmetic_shifts_round_down,
     three_register_rd_is_min_12_byte2,
     invalid_opcode_in_sequence_panics_at_its_pc,

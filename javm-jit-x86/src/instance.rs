@@ -863,3 +863,56 @@ impl Instance for JitInstance {
         self.map.dirty_pages()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Recompiler;
+    use javm_exec::asm::assemble;
+    use javm_exec::{Engine, GasSchedule, InstanceInit, MemoryLayout};
+
+    fn instance(src: &str) -> JitInstance {
+        let program = Arc::new(assemble(src).unwrap().program().unwrap());
+        let engine = Recompiler::new().unwrap();
+        let module = engine
+            .prepare(&program, GasSchedule::new(GasProfile::Jar1, 0))
+            .unwrap();
+        let init = InstanceInit {
+            layout: Arc::new(MemoryLayout::new()),
+            regs: [0; NUM_REGS],
+            pc: 0,
+            gas: 10_000,
+        };
+        engine.instantiate(&module, init).unwrap()
+    }
+
+    #[test]
+    fn the_direct_entry_follows_the_resume_point_and_a_break() {
+        let mut vm = instance("ecalli 1\nload_imm r2, 1\necalli 2\nload_imm r3, 1\ntrap");
+        assert_eq!(
+            vm.entry, vm.module.block_offsets[0],
+            "a fresh instance enters block 0"
+        );
+        assert_eq!(vm.run(), Ok(Exit::HostCall(1)));
+        assert_eq!(
+            vm.entry, vm.module.block_offsets[1],
+            "after a call, the next block"
+        );
+        assert_eq!(vm.run(), Ok(Exit::HostCall(2)));
+        // A break stops every later run, the direct entry included.
+        let e = EngineError::OutOfMemory("the host failed".into());
+        vm.set_broken(e.clone());
+        assert_eq!(vm.entry, NO_ENTRY);
+        assert_eq!(vm.run(), Err(e));
+        assert_eq!(vm.reg(Reg::R3), 0, "the block after the call did not run");
+        vm.set_pc(0);
+        assert_eq!(vm.entry, NO_ENTRY, "a new PC does not mend a break");
+        // A resume point inside a block leaves the entry to the run loop.
+        let mut vm = instance("ecalli 1\nload_imm r2, 1\necalli 2\nload_imm r3, 1\ntrap");
+        let mid = vm.module.program.pcs()[2];
+        vm.set_pc(mid);
+        assert_eq!(vm.entry, NO_ENTRY);
+        assert_eq!(vm.run(), Ok(Exit::HostCall(2)));
+        assert_eq!(vm.reg(Reg::R2), 0, "started at the call, not its block");
+    }
+}
