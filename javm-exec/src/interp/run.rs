@@ -1,9 +1,11 @@
 //! The dispatch loop: one `match` per instruction over [`Instruction`].
 //!
-//! The loop walks one block at a time: entering a block charges it and takes the
-//! slice of its instructions, which the inner loop iterates (one bounds check per
-//! block, not per instruction). The instruction index is only recomputed on the way
-//! out (`idx!()`). Invariants the loop relies on (established by [`crate::Program`]):
+//! The loop walks one block at a time: entering a block charges it and takes its
+//! code, which ends with an `End` sentinel, so the inner loop walks it with one
+//! pointer and no check of the block's end per op; each op that goes on leaves its
+//! register write to the loop's head (`w!`). The instruction index is only
+//! recomputed on the way out (`idx!()`). Invariants the loop relies on
+//! (established by [`crate::Program`]):
 //! * sequential execution moves from instruction `i` to `i + 1`;
 //! * every block ends with a terminator, and the last instruction is the implicit
 //!   `trap` at `len(code)`;
