@@ -6,16 +6,21 @@
 //! just below 0xFEFE0000) costs only the pages actually touched. Failing to reserve it
 //! is an [`EngineError::OutOfMemory`], never an abort.
 //!
-//! On 64-bit hosts every buffer covers the whole address space, and buffers are
-//! recycled through a small pool: mapping and unmapping one was most of the cost of a
-//! short-lived instance (a call between instances builds and drops one). A released
+//! On 64-bit hosts every buffer covers the whole address space (and one page past
+//! it, never accessed, so that the fast path's accesses need no index checks), and
+//! buffers are recycled through a small pool: mapping and unmapping one was most of
+//! the cost of a short-lived instance (a call between instances builds and drops
+//! one). A released
 //! buffer is zeroed over exactly the pages its map materialized — the only bytes any
 //! path writes, since a page is written only once it has left `NotPresent` — and kept
 //! if there were at most [`RECYCLE_MAX_PAGES`] of them; otherwise it is unmapped.
 //!
 //! Fast path ([`FastView`]): an access that stays within one page whose state byte
 //! allows it (any present state for loads, `PresentRw` for stores) touches the
-//! buffer directly.
+//! buffer directly. On 64-bit hosts the view's page states and buffer are
+//! fixed-size arrays over the whole address space, so the page of a 32-bit address
+//! and an in-page access of up to 8 bytes are in bounds by their types: an access
+//! is two checks (in the page, the state byte) and the access itself.
 //! Everything else — first touch, copy-on-write, straddling or wrapping accesses,
 //! faults — goes through [`PageMap::plan`] / [`PageMap::commit`], the rule both
 //! engines share. Pages are materialized from their layout slabs on first touch, so
@@ -54,14 +59,39 @@ pub(crate) struct FlatMemory {
     schedule: GasSchedule,
 }
 
+/// Bytes per page, as an index.
+const PAGE: usize = PAGE_SIZE as usize;
+/// Pages of the 32-bit address space.
+const SPACE_PAGES: usize = 1 << (32 - PAGE_SHIFT);
+/// Bytes of a whole-space buffer: the 32-bit address space and one page past it,
+/// never accessed, so that an access of up to 8 bytes at any 32-bit address lies
+/// in the buffer by its type alone (see [`FastView`]).
+#[cfg(target_pointer_width = "64")]
+const WHOLE_LEN: usize = (1 << 32) + PAGE;
+
+/// The page states a [`FastView`] reads. On 64-bit hosts an array over the whole
+/// address space, as the page map always has it, so that indexing it by the page
+/// of a 32-bit address needs no check (the page is below 2^20).
+#[cfg(target_pointer_width = "64")]
+type States<'a> = &'a [u8; SPACE_PAGES];
+/// The buffer a [`FastView`] accesses. On 64-bit hosts every buffer is a
+/// whole-space one ([`WHOLE`]), so an access of `N` ≤ 8 bytes at a 32-bit address
+/// needs no index check: it ends at most 7 bytes past 2^32.
+#[cfg(target_pointer_width = "64")]
+type Bytes<'a> = &'a mut [u8; WHOLE_LEN];
+#[cfg(not(target_pointer_width = "64"))]
+type States<'a> = &'a [u8];
+#[cfg(not(target_pointer_width = "64"))]
+type Bytes<'a> = &'a mut [u8];
+
 /// The fast path of [`FlatMemory`]'s accesses over borrowed page states and buffer
 /// ([`FlatMemory::view`]): an access that stays within one page whose state byte
 /// allows it (any present state for loads, `PresentRw` for stores) touches the
 /// buffer directly; anything else is declined, for the slow path.
 #[derive(Debug)]
 pub(crate) struct FastView<'a> {
-    states: &'a [u8],
-    bytes: &'a mut [u8],
+    states: States<'a>,
+    bytes: Bytes<'a>,
 }
 
 impl FastView<'_> {
@@ -69,7 +99,7 @@ impl FastView<'_> {
     #[inline(always)]
     pub(crate) fn load<const N: usize>(&self, addr: u32) -> Option<[u8; N]> {
         let a = addr as usize;
-        let in_page = (a & (PAGE_SIZE as usize - 1)) <= PAGE_SIZE as usize - N;
+        let in_page = (a & (PAGE - 1)) <= PAGE - N;
         if in_page && self.states.get(a >> PAGE_SHIFT).is_some_and(|&s| s != 0) {
             return self
                 .bytes
@@ -84,7 +114,7 @@ impl FastView<'_> {
     #[inline(always)]
     pub(crate) fn store<const N: usize>(&mut self, addr: u32, value: [u8; N]) -> bool {
         let a = addr as usize;
-        let in_page = (a & (PAGE_SIZE as usize - 1)) <= PAGE_SIZE as usize - N;
+        let in_page = (a & (PAGE - 1)) <= PAGE - N;
         if in_page
             && self.states.get(a >> PAGE_SHIFT) == Some(&PRESENT_RW)
             && let Some(dst) = self.bytes.get_mut(a..a + N)
@@ -96,12 +126,12 @@ impl FastView<'_> {
     }
 }
 
-/// Bytes of the whole 32-bit address space, if this host can reserve that much.
-const WHOLE: Option<usize> = if usize::BITS >= 64 {
-    Some(1usize << 32)
-} else {
-    None
-};
+/// Bytes of a whole-space buffer (the 32-bit address space and one page of slack),
+/// if this host can reserve that much.
+#[cfg(target_pointer_width = "64")]
+const WHOLE: Option<usize> = Some(WHOLE_LEN);
+#[cfg(not(target_pointer_width = "64"))]
+const WHOLE: Option<usize> = None;
 /// Whole-space buffers kept for reuse.
 const POOL_MAX: usize = 16;
 /// The most materialized pages a released buffer may have for it to be zeroed and
@@ -183,12 +213,16 @@ impl FlatMemory {
     /// as long as no slow access (or other change) intervenes. The dispatch loop
     /// keeps it across instructions instead of reaching both through `self` for
     /// every access.
+    ///
+    /// `None` only if the buffer is gone (while dropping) or, on a 64-bit host,
+    /// does not cover the whole address space, which [`FlatMemory::new`] never
+    /// builds.
     #[inline(always)]
-    pub(crate) fn view(&mut self) -> FastView<'_> {
-        FastView {
-            states: self.map.state_bytes(),
-            bytes: self.bytes.as_deref_mut().unwrap_or_default(),
-        }
+    pub(crate) fn view(&mut self) -> Option<FastView<'_>> {
+        Some(FastView {
+            states: self.map.state_bytes().try_into().ok()?,
+            bytes: self.bytes.as_deref_mut()?.try_into().ok()?,
+        })
     }
 
     /// Load `N` bytes at `addr` where [`FastView::load`] declined: the shared rule,
@@ -214,7 +248,7 @@ impl FlatMemory {
         value: [u8; N],
         gas: &mut i64,
     ) -> Result<(), MemFault> {
-        if self.view().store(addr, value) {
+        if self.view().is_some_and(|mut v| v.store(addr, value)) {
             return Ok(());
         }
         self.store_slow(addr, value, gas)
@@ -454,6 +488,38 @@ mod tests {
                 .unwrap();
         }
         m
+    }
+
+    /// The fast view indexes fixed-size arrays on 64-bit hosts: it exists for every
+    /// buffer an instance gets, reaches the last bytes below 2^32, and declines an
+    /// access that crosses 2^32 (the slow path wraps it) or a page not present.
+    #[test]
+    fn the_fast_view_reaches_the_top_of_the_address_space_and_no_further() {
+        if WHOLE.is_none() {
+            return;
+        }
+        let mut l = MemoryLayout::new();
+        l.add_region(0xFFFF_F000, 0x1000, PageKind::EphemeralZero, &[])
+            .unwrap();
+        let map = PageMap::new(Arc::new(l)).unwrap();
+        let mut m = FlatMemory::new(map, GasSchedule::new(GasProfile::Gp, 0)).unwrap();
+        let mut gas = 0;
+        assert!(
+            m.view()
+                .is_some_and(|mut v| !v.store(0xFFFF_FFF8, [1u8; 8])),
+            "the first write takes the slow path"
+        );
+        m.store::<8>(0xFFFF_FFF8, 7u64.to_le_bytes(), &mut gas)
+            .unwrap();
+        let mut v = m.view().expect("a whole-space buffer has a fast view");
+        assert_eq!(v.load::<8>(0xFFFF_FFF8), Some(7u64.to_le_bytes()));
+        assert!(v.store(0xFFFF_FFFC, 9u32.to_le_bytes()));
+        assert_eq!(v.load::<4>(0xFFFF_FFFC), Some(9u32.to_le_bytes()));
+        assert_eq!(v.load::<1>(0xFFFF_FFFF), Some([0]));
+        assert_eq!(v.load::<2>(0xFFFF_FFFF), None, "crosses 2^32");
+        assert_eq!(v.load::<8>(0xFFFF_FFFC), None, "crosses 2^32");
+        assert_eq!(v.load::<1>(0xFFFF_EFFF), None, "a page not mapped");
+        assert_eq!(m.buf().len(), WHOLE_LEN);
     }
 
     #[test]

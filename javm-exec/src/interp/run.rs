@@ -347,7 +347,19 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
     }
     // Accesses try the fast path through `view` first; the slow path may change the
     // page states and the buffer, so `view` is taken afresh after it.
-    let mut view = mem.view();
+    macro_rules! view {
+        () => {
+            match mem.view() {
+                Some(v) => v,
+                None => {
+                    return Err(EngineError::Internal(
+                        "the guest memory buffer does not cover the address space".into(),
+                    ));
+                }
+            }
+        };
+    }
+    let mut view = view!();
     macro_rules! load {
         ($dst:expr, $addr:expr, $n:literal, $conv:expr) => {{
             let addr: u32 = $addr;
@@ -358,7 +370,7 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
                         Ok(bytes) => w!($dst, ($conv)(bytes)),
                         Err(f) => mem_fault!(f),
                     }
-                    view = mem.view();
+                    view = view!();
                 }
             }
         }};
@@ -370,7 +382,7 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
                 if let Err(f) = mem.store_slow(addr, bytes, &mut gas) {
                     mem_fault!(f)
                 }
-                view = mem.view();
+                view = view!();
             }
         }};
     }
@@ -475,7 +487,7 @@ pub(super) fn run<const STEP: bool, O: Outcome>(
                     }
                     // `sbrk` may move the buffer: the view is taken afresh.
                     let grown = mem.sbrk(r!(o.a));
-                    view = mem.view();
+                    view = view!();
                     match grown {
                         Ok(v) => w!(o.d, v),
                         Err(e) => {
