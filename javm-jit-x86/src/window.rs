@@ -25,15 +25,24 @@
 //! it, so the record names a superset of the pages to restore; a second bitmap says
 //! which recorded pages are read-write now. Windows are pooled: releasing one makes
 //! exactly the recorded pages inaccessible and zero (one `mprotect` over the span of
-//! the recorded pages, so the reservation's mappings merge back into one), which
-//! costs time proportional to
+//! the recorded pages, so the reservation's mappings merge back into one, except
+//! the ranges it keeps — see below), which costs time proportional to
 //! what the instance touched — nothing for an instance that touched no page. Pages
 //! that are read-write and resident are zeroed where they are, up to
 //! [`RETAIN_PAGES`] per window, so the next instance does not fault them in again;
 //! the rest are discarded (`madvise(MADV_DONTNEED)`). Past
 //! [`MAX_RESET_RUNS`] runs the whole guest range is replaced by a fresh reservation
 //! instead (one 4 GiB `mmap(MAP_FIXED)`). A reused window is indistinguishable from a
-//! fresh one, down to its mappings (see [`Window::prime`]).
+//! fresh one to any guest and to the host (see [`Window::prime`]); only its
+//! mappings may differ:
+//!
+//! **Kept ranges.** Making part of an inaccessible mapping read-write splits it,
+//! and a split costs more than the protection change itself. So up to
+//! [`KEPT_RANGES`] ranges that `protect` made read-write (in practice the units an
+//! instance materialized) are marked to stay mappings of their own after a reset
+//! ([`Kept`]), and the next instance that materializes the same unit changes a
+//! whole mapping's protection. A window's guest range thus has at most
+//! `2 × KEPT_RANGES + 1` mappings while pooled, all inaccessible.
 
 use std::io;
 use std::num::NonZeroUsize;
@@ -54,8 +63,11 @@ const PAGES: usize = GUEST_SIZE >> 12;
 const RECORD_WORDS: usize = PAGES / 64;
 /// Words of the summary: one bit per record word.
 const SUMMARY_WORDS: usize = RECORD_WORDS / 64;
+/// Read-write ranges a window keeps as mappings of their own (see [`Kept`]).
+const KEPT_RANGES: usize = 16;
 /// Bytes of the protection record, a page multiple.
-const RECORD_SIZE: usize = ((2 + SUMMARY_WORDS + 2 * RECORD_WORDS) * 8).next_multiple_of(4096);
+const RECORD_SIZE: usize =
+    ((2 + 2 + KEPT_RANGES + SUMMARY_WORDS + 2 * RECORD_WORDS) * 8).next_multiple_of(4096);
 /// Bytes of the write shadow: one per 8-byte granule of the guest range.
 const SHADOW_SIZE: usize = GUEST_SIZE >> 3;
 /// Shadow value: stores of up to 8 bytes starting in this granule may proceed.
@@ -82,6 +94,56 @@ const RETAIN_PAGES: usize = 64;
 /// about 23 µs plus 1 µs per run it replaces; they cross between 8 and 16 runs.
 pub(crate) const MAX_RESET_RUNS: usize = 8;
 
+/// The ranges of guest pages that [`protect`] made read-write and marked as
+/// excluded from core dumps (`MADV_DONTDUMP`), so that each stays a mapping of its
+/// own, separate from its inaccessible neighbours, when a reset makes it
+/// inaccessible again: the kernel merges neighbouring mappings only if their flags
+/// agree. The next instance that makes the same range read-write (an instance of
+/// the same layout materializing the same unit) then changes the protection of a
+/// whole mapping instead of splitting one, which costs a third as much here
+/// (DESIGN-DECISIONS §112). The flag changes nothing a guest or the host can
+/// observe but the mappings, and at most [`KEPT_RANGES`] ranges are kept: a range
+/// beyond them is not marked, and the next reset clears every mark, so the guest
+/// range merges back into one mapping.
+#[repr(C)]
+#[derive(Default)]
+struct Kept {
+    /// Entries of `ranges` in use.
+    len: u64,
+    /// Non-zero once a range could not be kept (the list was full).
+    overflowed: u64,
+    /// (first page number, pages) of each kept range.
+    ranges: [(u32, u32); KEPT_RANGES],
+}
+
+impl Kept {
+    /// Keep the range of `pages` pages from page number `n`, at `at` in the window:
+    /// mark it unless it is kept already. A failed mark is ignored: the range is
+    /// then simply split and merged as before.
+    ///
+    /// # Safety
+    /// `at` must be the range's first byte inside a live window owned by the
+    /// caller's instance.
+    unsafe fn keep(&mut self, at: NonNull<libc::c_void>, n: u32, pages: u32) {
+        let len = (self.len as usize).min(KEPT_RANGES);
+        if self.ranges[..len].contains(&(n, pages)) {
+            return;
+        }
+        if len == KEPT_RANGES {
+            self.overflowed = 1;
+            return;
+        }
+        // SAFETY: the range lies inside the window (caller's contract); the flag
+        // only keeps its pages out of core dumps.
+        let marked =
+            unsafe { madvise(at, (pages as usize) << 12, MmapAdvise::MADV_DONTDUMP) }.is_ok();
+        if marked {
+            self.ranges[len] = (n, pages);
+            self.len = len as u64 + 1;
+        }
+    }
+}
+
 /// The protection record at the start of a reservation.
 #[repr(C)]
 struct Record {
@@ -89,6 +151,8 @@ struct Record {
     /// reservation's zeros read as "none".
     lo: u64,
     hi: u64,
+    /// The read-write ranges kept as mappings of their own.
+    kept: Kept,
     summary: [u64; SUMMARY_WORDS],
     words: [u64; RECORD_WORDS],
     /// One bit per guest page: set while its protection is read-write (a subset of
@@ -261,7 +325,8 @@ impl Window {
             Some(runs) => {
                 // Unrecorded pages are inaccessible already, so one `mprotect` over the
                 // span of all runs (below) restores every protection at once: one
-                // system call and one TLB flush, and the mapping merges back whole.
+                // system call and one TLB flush, and the mapping merges back whole
+                // but for the kept ranges.
                 let span = match (runs.first(), runs.last()) {
                     (Some(&(first, _)), Some(&(last, n))) => Some((first, last + n - first)),
                     _ => None,
@@ -295,7 +360,18 @@ impl Window {
             None => {
                 self.discard_guest_range()?;
                 self.discard_shadow(0, PAGES)?;
+                // A fresh mapping: no range is marked any more.
+                self.record().kept = Kept::default();
             }
+        }
+        if self.record().kept.overflowed != 0 {
+            // More ranges than a window keeps: clear every mark, so that the guest
+            // range (inaccessible everywhere by now) merges back into one mapping.
+            let base = self.guest_range();
+            // SAFETY: the whole guest range of this window, which no instance uses
+            // any more; the flag only concerns core dumps.
+            unsafe { madvise(base, GUEST_SIZE, MmapAdvise::MADV_DODUMP)? };
+            self.record().kept = Kept::default();
         }
         let rec = self.record();
         for si in rec.span() {
@@ -480,8 +556,9 @@ impl Drop for Window {
 
 /// Change the protection of the `pages` guest pages from page address `first` of the
 /// window at `base`, recording them in the window's protection record first (see the
-/// module documentation). Async-signal-safe (plain stores and one system call), so
-/// the fault handler uses it too.
+/// module documentation), and keeping a range made read-write as a mapping of its
+/// own ([`Kept`]). Async-signal-safe (plain stores and at most two system calls),
+/// so the fault handler uses it too.
 ///
 /// # Safety
 /// `base` must be the guest base of a live window owned by the caller's instance, and
@@ -494,15 +571,21 @@ pub(crate) unsafe fn protect(
 ) -> Result<(), i32> {
     let n = (first >> 12) as usize;
     let rw = prot == ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
+    // SAFETY: the record starts `HEADER` bytes below the guest base of the window
+    // (caller's contract), is mapped read-write, and only the owning instance's
+    // thread touches it.
+    let record = unsafe { &mut *base.sub(HEADER).cast::<Record>() };
     for i in n..(n + pages as usize).min(PAGES) {
-        // SAFETY: the record starts `HEADER` bytes below the guest base of the
-        // window (caller's contract), is mapped read-write, and only the owning
-        // instance's thread touches it; `i < 2^20`, so both indices are in bounds.
-        unsafe { (*base.sub(HEADER).cast::<Record>()).insert_with(i, rw) };
+        // `i < 2^20`, so both indices are in bounds.
+        record.insert_with(i, rw);
     }
     // SAFETY: the pages lie inside the window (caller's contract), so the address is
     // not null.
     let at = unsafe { NonNull::new_unchecked(base.add(first as usize).cast()) };
+    if rw {
+        // SAFETY: as above: the range lies inside the window.
+        unsafe { record.kept.keep(at, n as u32, pages) };
+    }
     // SAFETY: as above.
     unsafe { mprotect(at, (pages as usize) << 12, prot) }.map_err(|e| e as i32)
 }
@@ -647,18 +730,24 @@ mod tests {
         }
     }
 
-    /// After a reset the guest range is one inaccessible mapping again and the
-    /// touched pages read as zero.
+    /// After a reset the guest range is inaccessible everywhere, split at most by
+    /// its kept ranges, and the touched pages read as zero.
     fn assert_fresh(w: &mut Window, pages: &[usize]) {
         let (lo, hi) = guest_range(w);
         let maps = maps_in(lo, hi);
-        assert_eq!(
-            maps.len(),
-            1,
-            "the guest range is one mapping again: {maps:x?}"
+        let kept = w.record().kept.len as usize;
+        assert!(
+            maps.len() <= 2 * kept + 1,
+            "{kept} kept ranges split the guest range into {maps:x?}"
         );
-        assert_eq!((maps[0].0 <= lo, maps[0].1 >= hi), (true, true));
-        assert_eq!(maps[0].2, "---p");
+        assert_eq!(
+            (maps[0].0 <= lo, maps[maps.len() - 1].1 >= hi),
+            (true, true)
+        );
+        assert!(
+            maps.iter().all(|m| m.2 == "---p"),
+            "the guest range is inaccessible: {maps:x?}"
+        );
         let base = w.guest_base_mut();
         for &p in pages {
             // SAFETY: as in `touch`.
@@ -688,13 +777,63 @@ mod tests {
         w.reset().unwrap();
         assert_eq!(w.recorded_runs(), Some(vec![]));
         assert_fresh(&mut w, &pages);
-        // Reuse after reuse leaves one mapping.
+        // Reuse after reuse leaves an inaccessible range.
         for round in 0..3 {
             let more = [round, 40 + round, 0x200 + 3 * round];
             touch(&mut w, &more);
             w.reset().unwrap();
             assert_fresh(&mut w, &more);
         }
+    }
+
+    /// Make the `pages` pages from page number `first` read-write through
+    /// `protect`, as one range.
+    fn protect_rw(w: &mut Window, first: usize, pages: u32) {
+        let base = w.guest_base_mut();
+        // SAFETY: pages of the window this test owns.
+        unsafe {
+            protect(
+                base,
+                (first << 12) as u32,
+                pages,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            )
+        }
+        .unwrap();
+    }
+
+    #[test]
+    fn a_kept_range_stays_a_mapping_of_its_own_until_too_many_are_kept() {
+        let mut w = Window::reserve().unwrap();
+        let (lo, hi) = guest_range(&w);
+        assert_eq!(maps_in(lo, hi).len(), 1, "a fresh window is one mapping");
+        // A unit of 16 pages, made read-write, reset, and made read-write again:
+        // after the first time it is a mapping of its own, so protecting it again
+        // splits nothing (three mappings throughout).
+        for round in 0..3 {
+            protect_rw(&mut w, 0x30, 16);
+            let maps = maps_in(lo, hi);
+            assert_eq!(maps.len(), 3, "round {round}: {maps:x?}");
+            assert_eq!(maps[1].2, "rw-p", "round {round}: {maps:x?}");
+            assert_eq!(maps[1].1 - maps[1].0, 16 << 12);
+            w.reset().unwrap();
+            let maps = maps_in(lo, hi);
+            assert_eq!(maps.len(), 3, "round {round}, after the reset: {maps:x?}");
+            assert!(maps.iter().all(|m| m.2 == "---p"), "{maps:x?}");
+        }
+        // More ranges than a window keeps (here single pages side by side, one run
+        // for the reset): the next reset merges the guest range back into one
+        // mapping, and keeping starts afresh.
+        for i in 0..=KEPT_RANGES {
+            protect_rw(&mut w, 0x100 + i, 1);
+        }
+        assert_eq!(w.recorded_runs().map(|r| r.len()), Some(1));
+        assert_eq!(w.record().kept.len as usize, KEPT_RANGES);
+        assert_ne!(w.record().kept.overflowed, 0);
+        w.reset().unwrap();
+        assert_eq!(maps_in(lo, hi).len(), 1, "{:x?}", maps_in(lo, hi));
+        assert_eq!(w.record().kept.len, 0);
+        assert_fresh(&mut w, &[0x30, 0x100]);
     }
 
     #[test]
