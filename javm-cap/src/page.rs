@@ -29,11 +29,12 @@ static ZERO_PAGE: AlignedPage = AlignedPage([0; PAGE_SIZE]);
 const SPARE_SLABS: usize = 64;
 
 thread_local! {
-    /// Slabs of pages dropped on this thread (contents stale), reused by
-    /// [`PageBytes::from_content`]: building a memory layout for each run then needs
-    /// no allocation per page. A page-aligned allocation and its release are the
-    /// C allocator's slow path (each consolidates its free lists).
-    static SPARE: RefCell<Vec<Box<AlignedPage>>> = const { RefCell::new(Vec::new()) };
+    /// Slabs of pages dropped on this thread, each with the length of the content
+    /// it last held (past which it is zero), reused by [`PageBytes::from_content`]:
+    /// building a memory layout for each run then needs no allocation per page. A
+    /// page-aligned allocation and its release are the C allocator's slow path
+    /// (each consolidates its free lists).
+    static SPARE: RefCell<Vec<(Box<AlignedPage>, usize)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A page's bytes plus its content hash (SHA-256 of the 4 KiB page), computed the
@@ -50,6 +51,9 @@ pub struct PageBytes {
     zero: bool,
     /// The slab; `None` only inside `drop`, which hands it to the thread's spares.
     bytes: Option<Box<AlignedPage>>,
+    /// Bytes from the slab's start that may be non-zero (the content's length):
+    /// the rest is zero, so a reused slab needs zeroing only up to here.
+    len: usize,
 }
 
 /// Refcounted handle to a [`PageBytes`]; cloning it shares the slab.
@@ -67,10 +71,18 @@ impl PageBytes {
             .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
             .ok()
             .flatten();
-        let mut bytes = spare.unwrap_or_else(|| Box::new(AlignedPage([0u8; PAGE_SIZE])));
-        let (head, tail) = bytes.0.split_at_mut(content.len());
+        // A fresh slab is zero; a reused one is zero past its last content.
+        let (mut bytes, stale) =
+            spare.unwrap_or_else(|| (Box::new(AlignedPage([0u8; PAGE_SIZE])), 0));
+        let len = content.len();
+        let (head, tail) = bytes.0.split_at_mut(len);
         head.copy_from_slice(content);
-        tail.fill(0);
+        if let Some(old) = tail.get_mut(..stale.saturating_sub(len)) {
+            // Most pages hold a few bytes of data at their start: zeroing the whole
+            // tail of every reused slab was most of the memory a small program's
+            // layout wrote.
+            old.fill(0);
+        }
         let zero = content.iter().all(|&b| b == 0);
         let hash = OnceLock::new();
         if zero {
@@ -80,6 +92,7 @@ impl PageBytes {
             hash,
             zero,
             bytes: Some(bytes),
+            len,
         })
     }
 
@@ -112,7 +125,7 @@ impl Drop for PageBytes {
                 if let Ok(mut s) = s.try_borrow_mut()
                     && s.len() < SPARE_SLABS
                 {
-                    s.push(slab);
+                    s.push((slab, self.len));
                 }
             });
         }
@@ -159,6 +172,41 @@ mod tests {
         let z = PageBytes::from_content(&[]).unwrap();
         assert!(z.is_zero() && z.bytes().iter().all(|&b| b == 0));
         assert_eq!(z.bytes().as_ptr() as usize % PAGE_SIZE, 0);
+    }
+
+    #[test]
+    fn a_slab_reused_again_and_again_holds_only_its_newest_content() {
+        // Long, then short, then empty, then long again: each reuse must clear what
+        // the slab's previous content left past the new one.
+        let mut at = None;
+        for (n, fill) in [
+            (3000, 0xCD),
+            (10, 0x11),
+            (0, 0),
+            (100, 0x22),
+            (4096, 0x33),
+            (1, 0x44),
+        ] {
+            let p = PageBytes::from_content(&vec![fill; n]).unwrap();
+            let slab = p.bytes().as_ptr();
+            assert_eq!(*at.get_or_insert(slab), slab, "the same slab is reused");
+            assert!(
+                p.bytes()[..n].iter().all(|&b| b == fill),
+                "content of {n} bytes"
+            );
+            assert!(
+                p.bytes()[n..].iter().all(|&b| b == 0),
+                "nothing of an earlier content is left past {n} bytes"
+            );
+            let mut want = [0u8; PAGE_SIZE];
+            want[..n].fill(fill);
+            let hash = if p.is_zero() {
+                ZERO_HASH
+            } else {
+                sha256(&want)
+            };
+            assert_eq!(p.hash(), &hash);
+        }
     }
 
     #[test]
