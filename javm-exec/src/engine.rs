@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -572,7 +573,7 @@ pub struct ModuleCache<M> {
 
 /// The cached modules by [`Shape`], and when to next drop the dead ones.
 struct Shapes<M> {
-    by_shape: HashMap<Shape, Vec<Weak<M>>>,
+    by_shape: HashMap<Shape, Vec<Weak<M>>, ShapeHash>,
     /// The number of shapes at which an insertion drops every dead module (the
     /// shape inserted into is pruned on every insertion), so that inserting costs
     /// amortized constant time however many modules are cached.
@@ -583,11 +584,104 @@ struct Shapes<M> {
 /// length and the schedule.
 type Shape = (usize, usize, GasSchedule);
 
+/// The hash of [`ModuleCache`]'s map: a folded multiply of each word of a
+/// [`Shape`] with a per-cache random seed. A shape is three small integers, so
+/// SipHash (the standard map's default) cost two hundred instructions per prepare
+/// and a seventh of a cold interpreter prepare's instruction-cache misses; this is
+/// a few multiplies. The seed, drawn from the standard library's random keys when
+/// the cache is made, keeps collisions unpredictable to a guest choosing its
+/// program's lengths (DESIGN-DECISIONS §114).
+#[derive(Clone, Copy, Debug)]
+struct ShapeHash {
+    seed: u64,
+}
+
+impl ShapeHash {
+    fn random() -> ShapeHash {
+        ShapeHash {
+            seed: std::collections::hash_map::RandomState::new().hash_one(0x4A41_564D_u64),
+        }
+    }
+}
+
+/// The low and the high half of the 128-bit product `a × b`, combined.
+#[inline]
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+/// An odd constant (the fractional part of π) the words are multiplied with.
+const SHAPE_MIX: u64 = 0x243F_6A88_85A3_08D3;
+
+impl BuildHasher for ShapeHash {
+    type Hasher = ShapeHasher;
+
+    #[inline]
+    fn build_hasher(&self) -> ShapeHasher {
+        ShapeHasher { state: self.seed }
+    }
+}
+
+/// The [`Hasher`] of [`ShapeHash`]: every integer written is mixed in with one
+/// folded multiply.
+#[derive(Debug)]
+struct ShapeHasher {
+    state: u64,
+}
+
+impl ShapeHasher {
+    #[inline]
+    fn mix(&mut self, word: u64) {
+        self.state = folded_multiply(self.state ^ word, SHAPE_MIX);
+    }
+}
+
+impl Hasher for ShapeHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, x: u8) {
+        self.mix(u64::from(x));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, x: u32) {
+        self.mix(u64::from(x));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, x: u64) {
+        self.mix(x);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, x: usize) {
+        self.mix(x as u64);
+    }
+
+    #[inline]
+    fn write_isize(&mut self, x: isize) {
+        self.mix(x as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.state
+    }
+}
+
 impl<M> Default for ModuleCache<M> {
     fn default() -> Self {
         ModuleCache {
             map: Mutex::new(Shapes {
-                by_shape: HashMap::new(),
+                by_shape: HashMap::with_hasher(ShapeHash::random()),
                 prune_at: PRUNE_MIN,
             }),
         }
@@ -740,6 +834,47 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn shapes_hash_apart_and_the_seed_changes_every_hash() {
+        use std::collections::HashSet;
+        use std::hash::BuildHasher;
+        let (a, b) = (ShapeHash::random(), ShapeHash::random());
+        assert_ne!(a.seed, b.seed, "each cache draws its own seed");
+        let schedules = [
+            GasSchedule::Gp,
+            GasSchedule::Jar1(crate::gas::MemTier::for_pages(1)),
+            GasSchedule::Jar1(crate::gas::MemTier::for_pages(1 << 20)),
+        ];
+        let mut seen = HashSet::new();
+        for code in 0..256usize {
+            for table in 0..8usize {
+                for s in schedules {
+                    let shape: Shape = (code, table, s);
+                    let h = a.hash_one(shape);
+                    assert_eq!(h, a.hash_one(shape), "a shape always hashes alike");
+                    assert_ne!(
+                        h,
+                        b.hash_one(shape),
+                        "{shape:?} hashes alike under two seeds"
+                    );
+                    assert!(seen.insert(h), "{shape:?} collides with another shape");
+                }
+            }
+        }
+        // The bucket bits (the low ones) and the tag bits (the top seven) of a
+        // table of 64 buckets spread: no bucket holds more than a few times its
+        // share of 6 144 shapes.
+        let mut buckets = [0u32; 64];
+        let mut tags = [0u32; 128];
+        for &h in &seen {
+            buckets[(h & 63) as usize] += 1;
+            tags[(h >> 57) as usize] += 1;
+        }
+        let share = seen.len() as u32 / 64;
+        assert!(buckets.iter().all(|&n| n < 2 * share), "{buckets:?}");
+        assert!(tags.iter().all(|&n| n < share), "{tags:?}");
     }
 
     #[test]

@@ -142,7 +142,10 @@ pub struct JitModule {
     /// Where a resume at each instruction enters (see `Compiled::resume_offsets`).
     pub(crate) resume_offsets: Box<[u32]>,
     pub(crate) ins_ends: Box<[u32]>,
-    pub(crate) side: Box<[SideEntry]>,
+    /// The memory accesses, by native offset (`signal`). A vector, not a boxed
+    /// slice: its length is known only once the code is emitted, and shrinking it
+    /// to a slice cost a reallocation per compilation.
+    pub(crate) side: Vec<SideEntry>,
     /// The host calls, by the index their exits report.
     pub(crate) host_sites: Box<[HostSite]>,
     /// The dynamic-jump table as compiled code indexes it: entry 0 and the entries
@@ -213,7 +216,7 @@ impl JitModule {
             ins_offsets: c.ins_offsets.into(),
             resume_offsets: c.resume_offsets.into(),
             ins_ends: c.ins_ends.into(),
-            side: c.side.into(),
+            side: c.side,
             host_sites,
             jump_table,
             prices,

@@ -214,7 +214,9 @@ pub(super) fn build(
         }
     });
 
-    if blocks.capacity() > 2 * blocks.len() + 64 {
+    // Trimmed only when the spare room is worth a reallocation (16 KiB); a small
+    // program's few hundred spare bytes are not.
+    if (blocks.capacity() - blocks.len()) * std::mem::size_of::<Block>() > 16 << 10 {
         blocks.shrink_to_fit();
     }
     let block_starts = BlockStarts::new(len, &blocks);

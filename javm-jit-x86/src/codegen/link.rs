@@ -80,7 +80,7 @@ pub(crate) struct Part {
     /// The index of its first host-call site: the sites of the parts before it.
     pub(crate) host_site_base: u32,
     /// Its host-call sites (`ecalli` and `ecall` instructions).
-    host_sites: u32,
+    pub(crate) host_sites: u32,
     /// Whether it is the first part, which holds the trampoline and the exit path.
     pub(crate) head: bool,
 }

@@ -318,9 +318,12 @@ pub(crate) fn compile_part(
         tails,
         djump: None,
         host_site_base: part.host_site_base,
-        host_sites: Vec::new(),
+        // Sized exactly: the module boxes this table as it is.
+        host_sites: Vec::with_capacity(part.host_sites as usize),
         panic_label: None,
-        side: Vec::with_capacity(n / 4),
+        // About one access per two instructions at most in compiled programs (the
+        // module keeps this vector as it is, spare room included).
+        side: Vec::with_capacity(n / 2 + 16),
         gp,
         store_checks: scratch.store_checks,
         checks_first: 0,
@@ -487,11 +490,12 @@ pub(crate) fn compile_part(
     cg.emit_stubs();
     let djump_panic = cg.emit_djump_fail()?;
 
-    let block_offsets = cg
-        .block_labels
-        .iter()
-        .map(|&l| cg.labels.offset(l))
-        .collect::<Result<Vec<u32>, String>>()?;
+    // Sized exactly (a collect into a `Result` cannot know its length and grows by
+    // reallocation), so the module's boxed table takes it without a reallocation.
+    let mut block_offsets = Vec::with_capacity(cg.block_labels.len());
+    for &l in &cg.block_labels {
+        block_offsets.push(cg.labels.offset(l)?);
+    }
     let side = std::mem::take(&mut cg.side);
     let host_sites = std::mem::take(&mut cg.host_sites);
     if !side.windows(2).all(|w| w[0].native < w[1].native) {
