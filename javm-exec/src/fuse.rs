@@ -192,7 +192,21 @@ fn scaled_load(ins: &[I]) -> Option<Fused> {
 }
 
 /// The fusible run `ins` starts with, if any.
+///
+/// Every run starts with a 64-bit shift by an immediate or an `add_64`; for any
+/// other first instruction (most of them) this is a few instructions inline,
+/// without the call that saves and restores six registers.
+#[inline]
 pub fn find(ins: &[I]) -> Option<Fused> {
+    match ins.first()? {
+        I::ShloLImm64(_) | I::ShloRImm64(_) | I::Add64(_) => find_run(ins),
+        _ => None,
+    }
+}
+
+/// [`find`] past its first check.
+#[inline(never)]
+fn find_run(ins: &[I]) -> Option<Fused> {
     let (first, second) = (ins.first()?, ins.get(1)?);
     if let Some(f) = scaled_load(ins) {
         return Some(f);
