@@ -105,7 +105,11 @@ pub(super) fn gs_mem(e: &mut impl Sink, op: MemOp, reg: u8, m: GuestMem, imm: &[
     if rex != 0 || (op.byte_reg && (4..8).contains(&reg)) {
         e.put(0x40 | rex);
     }
-    e.put_all(op.opcode);
+    // One or two opcode bytes, and below at most four immediate bytes: put one by
+    // one, since a slice append of a length unknown here calls `memcpy`.
+    for &b in op.opcode {
+        e.put(b);
+    }
     let r = (reg & 7) << 3;
     match m.base {
         None => {
@@ -141,7 +145,9 @@ pub(super) fn gs_mem(e: &mut impl Sink, op: MemOp, reg: u8, m: GuestMem, imm: &[
             }
         }
     }
-    e.put_all(imm);
+    for &b in imm {
+        e.put(b);
+    }
 }
 
 impl Cg<'_> {
