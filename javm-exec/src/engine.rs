@@ -585,10 +585,10 @@ struct Shapes<M> {
 type Shape = (usize, usize, GasSchedule);
 
 /// The hash of [`ModuleCache`]'s map: a folded multiply of each word of a
-/// [`Shape`] with a per-cache random seed. A shape is three small integers, so
-/// SipHash (the standard map's default) cost two hundred instructions per prepare
-/// and a seventh of a cold interpreter prepare's instruction-cache misses; this is
-/// a few multiplies. The seed, drawn from the standard library's random keys when
+/// [`Shape`] with a per-cache random seed. A shape is three small integers, and
+/// SipHash (the standard map's default), run for the lookup and the insertion,
+/// was about 600 instructions per prepare and a fifth of a cold interpreter
+/// prepare's instruction-cache misses; this is a few multiplies. The seed, drawn from the standard library's random keys when
 /// the cache is made, keeps collisions unpredictable to a guest choosing its
 /// program's lengths (DESIGN-DECISIONS §114).
 #[derive(Clone, Copy, Debug)]

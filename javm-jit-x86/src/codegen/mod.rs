@@ -321,8 +321,8 @@ pub(crate) fn compile_part(
         // Sized exactly: the module boxes this table as it is.
         host_sites: Vec::with_capacity(part.host_sites as usize),
         panic_label: None,
-        // About one access per two instructions at most in compiled programs (the
-        // module keeps this vector as it is, spare room included).
+        // Room for an access per two instructions; it grows past that (the module
+        // keeps this vector as it is, spare room included).
         side: Vec::with_capacity(n / 2 + 16),
         gp,
         store_checks: scratch.store_checks,
