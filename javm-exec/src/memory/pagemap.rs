@@ -145,11 +145,11 @@ impl PageMap {
             end_page: layout.end().div_ceil(u64::from(PAGE_SIZE)) as usize,
             layout,
             arrays: Some(arrays),
-            ranges: Vec::with_capacity(ranges.len()),
+            ranges,
             written: 0,
             write_limit: limit_pages(super::DEFAULT_MEMORY_LIMIT),
         };
-        map.add_ranges(&ranges);
+        map.merge_ranges();
         Ok(map)
     }
 
@@ -562,15 +562,22 @@ impl PageMap {
             return;
         }
         self.ranges.extend_from_slice(added);
+        self.merge_ranges();
+    }
+
+    /// Sort [`PageMap::ranges`] and merge the ranges that overlap or touch, in
+    /// place.
+    fn merge_ranges(&mut self) {
         self.ranges.sort_unstable();
-        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(self.ranges.len());
-        for &(s, e) in &self.ranges {
-            match merged.last_mut() {
-                Some((_, end)) if s <= *end => *end = (*end).max(e),
-                _ => merged.push((s, e)),
+        // `dedup_by` hands each range with the last one kept before it; a range
+        // that starts within (or right after) the kept one extends it and goes.
+        self.ranges.dedup_by(|&mut (s, e), (_, end)| {
+            let joins = s <= *end;
+            if joins {
+                *end = (*end).max(e);
             }
-        }
-        self.ranges = merged;
+            joins
+        });
     }
 }
 
@@ -601,6 +608,21 @@ mod tests {
         l.add_region(0x22000, 0x1000, PageKind::UnpinnedCapCow, &[5])
             .unwrap();
         PageMap::new(Arc::new(l)).unwrap()
+    }
+
+    #[test]
+    fn mapped_ranges_are_kept_sorted_and_merged() {
+        let mut m = map();
+        // The layout's regions: 0x10 alone, 0x20..0x23 merged from two regions.
+        assert_eq!(m.ranges, [(0x10, 0x11), (0x20, 0x23)]);
+        // Added out of order: one inside, one touching at each end, one apart,
+        // one bridging two ranges.
+        m.add_ranges(&[(0x40, 0x42), (0x21, 0x22), (0x0f, 0x10), (0x23, 0x25)]);
+        assert_eq!(m.ranges, [(0x0f, 0x11), (0x20, 0x25), (0x40, 0x42)]);
+        m.add_ranges(&[(0x11, 0x20), (0x30, 0x30)]);
+        assert_eq!(m.ranges, [(0x0f, 0x25), (0x30, 0x30), (0x40, 0x42)]);
+        m.add_ranges(&[]);
+        assert_eq!(m.ranges, [(0x0f, 0x25), (0x30, 0x30), (0x40, 0x42)]);
     }
 
     #[test]

@@ -112,38 +112,43 @@ pub(super) fn decode_into(program: &Program, first: u32, out: &mut [Instruction]
 /// The block starts of a program as a bit per PC with a running count per 64 PCs:
 /// the block starting at a PC in constant time, for resolving the jump table while
 /// loading and every static target while decoding (a binary search over the blocks
-/// was a fifth of loading, its loads dependent and scattered).
+/// was a fifth of loading, its loads dependent and scattered). One table, so one
+/// allocation per load.
 #[derive(Debug)]
 pub(super) struct BlockStarts {
-    bits: Vec<u64>,
-    before: Vec<u32>,
+    words: Vec<StartWord>,
+}
+
+/// 64 PCs of [`BlockStarts`]: a bit per PC that starts a block, and how many
+/// blocks start before the first of them.
+#[derive(Clone, Copy, Debug)]
+struct StartWord {
+    bits: u64,
+    before: u32,
 }
 
 impl BlockStarts {
     fn new(len: u32, blocks: &[Block]) -> BlockStarts {
-        let words = (len as usize + 1).div_ceil(64);
-        let mut bits = vec![0u64; words];
+        let mut words = vec![StartWord { bits: 0, before: 0 }; (len as usize + 1).div_ceil(64)];
         for b in blocks {
-            bits[b.pc as usize / 64] |= 1 << (b.pc % 64);
+            if let Some(w) = words.get_mut(b.pc as usize / 64) {
+                w.bits |= 1 << (b.pc % 64);
+            }
         }
         let mut count = 0u32;
-        let before = bits
-            .iter()
-            .map(|w| {
-                let c = count;
-                count += w.count_ones();
-                c
-            })
-            .collect();
-        BlockStarts { bits, before }
+        for w in &mut words {
+            w.before = count;
+            count += w.bits.count_ones();
+        }
+        BlockStarts { words }
     }
 
     /// The index of the block starting at `pc`, if one does.
     #[inline]
     pub(super) fn at(&self, pc: u32) -> Option<u32> {
         let (w, b) = (pc as usize / 64, pc % 64);
-        let word = *self.bits.get(w)?;
-        (word >> b & 1 == 1).then(|| self.before[w] + (word & ((1u64 << b) - 1)).count_ones())
+        let StartWord { bits, before } = *self.words.get(w)?;
+        (bits >> b & 1 == 1).then(|| before + (bits & ((1u64 << b) - 1)).count_ones())
     }
 }
 
