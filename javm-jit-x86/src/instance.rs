@@ -377,6 +377,19 @@ impl JitInstance {
         site.exit
     }
 
+    /// The rest of [`Instance::run`]: the exit `left` (kind and index) of the
+    /// compiled code it entered directly, if it did, then the general loop.
+    #[inline(never)]
+    fn run_rest(&mut self, left: Option<(u32, u32)>) -> Result<Exit, EngineError> {
+        if let Some((kind, idx)) = left {
+            match self.on_exit(Self::exit_kind(kind)?, idx, false)? {
+                Flow::Return(exit) => return exit.ok_or_else(stopped),
+                Flow::Continue => {}
+            }
+        }
+        self.run_loop(false)?.ok_or_else(stopped)
+    }
+
     /// [`Self::on_exit`] for every kind but a host call.
     #[inline(never)]
     fn on_other_exit(&mut self, kind: ExitKind, idx: u32, step: bool) -> Result<Flow, EngineError> {
@@ -641,6 +654,11 @@ impl Drop for JitInstance {
 }
 
 impl Instance for JitInstance {
+    // Inlined into the caller's loop (a host's, the driver's): the common round —
+    // straight into compiled code at a block, back out at a host call — then
+    // hands its exit over in registers, not through a returned `Result` in
+    // memory; every other case goes through `run_rest`.
+    #[inline]
     fn run(&mut self) -> Result<Exit, EngineError> {
         // The common entry, at a block (a start, or the block after a host call),
         // goes straight in and takes a host call's exit without the general loop.
@@ -656,12 +674,9 @@ impl Instance for JitInstance {
             {
                 return Ok(self.take_host_call(site));
             }
-            match self.on_exit(Self::exit_kind(kind)?, idx, false)? {
-                Flow::Return(exit) => return exit.ok_or_else(stopped),
-                Flow::Continue => {}
-            }
+            return self.run_rest(Some((kind, idx)));
         }
-        self.run_loop(false)?.ok_or_else(stopped)
+        self.run_rest(None)
     }
 
     fn step_block(&mut self) -> Result<Option<Exit>, EngineError> {
