@@ -183,11 +183,6 @@ impl JitInstance {
     #[inline(always)]
     fn enter(&mut self, target: u32, step: bool) -> Result<(u32, u32), EngineError> {
         let tid = signal::prepare_thread().map_err(EngineError::Unavailable)?;
-        // The counter through a raw pointer: the signal handler may change it while
-        // `_active` below is alive, so no reference covers it then.
-        // SAFETY: `ctx` points to this instance's context, mapped for the window's
-        // lifetime; only the field's address is taken.
-        let gas = unsafe { &raw mut (*self.running.ctx).gas };
         // A fresh pointer to the page map at every entry: the host may have used the
         // map through `&mut` since the last one.
         self.running.map = &mut *self.map;
@@ -205,6 +200,11 @@ impl JitInstance {
             // Marked as running first, then the check: a request that this check
             // does not see signals a thread that runs the instance.
             if step || kick.tid.load(Ordering::Relaxed) != tid {
+                // The counter through a raw pointer: the signal handler may change
+                // it while `_active` is alive, so no reference covers it then.
+                // SAFETY: `ctx` points to this instance's context, mapped for the
+                // window's lifetime; only the field's address is taken.
+                let gas = unsafe { &raw mut (*self.running.ctx).gas };
                 self.enter_slow(step, tid, gas, kick);
             }
             let exit: u64;
