@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Where the interpreter's dispatch head lies in a built binary, and whether it
-# crosses a 64-byte line.
+# crosses a 32-byte boundary.
 #
 # The head is the block every op of the dispatch loop (`run_to_exit`, in
 # javm-exec/src/interp/run.rs) jumps back to: the deferred register write, the
-# load of the next op and the jump through the jump table. The loop runs 10-30%
-# slower when those ~27 bytes straddle a 64-byte line, and any edit to the loop
-# can move them (docs/BENCHMARKS.md, "The interpreter's block entry through one
-# gate word"). Run this on the binaries you time before and after such an edit.
+# load of the next op and the jump through the jump table. The loop ran 10-30%
+# slower with those ~27 bytes across a 64-byte line, and about 4% slower with
+# them across a 32-byte boundary inside one, and any edit to the loop (or to how
+# callers reach it) can move them (docs/BENCHMARKS.md, "The interpreter's block
+# entry through one gate word"; docs/DESIGN-DECISIONS.md, 115). Run this on the
+# binaries you time before and after such an edit.
 #
 # Usage: tools/interp-head.sh BINARY...   (needs objdump and nm from binutils)
-# Prints one line per binary; exits 1 if a head straddles a line, 2 if the loop
-# is not found.
+# Prints one line per binary; exits 1 if a head crosses a 32-byte boundary, 2 if
+# the loop is not found.
 set -euo pipefail
 status=0
 for bin in "$@"; do
@@ -42,11 +44,12 @@ for bin in "$@"; do
             for (j = i; j < n && text[j] !~ /jmp +r[a-z0-9]+$/; j++) {}
             len = addr[j + 1] - head
             off = head % 64
-            straddles = off + len > 64
+            line = off + len > 64
+            half = (head % 32) + len > 32
             printf "%s: loop at %#x, head at +%#x (%d mod 64), %d bytes, %d jumps to it: %s\n",
                 bin, start, head - start, off, len, best,
-                straddles ? "STRADDLES a 64-byte line" : "within one 64-byte line"
-            exit straddles ? 1 : 0
+                line ? "STRADDLES a 64-byte line" : half ? "CROSSES a 32-byte boundary" : "within one 32-byte block"
+            exit (line || half) ? 1 : 0
         }' || status=$?
 done
 exit "$status"
