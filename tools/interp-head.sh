@@ -15,8 +15,17 @@
 # Prints one line per binary; exits 1 if a head crosses a 32-byte boundary, 2 if
 # the loop is not found.
 set -euo pipefail
+if [ "$#" -eq 0 ]; then
+    echo "usage: tools/interp-head.sh BINARY..." >&2
+    exit 2
+fi
 status=0
 for bin in "$@"; do
+    if [ ! -f "$bin" ]; then
+        echo "$bin: no such file" >&2
+        status=2
+        continue
+    fi
     line=$(nm -S "$bin" | grep 'interp3run6placed11run_to_exit' | head -n1 || true)
     if [ -z "$line" ]; then
         echo "$bin: no interpreter loop (run_to_exit) found" >&2
@@ -40,6 +49,7 @@ for bin in "$@"; do
         END {
             best = -1
             for (t in jumps) if (jumps[t] > best) { best = jumps[t]; head = t + 0 }
+            if (best < 0) { printf "%s: no jumps in the loop to find its head in\n", bin > "/dev/stderr"; exit 2 }
             for (i = 0; i < n && addr[i] != head; i++) {}
             for (j = i; j < n && text[j] !~ /jmp +r[a-z0-9]+$/; j++) {}
             len = addr[j + 1] - head
