@@ -100,6 +100,7 @@ impl JitInstance {
             guest_base: window.guest_base_mut(),
             map: std::ptr::null_mut(),
             ctx: window.ctx(),
+            entry_addr: module.code.start() + module.entry as usize,
             exit_addr: module.code.start() + module.exit as usize,
             gas_live_addr: module.code.start() + module.gas_live as usize,
             blocks_addr: module.code.start() + module.blocks_start as usize,
@@ -182,14 +183,13 @@ impl JitInstance {
     /// block's gas check; the bias is gone when this returns.
     #[inline(always)]
     fn enter(&mut self, target: u32, step: bool) -> Result<(u32, u32), EngineError> {
-        let tid = signal::prepare_thread().map_err(EngineError::Unavailable)?;
+        let base = self.running.guest_base;
+        let tid = signal::enter_window(base).map_err(EngineError::Unavailable)?;
         // A fresh pointer to the page map at every entry: the host may have used the
         // map through `&mut` since the last one.
         self.running.map = &mut *self.map;
         let code_start = self.running.code_start;
-        let base = self.running.guest_base;
-        let entry = code_start + self.module.entry as usize;
-        signal::set_gs_base(base).map_err(EngineError::Unavailable)?;
+        let entry = self.running.entry_addr;
         // SAFETY: the slot lies in the window's context page, mapped read-write for
         // the window's lifetime, which this instance owns; every access to it is
         // atomic, and no Rust reference to the context covers it.

@@ -164,6 +164,8 @@ pub(crate) struct Running {
     pub(crate) guest_base: *mut u8,
     pub(crate) map: *mut PageMap,
     pub(crate) ctx: *mut JitContext,
+    /// Address of the trampoline through which the run loop enters compiled code.
+    pub(crate) entry_addr: usize,
     /// Address of the shared exit path, whose first instruction stores the gas
     /// counter from R15 into the context.
     pub(crate) exit_addr: usize,
@@ -179,15 +181,35 @@ pub(crate) struct Running {
 }
 
 thread_local! {
-    static CURRENT: Cell<*const Running> = const { Cell::new(std::ptr::null()) };
-    static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
+    /// What entries into compiled code and the fault handler keep per thread.
+    static THREAD: ThreadState = const {
+        ThreadState {
+            current: Cell::new(std::ptr::null()),
+            in_handler: Cell::new(false),
+            gs_base: Cell::new(0),
+            tid: Cell::new(0),
+        }
+    };
     static ALT_STACK: Cell<bool> = const { Cell::new(false) };
+    static OWN_STACK: std::cell::RefCell<Option<AltStack>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A thread's state for running compiled code: one thread-local (constant
+/// initializer, no destructor, so the fault handler may read it), so that an
+/// entry finds everything it checks and marks at one address.
+struct ThreadState {
+    /// The instance whose compiled code this thread runs, while it runs
+    /// ([`ActiveGuard`]); null otherwise.
+    current: Cell<*const Running>,
+    /// Whether the fault handler is handling a fault on this thread.
+    in_handler: Cell<bool>,
+    /// The GS base this thread last set for compiled code; 0 (no window's base)
+    /// until [`enter_window`] first set one, which it does only after preparing
+    /// the thread.
+    gs_base: Cell<usize>,
     /// This thread's id (`gettid`) once handlers are installed and the alternate
     /// stack set for it; 0 before.
-    static READY: Cell<i32> = const { Cell::new(0) };
-    /// The GS base this thread last set for compiled code (0: none).
-    static GS_BASE: Cell<usize> = const { Cell::new(0) };
-    static OWN_STACK: std::cell::RefCell<Option<AltStack>> = const { std::cell::RefCell::new(None) };
+    tid: Cell<i32>,
 }
 
 /// The previous handlers of SIGSEGV, SIGBUS and SIGURG.
@@ -318,25 +340,34 @@ fn ensure_alt_stack() -> Result<(), String> {
     Ok(())
 }
 
-/// Prepare this thread to run guest code: handlers installed, alternate stack set.
-/// Returns the thread's id. After the first success on a thread this is one
-/// thread-local read.
+/// Make this thread ready to run the compiled code of the window whose guest base
+/// is `base` (never null): handlers installed and alternate stack set (once per
+/// thread), `base` the thread's GS base, through which compiled code addresses
+/// guest memory and its context. Returns the thread's id. When the window is the
+/// one this thread entered last, this is one thread-local read and one compare: a
+/// GS base is recorded only after the thread was prepared.
 #[inline(always)]
-pub(crate) fn prepare_thread() -> Result<i32, String> {
-    match READY.get() {
-        0 => prepare_new_thread(),
-        tid => Ok(tid),
+pub(crate) fn enter_window(base: *mut u8) -> Result<i32, String> {
+    let (gs_base, tid) = THREAD.with(|t| (t.gs_base.get(), t.tid.get()));
+    if gs_base == base as usize {
+        return Ok(tid);
     }
+    enter_window_slow(base as usize)
 }
 
-/// [`prepare_thread`] the first time on a thread.
+/// [`enter_window`] on a thread's first entry or after it ran another window.
 #[cold]
 #[inline(never)]
-fn prepare_new_thread() -> Result<i32, String> {
-    install()?;
-    ensure_alt_stack()?;
-    let tid = nix::unistd::gettid().as_raw();
-    READY.set(tid);
+fn enter_window_slow(base: usize) -> Result<i32, String> {
+    let mut tid = THREAD.with(|t| t.tid.get());
+    if tid == 0 {
+        install()?;
+        ensure_alt_stack()?;
+        tid = nix::unistd::gettid().as_raw();
+        THREAD.with(|t| t.tid.set(tid));
+    }
+    set_gs_base(base)?;
+    THREAD.with(|t| t.gs_base.set(base));
     Ok(tid)
 }
 
@@ -400,9 +431,9 @@ pub(crate) fn kick(tid: i32) {
 }
 
 extern "C" fn kick_handler(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
-    let running = CURRENT.get();
+    let running = THREAD.with(|t| t.current.get());
     if !running.is_null() && !uctx.is_null() {
-        // SAFETY: CURRENT is set only by ActiveGuard, whose `Running` outlives the
+        // SAFETY: `current` is set only by ActiveGuard, whose `Running` outlives the
         // guard, and only on this thread; its flag and kick live as long as the
         // instance, and its context's gas counter is changed by this thread only.
         // The kernel passes a valid ucontext for SA_SIGINFO handlers.
@@ -446,20 +477,8 @@ fn gs_base_writable() -> bool {
     unsafe { libc::getauxval(libc::AT_HWCAP2) & HWCAP2_FSGSBASE != 0 }
 }
 
-/// Make `base` this thread's GS base, the base through which compiled code
-/// addresses guest memory and its context, unless it is already.
-#[inline(always)]
-pub(crate) fn set_gs_base(base: *mut u8) -> Result<(), String> {
-    let b = base as usize;
-    if GS_BASE.get() != b {
-        return set_gs_base_slow(b);
-    }
-    Ok(())
-}
-
-#[cold]
-#[inline(never)]
-fn set_gs_base_slow(b: usize) -> Result<(), String> {
+/// Make `b` this thread's GS base (for [`enter_window_slow`], which records it).
+fn set_gs_base(b: usize) -> Result<(), String> {
     /// `arch_prctl` code that sets the GS base (asm/prctl.h).
     const ARCH_SET_GS: libc::c_int = 0x1001;
     static WRITABLE: OnceLock<bool> = OnceLock::new();
@@ -477,32 +496,31 @@ fn set_gs_base_slow(b: usize) -> Result<(), String> {
             ));
         }
     }
-    GS_BASE.set(b);
     Ok(())
 }
 
 /// Marks `running` as the instance on this thread until dropped. Guards never
 /// nest: one lives only around a call into compiled code, which cannot call back
 /// into the host, so dropping one leaves no instance marked. It holds this
-/// thread's `CURRENT` slot, so that the unmarking needs no second thread-local
+/// thread's [`ThreadState::current`] slot, so that the unmarking needs no second thread-local
 /// lookup (the raw pointer also keeps the guard on its thread: it is not `Send`).
 pub(crate) struct ActiveGuard(*const Cell<*const Running>);
 
 impl ActiveGuard {
     #[inline]
     pub(crate) fn new(running: &Running) -> ActiveGuard {
-        debug_assert!(CURRENT.get().is_null(), "nested entry into compiled code");
-        ActiveGuard(CURRENT.with(|c| {
-            c.set(running);
-            c as *const Cell<*const Running>
-        }))
+        THREAD.with(|t| {
+            debug_assert!(t.current.get().is_null(), "nested entry into compiled code");
+            t.current.set(running);
+            ActiveGuard(&t.current)
+        })
     }
 }
 
 impl Drop for ActiveGuard {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: the pointer is this thread's `CURRENT` slot, which lives as long
+        // SAFETY: the pointer is this thread's `current` slot, which lives as long
         // as the thread; the guard cannot leave the thread (it is not `Send`) and
         // is dropped within the call that made it.
         unsafe { (*self.0).set(std::ptr::null()) };
@@ -518,21 +536,21 @@ enum Outcome {
 }
 
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
-    let running = CURRENT.get();
-    if running.is_null() || IN_HANDLER.get() || uctx.is_null() || info.is_null() {
+    let (running, in_handler) = THREAD.with(|t| (t.current.get(), t.in_handler.get()));
+    if running.is_null() || in_handler || uctx.is_null() || info.is_null() {
         return chain(sig, info, uctx);
     }
     // SAFETY: the kernel passes a valid ucontext for SA_SIGINFO handlers.
     let uc = unsafe { &mut *uctx.cast::<libc::ucontext_t>() };
-    // SAFETY: CURRENT is set only by ActiveGuard, whose `Running` outlives the guard,
-    // and only on this thread.
+    // SAFETY: `current` is set only by ActiveGuard, whose `Running` outlives the
+    // guard, and only on this thread.
     let r = unsafe { &*running };
     let rip = uc.uc_mcontext.gregs[libc::REG_RIP as usize] as usize;
     if rip < r.code_start || rip >= r.code_start + r.code_len {
         return chain(sig, info, uctx);
     }
     // SAFETY: `side`/`side_len` describe the module's side table, alive as long as
-    // the instance that set CURRENT.
+    // the instance that set `current`.
     let side = unsafe { std::slice::from_raw_parts(r.side, r.side_len) };
     let native = (rip - r.code_start) as u32;
     let Ok(i) = side.binary_search_by_key(&native, |e| e.native) else {
@@ -547,9 +565,9 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut l
     }
     // The access has not happened, so its base register still holds its operand.
     let addr = entry.guest_addr(&uc.uc_mcontext.gregs);
-    IN_HANDLER.set(true);
+    THREAD.with(|t| t.in_handler.set(true));
     let outcome = access(r, addr, u32::from(entry.width), entry.write);
-    IN_HANDLER.set(false);
+    THREAD.with(|t| t.in_handler.set(false));
     if let Outcome::Exit(kind, arg) = outcome {
         // SAFETY: `ctx` is the running instance's context, not otherwise borrowed
         // while guest code runs.
@@ -674,7 +692,7 @@ mod tests {
     use super::*;
 
     /// A `Running` with only the code addresses set: code at 0x1000..0x2000, the
-    /// counter loaded at 0x1010, the exit path at 0x1040, the first block at 0x1080.
+    /// trampoline at its start, the counter loaded at 0x1010, the exit path at 0x1040, the first block at 0x1080.
     fn running() -> Running {
         Running {
             code_start: 0x1000,
@@ -684,6 +702,7 @@ mod tests {
             guest_base: std::ptr::null_mut(),
             map: std::ptr::null_mut(),
             ctx: std::ptr::null_mut(),
+            entry_addr: 0x1000,
             exit_addr: 0x1040,
             gas_live_addr: 0x1010,
             blocks_addr: 0x1080,
@@ -700,7 +719,7 @@ mod tests {
             (0x1000, false), // the trampoline, before the load
             (0x100f, false),
             (0x1010, true), // just past the load
-            (0x1030, true), // the host-call tail
+            (0x1030, true), // between the two
             (0x1040, true), // the exit path, its store not yet executed
             (0x1041, false),
             (0x1049, false), // past the store

@@ -27,8 +27,10 @@ const CASES: &[(&str, &str)] = &[
         "store_ind_u64 r1, r2, 8\nload_ind_u64 r3, r2, 0\nstore_imm_ind_u32 r2, 0, 7\nstore_ind_u8 r4, r2, 24\ntrap",
     ),
     (
+        // A host call leaves with its packed exit (site index << 32 | kind) as one
+        // immediate: 32 bits for the first site, 64 for the others.
         "control",
-        "fallthrough\nloop:\nadd_imm_64 r1, r1, -1\nbranch_ne_imm r1, 0, @loop\nbranch_eq r1, r2, @3\necalli 7\njump_ind r0, 0",
+        "fallthrough\nloop:\nadd_imm_64 r1, r1, -1\nbranch_ne_imm r1, 0, @loop\nbranch_eq r1, r2, @3\necalli 7\necalli 8\njump_ind r0, 0",
     ),
     (
         // `codegen/enc.rs`: xor / 32-bit mov / mov for immediates; mov, disp8 (with

@@ -6,8 +6,8 @@
 //! fused runs' tails, checked copies, stubs, exit tails); the first part also holds
 //! the trampoline and the exit path. A part that does not end the program ends its
 //! blocks with a jump to the next part's first block, since its cold code comes
-//! in between. A jump into another part — to a block, to the exit path or to the
-//! host-call tail — is emitted with its 4-byte displacement left empty and
+//! in between. A jump into another part — to a block or to the exit path — is
+//! emitted with its 4-byte displacement left empty and
 //! recorded ([`External`]); linking lays the parts out one after another, each but
 //! the last padded with `int3` to a multiple of 64 bytes (so that a part's loops
 //! are placed as they would be in a program of its own: the trampoline pads the
@@ -92,8 +92,6 @@ pub(crate) enum External {
     Block(u32),
     /// The shared exit path.
     Exit,
-    /// The host-call tail, just before the exit path.
-    HostTail,
 }
 
 /// The first part's trampoline and exit path (see [`Compiled`]).
@@ -101,7 +99,6 @@ pub(crate) enum External {
 pub(crate) struct Head {
     pub(crate) entry: u32,
     pub(crate) exit: u32,
-    pub(crate) host_tail: u32,
     pub(crate) gas_live: u32,
     pub(crate) blocks_start: u32,
 }
@@ -318,7 +315,6 @@ fn link(mut codes: Vec<PartCode>, program: &Program) -> Result<Compiled, String>
                     .get(b as usize)
                     .ok_or_else(|| format!("a jump to block {b}, which is not"))?,
                 External::Exit => head.exit,
-                External::HostTail => head.host_tail,
             };
             let rel = i64::from(target) - (i64::from(base) + i64::from(at) + 4);
             let rel = i32::try_from(rel).map_err(|_| "native code exceeds 2 GiB")?;

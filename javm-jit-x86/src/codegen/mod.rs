@@ -287,14 +287,11 @@ pub(crate) fn compile_part(
     block_labels.clear();
     block_labels.extend((0..blocks.len()).map(|_| labels.make()));
     let exit_label = labels.make();
-    // The first part binds the exit path and the host-call tail in its
-    // trampoline (`Cg::trampoline`); another part jumps to them there.
-    let (mut externals, mut tails) = (Vec::new(), Vec::new());
+    // The first part binds the exit path in its trampoline (`Cg::trampoline`);
+    // another part jumps to it there.
+    let mut externals = Vec::new();
     if !part.head {
-        let host_tail = labels.make();
-        tails.push((ExitKind::HostCall, host_tail));
         externals.push((exit_label, link::External::Exit));
-        externals.push((host_tail, link::External::HostTail));
     }
     let mut stubs = scratch.stubs;
     stubs.clear();
@@ -315,7 +312,7 @@ pub(crate) fn compile_part(
         externals,
         stubs,
         exits: scratch.exits,
-        tails,
+        tails: Vec::new(),
         djump: None,
         host_site_base: part.host_site_base,
         // Sized exactly: the module boxes this table as it is.
@@ -341,16 +338,9 @@ pub(crate) fn compile_part(
     let head = if part.head {
         let entry = cg.ops.offset().0 as u32;
         cg.trampoline();
-        let host_tail = cg
-            .tails
-            .iter()
-            .find(|t| t.0 == ExitKind::HostCall)
-            .map(|t| t.1)
-            .ok_or("the trampoline has no host-call tail")?;
         Some(link::Head {
             entry,
             exit: cg.labels.offset(cg.exit_label)?,
-            host_tail: cg.labels.offset(host_tail)?,
             gas_live: cg.gas_live,
             blocks_start: cg.blocks_start,
         })
@@ -565,8 +555,9 @@ impl Cg<'_> {
     /// `entry(guest_base: rdi, target: rsi) -> rax`, called from the run loop's
     /// inline `asm!` (`instance.rs`, `enter`): save RBX and RBP, load the guest
     /// registers, jump to `target`. The shared `exit` path does the reverse and
-    /// returns the exit's kind and index, packed by [`crate::ctx::pack_exit`]; the
-    /// host-call tail comes right before it. Every other register is declared
+    /// returns the exit's kind and index, packed by [`crate::ctx::pack_exit`] (a
+    /// host call jumps to it with the packed exit as one immediate, see
+    /// [`Cg::host_call`]). Every other register is declared
     /// clobbered at the call site, so the compiler saves only those it still
     /// needs (the run loop's own prologue already saves R12–R15); RBX and RBP
     /// cannot be named there, so they are saved here. Compiled code never moves
@@ -593,11 +584,6 @@ impl Cg<'_> {
         }
         let rdi_slot = GUEST.iter().position(|&r| r == RDI).unwrap_or(0);
         dynasm!(self.ops ; .arch x64 ; mov rdi, [rdi + off::reg(rdi_slot)] ; jmp rdx);
-        // The host-call tail falls into the exit path: the hottest exit takes no
-        // jump to the cold end of the code and back.
-        let host_call = self.tail(ExitKind::HostCall);
-        self.bind(host_call);
-        self.pack_exit(ExitKind::HostCall);
         // Reached with the exit in RDX, as `ctx::pack_exit` packs it; it returns
         // in RAX. Registers, not the context: a load of the two halves just
         // after two separate stores of them cannot be forwarded from the store
@@ -705,7 +691,15 @@ impl Cg<'_> {
             exit,
             entry: NO_ENTRY,
         });
-        self.exit(ExitKind::HostCall, site);
+        // The hottest exit: the packed exit in one immediate, straight to the exit
+        // path (no shared tail to pack it).
+        let packed = crate::ctx::pack_exit(ExitKind::HostCall, site);
+        match u32::try_from(packed) {
+            // Zero-extended to RDX (the first site's).
+            Ok(low) => dynasm!(self.ops ; .arch x64 ; mov edx, low as i32),
+            Err(_) => dynasm!(self.ops ; .arch x64 ; mov rdx, QWORD packed as i64),
+        }
+        self.jmp(self.exit_label);
         Ok(())
     }
 
@@ -873,11 +867,10 @@ impl Cg<'_> {
                 }
             }
         }
-        // Tails of kinds with inline exits only (the host-call tail is part of the
-        // trampoline).
+        // Tails of kinds with inline exits only.
         for i in 0..self.tails.len() {
             let kind = self.tails[i].0;
-            if kind != ExitKind::HostCall && !exits.iter().any(|e| e.0 == kind) {
+            if !exits.iter().any(|e| e.0 == kind) {
                 self.emit_tail(kind);
             }
         }
