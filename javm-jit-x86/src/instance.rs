@@ -209,8 +209,8 @@ impl JitInstance {
             }
             let exit: u64;
             // SAFETY: `entry` is the trampoline emitted by `codegen` (`trampoline`):
-            // it takes the guest base in RDI and the target in RSI, saves and
-            // restores RBX and RBP itself, returns the packed exit in RAX and may
+            // it takes the guest base in RDI and the target in RDX, saves and
+            // restores RBX and RBP itself, returns the packed exit in RDX and may
             // change every other register, which the operands below declare (the
             // sysv64 caller-saved set and R12–R15); it moves RSP only by its own
             // balanced pushes, the call's return address and the matching `ret`,
@@ -228,8 +228,7 @@ impl JitInstance {
                     "call {entry}",
                     entry = in(reg) entry,
                     in("rdi") base,
-                    in("rsi") code_start + target as usize,
-                    lateout("rax") exit,
+                    inout("rdx") code_start + target as usize => exit,
                     out("r12") _,
                     out("r13") _,
                     out("r14") _,

@@ -552,9 +552,10 @@ impl Cg<'_> {
         }
     }
 
-    /// `entry(guest_base: rdi, target: rsi) -> rax`, called from the run loop's
+    /// `entry(guest_base: rdi, target: rdx) -> rdx`, called from the run loop's
     /// inline `asm!` (`instance.rs`, `enter`): save RBX and RBP, load the guest
-    /// registers, jump to `target`. The shared `exit` path does the reverse and
+    /// registers, jump to `target` (in RDX, the one register that holds no guest
+    /// register and is free on the way out too, so neither end copies it). The shared `exit` path does the reverse and
     /// returns the exit's kind and index, packed by [`crate::ctx::pack_exit`] (a
     /// host call jumps to it with the packed exit as one immediate, see
     /// [`Cg::host_call`]). Every other register is declared
@@ -574,7 +575,6 @@ impl Cg<'_> {
     fn trampoline(&mut self) {
         dynasm!(self.ops ; .arch x64
             ; push rbx ; push rbp
-            ; mov rdx, rsi
             ; mov r15, [rdi + off::GAS]
         );
         self.gas_live = self.ops.offset().0 as u32;
@@ -584,8 +584,8 @@ impl Cg<'_> {
         }
         let rdi_slot = GUEST.iter().position(|&r| r == RDI).unwrap_or(0);
         dynasm!(self.ops ; .arch x64 ; mov rdi, [rdi + off::reg(rdi_slot)] ; jmp rdx);
-        // Reached with the exit in RDX, as `ctx::pack_exit` packs it; it returns
-        // in RAX. Registers, not the context: a load of the two halves just
+        // Reached with the exit in RDX, as `ctx::pack_exit` packs it, and returns
+        // it there. Registers, not the context: a load of the two halves just
         // after two separate stores of them cannot be forwarded from the store
         // buffer, which cost a host call about a tenth of its round trip.
         self.bind(self.exit_label);
@@ -594,7 +594,6 @@ impl Cg<'_> {
             dynasm!(self.ops ; .arch x64 ; gs mov [off::reg(i)], Rq(r));
         }
         dynasm!(self.ops ; .arch x64
-            ; mov rax, rdx
             ; pop rbp ; pop rbx
             ; ret
         );
