@@ -4,12 +4,20 @@
 //!
 //! Small mappings are recycled: dropping the code of a module of at most
 //! [`POOL_CODE_MAX`] bytes makes its mapping read-write — no longer executable —
-//! and keeps it (up to [`POOL_MAX`] of them), and a later module that fits takes it
-//! as it is, instead of a fresh mapping: one protection change per module's life
-//! (to read + execute when it is finalized) besides the one back to read-write.
-//! Its pages stay resident, so writing the new code takes no page faults (each
-//! costs microseconds on virtualised hosts, several per small module); everything
-//! past the new code is overwritten with `int3`.
+//! and keeps it (up to [`POOL_MAX`] of each size), and a later module that fits
+//! takes it as it is, instead of a fresh mapping: one protection change per
+//! module's life (to read + execute when it is finalized) besides the one back to
+//! read-write. Its pages stay resident, so writing the new code takes no page
+//! faults (each costs microseconds on virtualised hosts, several per small
+//! module); everything past the new code is overwritten with `int3`.
+//!
+//! Recycled mappings come in a few sizes ([`CLASSES`], powers of two) and a module
+//! takes the smallest that holds its code, so at most half of its mapping's code
+//! pages are unused. A protection change costs in proportion to the resident
+//! pages it covers (on the development machine about 1 µs for one page and 4 µs
+//! for sixteen, DESIGN-DECISIONS §118), and a recycled mapping's pages stay
+//! resident, so a small module in a large mapping would pay for pages it does not
+//! use, twice per life.
 
 use std::io;
 use std::num::NonZeroUsize;
@@ -21,50 +29,69 @@ use nix::sys::mman::{MapFlags, MmapAdvise, ProtFlags, madvise, mmap_anonymous, m
 const PAGE: usize = 4096;
 /// Code sizes from which the buffer is pre-faulted in one call (256 KiB).
 const POPULATE_MIN: usize = 64 * PAGE;
-/// Largest code whose mapping is recycled (and the size every recycled mapping's
-/// code part has).
-const POOL_CODE_MAX: usize = 16 * PAGE;
-/// Recycled mappings kept (at most 1 MiB with their guard pages).
-const POOL_MAX: usize = 16;
+/// Pages of code in each size of recycled mapping, smallest first (see the module
+/// documentation).
+const CLASSES: [usize; 5] = [1, 2, 4, 8, 16];
+/// Largest code whose mapping is recycled: the largest class.
+const POOL_CODE_MAX: usize = CLASSES[CLASSES.len() - 1] * PAGE;
+/// Recycled mappings kept of each size (at most 1.1 MiB in all with their guard
+/// pages, as when there was one size and twice as many).
+const POOL_MAX: usize = 8;
 
-/// A recycled mapping: `POOL_CODE_MAX` bytes of code pages, read-write and not
-/// executable, then a guard page; the first `.1` bytes held code (the rest was
-/// never written).
+/// The class of a module with `len` bytes of code: the smallest that holds it.
+fn class_of(len: usize) -> Option<usize> {
+    if len > POOL_CODE_MAX {
+        return None;
+    }
+    CLASSES.iter().position(|&pages| len <= pages * PAGE)
+}
+
+/// A recycled mapping: its class's code pages, read-write and not executable,
+/// then a guard page; the first `.1` bytes held code (the rest was never written).
 struct Pooled(NonNull<u8>, usize);
 
 // SAFETY: a pooled mapping is owned by the pool alone; moving the address between
 // threads shares nothing.
 unsafe impl Send for Pooled {}
 
-static POOL: Mutex<Vec<Pooled>> = Mutex::new(Vec::new());
+/// The recycled mappings of each class.
+static POOLS: [Mutex<Vec<Pooled>>; CLASSES.len()] =
+    [const { Mutex::new(Vec::new()) }; CLASSES.len()];
 
-/// A recycled mapping (writable), and how many of its bytes held code, if one is
-/// pooled.
-fn take_pooled() -> Option<(NonNull<u8>, usize)> {
-    let p = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+/// A recycled mapping of `class` (writable), and how many of its bytes held code,
+/// if one is pooled.
+fn take_pooled(class: usize) -> Option<(NonNull<u8>, usize)> {
+    let p = POOLS
+        .get(class)?
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop()?;
     Some((p.0, p.1))
 }
 
 /// Keep the mapping of `map_len` bytes at `ptr`, whose first `used` bytes hold code,
-/// for reuse if it has the pooled size, else unmap it.
+/// for reuse if it has a class's size, else unmap it.
 ///
 /// # Safety
 /// The caller owns the mapping, and nothing uses it any more.
 unsafe fn recycle(ptr: NonNull<u8>, map_len: usize, used: usize) {
-    if map_len == POOL_CODE_MAX + PAGE {
+    let class = CLASSES
+        .iter()
+        .position(|&pages| map_len == (pages + 1) * PAGE);
+    if let Some(pool) = class.and_then(|c| POOLS.get(c)) {
         // SAFETY: the caller owns the mapping; without execute permission its
         // stale code cannot run while it is pooled, and it is writable for the
-        // module that takes it next.
+        // module that takes it next. Its code pages are all but the last.
         if unsafe {
             mprotect(
                 ptr.cast(),
-                POOL_CODE_MAX,
+                map_len - PAGE,
                 ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
             )
         }
         .is_ok()
         {
-            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
             if pool.len() < POOL_MAX {
                 pool.push(Pooled(ptr, used));
                 return;
@@ -106,17 +133,19 @@ impl WritableCode {
     pub(crate) fn new(first: &[u8], more: &[Vec<u8>], threads: usize) -> io::Result<WritableCode> {
         let parts = || std::iter::once(first).chain(more.iter().map(Vec::as_slice));
         let len = parts().map(<[u8]>::len).sum::<usize>();
-        if len <= POOL_CODE_MAX
-            && let Some((ptr, old)) = take_pooled()
+        let class = class_of(len);
+        if let Some(c) = class
+            && let Some((ptr, old)) = take_pooled(c)
         {
             let w = WritableCode {
                 ptr,
                 len,
-                map_len: POOL_CODE_MAX + PAGE,
+                map_len: (CLASSES[c] + 1) * PAGE,
             };
-            // SAFETY: the code pages (`POOL_CODE_MAX ≥ len, old` bytes) are writable
-            // and owned by `w` alone. What is left of the earlier module's code gets
-            // `int3`; the pages past it were never written.
+            // SAFETY: the code pages (the class's, which hold `len` and `old`
+            // bytes) are writable and owned by `w` alone. What is left of the
+            // earlier module's code gets `int3`; the pages past it were never
+            // written.
             unsafe {
                 copy_parts(ptr, parts());
                 if old > len {
@@ -125,11 +154,10 @@ impl WritableCode {
             }
             return Ok(w);
         }
-        // Small code gets a mapping of the pooled size, so it can be recycled.
-        let code_pages = if len <= POOL_CODE_MAX {
-            POOL_CODE_MAX
-        } else {
-            len.div_ceil(PAGE) * PAGE
+        // Small code gets a mapping of its class's size, so it can be recycled.
+        let code_pages = match class {
+            Some(c) => CLASSES[c] * PAGE,
+            None => len.div_ceil(PAGE) * PAGE,
         };
         let map_len = code_pages + PAGE;
         let map_size =
@@ -332,27 +360,66 @@ mod tests {
 
     #[test]
     fn recycled_mappings_hold_no_earlier_code_and_keep_w_xor_x() {
+        // A larger module, then a smaller one of the same class, in every class.
+        let sizes = [
+            (3000, 10),
+            (8000, 4097),
+            (16000, 8193),
+            (30000, 16385),
+            (60000, 32769),
+        ];
         for round in 0..4 {
-            let a = WritableCode::new(&[0x90; 3000], &[], 1)
-                .unwrap()
-                .finalize()
-                .unwrap();
-            drop(a);
-            let w = WritableCode::new(&[0xC3; 10], &[], 1).unwrap();
-            let start = w.ptr.as_ptr() as usize;
-            assert_eq!(&perms(start)[..3], "rw-", "round {round}");
-            // SAFETY: the mapping has POOL_CODE_MAX readable bytes (small code
-            // always gets a pooled-size mapping).
-            let rest =
-                unsafe { std::slice::from_raw_parts(w.ptr.as_ptr().add(10), POOL_CODE_MAX - 10) };
-            assert!(
-                rest.iter().all(|&b| b == 0xCC || b == 0),
-                "round {round}: earlier code left behind"
-            );
-            let x = w.finalize().unwrap();
-            assert_eq!(&perms(x.start())[..3], "r-x");
-            assert_eq!(&perms(x.start() + POOL_CODE_MAX)[..3], "---");
-            assert_eq!(x.bytes(), &[0xC3; 10]);
+            for (c, &(big, small)) in sizes.iter().enumerate() {
+                assert_eq!((class_of(big), class_of(small)), (Some(c), Some(c)));
+                let class_bytes = CLASSES[c] * PAGE;
+                let a = WritableCode::new(&vec![0x90; big], &[], 1)
+                    .unwrap()
+                    .finalize()
+                    .unwrap();
+                drop(a);
+                let w = WritableCode::new(&vec![0xC3; small], &[], 1).unwrap();
+                assert_eq!(w.map_len, class_bytes + PAGE, "the class's size");
+                let start = w.ptr.as_ptr() as usize;
+                assert_eq!(&perms(start)[..3], "rw-", "round {round}, class {c}");
+                // SAFETY: the mapping has its class's code pages, readable.
+                let rest = unsafe {
+                    std::slice::from_raw_parts(w.ptr.as_ptr().add(small), class_bytes - small)
+                };
+                assert!(
+                    rest.iter().all(|&b| b == 0xCC || b == 0),
+                    "round {round}, class {c}: earlier code left behind"
+                );
+                let x = w.finalize().unwrap();
+                assert_eq!(&perms(x.start())[..3], "r-x");
+                assert_eq!(&perms(x.start() + class_bytes)[..3], "---");
+                assert_eq!(x.bytes(), &vec![0xC3; small][..]);
+            }
         }
+    }
+
+    #[test]
+    fn a_module_takes_the_smallest_class_that_holds_its_code() {
+        assert_eq!(class_of(0), Some(0));
+        assert_eq!(class_of(PAGE), Some(0));
+        assert_eq!(class_of(PAGE + 1), Some(1));
+        assert_eq!(class_of(2 * PAGE), Some(1));
+        assert_eq!(class_of(4 * PAGE + 1), Some(3));
+        assert_eq!(class_of(8 * PAGE + 1), Some(4));
+        assert_eq!(class_of(POOL_CODE_MAX), Some(4));
+        assert_eq!(class_of(POOL_CODE_MAX + 1), None);
+        let x = WritableCode::new(&[0xC3; 100], &[], 1)
+            .unwrap()
+            .finalize()
+            .unwrap();
+        assert_eq!(x.map_len, 2 * PAGE, "one code page and the guard");
+        let y = WritableCode::new(&vec![0xC3; POOL_CODE_MAX + 1], &[], 1)
+            .unwrap()
+            .finalize()
+            .unwrap();
+        assert_eq!(
+            y.map_len,
+            POOL_CODE_MAX + 2 * PAGE,
+            "unpooled: its pages and the guard"
+        );
     }
 }
