@@ -502,8 +502,9 @@ fn set_gs_base(b: usize) -> Result<(), String> {
 /// Marks `running` as the instance on this thread until dropped. Guards never
 /// nest: one lives only around a call into compiled code, which cannot call back
 /// into the host, so dropping one leaves no instance marked. It holds this
-/// thread's [`ThreadState::current`] slot, so that the unmarking needs no second thread-local
-/// lookup (the raw pointer also keeps the guard on its thread: it is not `Send`).
+/// thread's [`ThreadState::current`] slot, so that the unmarking needs no second
+/// thread-local lookup (the raw pointer also keeps the guard on its thread: it is
+/// not `Send`).
 pub(crate) struct ActiveGuard(*const Cell<*const Running>);
 
 impl ActiveGuard {
@@ -692,7 +693,8 @@ mod tests {
     use super::*;
 
     /// A `Running` with only the code addresses set: code at 0x1000..0x2000, the
-    /// trampoline at its start, the counter loaded at 0x1010, the exit path at 0x1040, the first block at 0x1080.
+    /// trampoline at its start, the counter loaded at 0x1010, the exit path at
+    /// 0x1040, the first block at 0x1080.
     fn running() -> Running {
         Running {
             code_start: 0x1000,

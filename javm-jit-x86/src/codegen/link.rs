@@ -7,12 +7,12 @@
 //! the trampoline and the exit path. A part that does not end the program ends its
 //! blocks with a jump to the next part's first block, since its cold code comes
 //! in between. A jump into another part — to a block or to the exit path — is
-//! emitted with its 4-byte displacement left empty and
-//! recorded ([`External`]); linking lays the parts out one after another, each but
-//! the last padded with `int3` to a multiple of 64 bytes (so that a part's loops
-//! are placed as they would be in a program of its own: the trampoline pads the
-//! first part's blocks the same way), writes those displacements and moves every
-//! offset table by its part's start.
+//! emitted with its 4-byte displacement left empty and recorded ([`External`]);
+//! linking lays the parts out one after another, each but the last padded with
+//! `int3` to a multiple of 64 bytes (so that a part's loops are placed as they
+//! would be in a program of its own: the trampoline pads the first part's blocks
+//! the same way), writes those displacements and moves every offset table by its
+//! part's start.
 //!
 //! The parts, and so the code, depend only on the program and the part size, not
 //! on how many threads compiled them: the parts are compiled in any order, and

@@ -555,13 +555,13 @@ impl Cg<'_> {
     /// `entry(guest_base: rdi, target: rdx) -> rdx`, called from the run loop's
     /// inline `asm!` (`instance.rs`, `enter`): save RBX and RBP, load the guest
     /// registers, jump to `target` (in RDX, the one register that holds no guest
-    /// register and is free on the way out too, so neither end copies it). The shared `exit` path does the reverse and
-    /// returns the exit's kind and index, packed by [`crate::ctx::pack_exit`] (a
-    /// host call jumps to it with the packed exit as one immediate, see
-    /// [`Cg::host_call`]). Every other register is declared
-    /// clobbered at the call site, so the compiler saves only those it still
-    /// needs (the run loop's own prologue already saves R12–R15); RBX and RBP
-    /// cannot be named there, so they are saved here. Compiled code never moves
+    /// register and is free on the way out too, so neither end copies it). The
+    /// shared `exit` path does the reverse and returns the exit's kind and index,
+    /// packed by [`crate::ctx::pack_exit`] (a host call jumps to it with the
+    /// packed exit as one immediate, see [`Cg::host_call`]). Every other register
+    /// is declared clobbered at the call site, so the compiler saves only those
+    /// it still needs (the run loop's own prologue already saves R12–R15); RBX
+    /// and RBP cannot be named there, so they are saved here. Compiled code never moves
     /// RSP (no push, pop or call: the lowerings that borrow a register save it in
     /// the context) and needs no particular alignment (the fault handlers run on
     /// their own stack), and the fault handler sends its exits to the exit path
