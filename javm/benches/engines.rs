@@ -1,6 +1,7 @@
 //! Both engines side by side: execution of the example workloads, instance creation,
 //! first touch of fresh pages, compile speed on a 1 MB program, two programs
-//! prepared on two threads, and the host-call round trip. Every workload's
+//! prepared on two threads, the host-call round trip, and (recompiler) a small
+//! module's life after a larger one's. Every workload's
 //! output is checked before it is measured.
 //!
 //! `cargo bench -p javm --bench engines` (or `javm bench` for a quick table).
@@ -214,6 +215,32 @@ fn load(c: &mut Criterion, program: &javm_exec::Program) {
     g.finish();
 }
 
+/// A small module's life — prepare (compile) and drop — right after a larger
+/// module's, as in a host that compiles programs of mixed sizes: the recompiler
+/// recycles code mappings, and a protection change costs in proportion to the
+/// resident pages it covers (DESIGN-DECISIONS §118). The larger module is
+/// prepared and dropped in the untimed set-up of every iteration.
+#[cfg(jit)]
+fn module_life_after_larger(c: &mut Criterion, jit: &javm_jit_x86::Recompiler) {
+    let small = WORKLOADS[0].prepare().unwrap();
+    let larger = Arc::new(large_program(6 * 1024).unwrap());
+    let schedule = GasSchedule::new(GasProfile::Jar1, 16);
+    let size = jit.prepare(&larger, schedule).unwrap().code_size();
+    assert!(
+        (16 << 10..=64 << 10).contains(&size),
+        "the larger module's code ({size} bytes) should fill most of a recycled mapping"
+    );
+    let mut g = c.benchmark_group("module-life-after-larger");
+    g.bench_function(BenchmarkId::new(WORKLOADS[0].name, "jit"), |b| {
+        b.iter_batched(
+            || drop(jit.prepare(&larger, schedule).unwrap()),
+            |()| drop(jit.prepare(&small.sp.program, small.schedule).unwrap()),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let interp = Interpreter::new();
     #[cfg(jit)]
@@ -242,6 +269,7 @@ fn benches(c: &mut Criterion) {
         first_touch(c, jit);
         hostcall(c, jit);
         compile(c, &|| javm_jit_x86::Recompiler::new().unwrap(), &large);
+        module_life_after_larger(c, jit);
         prepare_parallel(c, jit, [&quarters[0], &quarters[1]]);
     }
 }
