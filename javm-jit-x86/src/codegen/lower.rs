@@ -564,12 +564,15 @@ impl Cg<'_> {
     /// Dynamic jump to the address in EDX (GP rule): halt, a block, or panic.
     ///
     /// The instruction's index goes to the context first, so that every way out
-    /// but a valid jump is shared code ([`Cg::djump_fail`]). Rotating the address
-    /// right by one maps each valid address 2(i + 1) to its table index i + 1 and
-    /// every odd address above 2^31, so one unsigned compare against the table's
-    /// length (entry 0, for address 0, and entries of invalid targets lead to the
-    /// shared panic) leaves the checks for an odd, zero or too large address and
-    /// the halt address to the cold path.
+    /// but a valid jump is shared code ([`Cg::djump_fail`], and the panic that the
+    /// table's entries of invalid targets lead to). Rotating the address right by
+    /// one maps each valid address 2(i + 1) to its table index i + 1 and every odd
+    /// address above 2^31, so one unsigned compare against the table's length
+    /// (entry 0, for address 0, and entries of invalid targets lead to the shared
+    /// panic) leaves the checks for an odd, zero or too large address and the halt
+    /// address to the cold path. The entry's address is the table's, from the
+    /// context, plus eight times the index: EDX is the only register the jump may
+    /// change, so it adds the table to the scaled index and jumps through the sum.
     fn djump(&mut self, idx: u32) -> Result<(), String> {
         let entries = i32::try_from(self.jump_table_len() + 1)
             .map_err(|_| "jump table too long for the recompiler".to_string())?;
@@ -581,11 +584,9 @@ impl Cg<'_> {
         self.cmp_imm(RDX, entries);
         self.jcc(Cc::Ae, fail);
         asm!(self
-            ; gs mov [-0x38], rax
-            ; gs mov rax, [-0x60] // the jump table
-            ; mov rdx, [rax + rdx * 8]
-            ; gs mov rax, [-0x38]
-            ; jmp rdx
+            ; shl edx, 3
+            ; gs add rdx, [-0x60] // the jump table
+            ; jmp QWORD [rdx]
         );
         Ok(())
     }
