@@ -193,9 +193,7 @@ impl JitModule {
         let invalid = c.djump_panic.map_or(0, |o| start + u64::from(o));
         let jump_table = std::iter::once(invalid)
             .chain(program.jump_targets().iter().map(|t| {
-                match t
-                    .block()
-                    .filter(|&b| program.starts_block(b, schedule.profile()))
+                match codegen::table_block(program, schedule.profile(), *t)
                     .and_then(|b| c.block_offsets.get(b as usize))
                 {
                     Some(&o) => start + u64::from(o),

@@ -33,6 +33,20 @@ const CASES: &[(&str, &str)] = &[
         "fallthrough\nloop:\nadd_imm_64 r1, r1, -1\nbranch_ne_imm r1, 0, @loop\nbranch_eq r1, r2, @3\necalli 7\necalli 8\njump_ind r0, 0",
     ),
     (
+        // `codegen/lower.rs` `djump`, a table whose entries all lead to blocks: no
+        // store on the way through the table; the index goes to the context in the
+        // jump's own failure stub (cold), which hands the rotated address on.
+        "djump_table",
+        ".jump_table @a, @b\njump_ind r1, 0\na:\nload_imm_jump_ind r0, r2, 2, 4\nb:\njump_ind r0, 0",
+    ),
+    (
+        // The same jump in a program whose table has an entry that is no block
+        // start: the index goes to the context before the table, for the shared
+        // panic that entry leads to.
+        "djump_invalid_entry",
+        ".jump_table @2\nload_imm r1, 1\nadd_imm_64 r1, r1, 2\njump_ind r0, 0",
+    ),
+    (
         // `codegen/enc.rs`: xor / 32-bit mov / mov for immediates; mov, disp8 (with
         // the SIB byte R12 needs) and disp32 address forms; test, imm8 and imm32
         // compares.

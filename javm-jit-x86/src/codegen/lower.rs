@@ -563,31 +563,53 @@ impl Cg<'_> {
 
     /// Dynamic jump to the address in EDX (GP rule): halt, a block, or panic.
     ///
-    /// The instruction's index goes to the context first, so that every way out
-    /// but a valid jump is shared code ([`Cg::djump_fail`], and the panic that the
-    /// table's entries of invalid targets lead to). Rotating the address right by
-    /// one maps each valid address 2(i + 1) to its table index i + 1 and every odd
-    /// address above 2^31, so one unsigned compare against the table's length
-    /// (entry 0, for address 0, and entries of invalid targets lead to the shared
-    /// panic) leaves the checks for an odd, zero or too large address and the halt
-    /// address to the cold path. The entry's address is the table's, from the
-    /// context, plus eight times the index: EDX is the only register the jump may
-    /// change, so it adds the table to the scaled index and jumps through the sum.
+    /// Rotating the address right by one maps each valid address 2(i + 1) to
+    /// i + 1 and every odd address above 2^31, so one unsigned compare leaves the
+    /// checks for an odd, zero or too large address and the halt address to the
+    /// cold path ([`Cg::djump_fail`]), which needs the instruction's index in the
+    /// context. The entry's native address is the table's (from the context) plus
+    /// eight times the index: EDX is the only register the jump may change, so it
+    /// adds the table to the scaled index and jumps through the sum.
+    ///
+    /// When every table entry leads to a block ([`Cg::table_all_blocks`], as in
+    /// the tables of compiled programs), the jump subtracts one after the
+    /// rotation, so that address 0 fails the compare too, and records its index
+    /// only in a stub of its own on the failure path: a valid jump stores nothing.
+    /// A store of the index on every jump made a call-heavy program 25–30%
+    /// slower than without it, wherever in the context page it went (BENCHMARKS,
+    /// "Dynamic jumps without a store"). Otherwise the index goes to the context
+    /// first, for the entries of invalid targets, which lead to the shared panic
+    /// as entry 0 does.
     fn djump(&mut self, idx: u32) -> Result<(), String> {
-        let entries = i32::try_from(self.jump_table_len() + 1)
-            .map_err(|_| "jump table too long for the recompiler".to_string())?;
-        let fail = self.djump_fail();
-        asm!(self
-            ; gs mov DWORD [-28], idx as i32
-            ; ror edx, 1
-        );
-        self.cmp_imm(RDX, entries);
-        self.jcc(Cc::Ae, fail);
-        asm!(self
-            ; shl edx, 3
-            ; gs add rdx, [-0x60] // the jump table
-            ; jmp QWORD [rdx]
-        );
+        let len = i32::try_from(self.jump_table_len())
+            .ok()
+            .filter(|&n| n < i32::MAX)
+            .ok_or_else(|| "jump table too long for the recompiler".to_string())?;
+        if self.table_all_blocks() {
+            let stub = self.label();
+            self.stubs.push(super::Stub::DjumpFail { label: stub, idx });
+            asm!(self ; ror edx, 1 ; sub edx, 1);
+            self.cmp_imm(RDX, len);
+            self.jcc(Cc::Ae, stub);
+            asm!(self
+                ; shl edx, 3
+                ; gs add rdx, [-0x60] // the jump table
+                ; jmp QWORD [rdx + 8]
+            );
+        } else {
+            let fail = self.djump_fail();
+            asm!(self
+                ; gs mov DWORD [-28], idx as i32
+                ; ror edx, 1
+            );
+            self.cmp_imm(RDX, len + 1);
+            self.jcc(Cc::Ae, fail);
+            asm!(self
+                ; shl edx, 3
+                ; gs add rdx, [-0x60] // the jump table
+                ; jmp QWORD [rdx]
+            );
+        }
         Ok(())
     }
 

@@ -132,6 +132,11 @@ enum Stub {
         addr: StoreAddr,
         width: u8,
     },
+    /// A dynamic jump at `idx` (of the form that records nothing on its way
+    /// through the table, see `lower.rs`, `djump`) whose address is not a table
+    /// entry's: restore the rotated address in EDX, record `idx` in the context
+    /// and go to the shared failure path ([`Cg::djump_fail`]).
+    DjumpFail { label: Label, idx: u32 },
 }
 
 /// How a store computes its guest address.
@@ -173,6 +178,9 @@ pub(crate) struct Cg<'p> {
     /// The shared failure path of dynamic jumps and its panic, made on first use
     /// (see [`Cg::djump_fail`]).
     djump: Option<(Label, Label)>,
+    /// Whether every entry of the program's jump table leads to a block, found
+    /// when a dynamic jump is first lowered (see `lower.rs`, `djump`).
+    table_all_blocks: Option<bool>,
     /// The panic stub of the current instruction, if one was made.
     panic_label: Option<(u32, Label)>,
     pub(crate) side: Vec<SideEntry>,
@@ -314,6 +322,7 @@ pub(crate) fn compile_part(
         exits: scratch.exits,
         tails: Vec::new(),
         djump: None,
+        table_all_blocks: None,
         host_site_base: part.host_site_base,
         // Sized exactly: the module boxes this table as it is.
         host_sites: Vec::with_capacity(part.host_sites as usize),
@@ -825,6 +834,26 @@ impl Cg<'_> {
         self.program.jump_targets().len()
     }
 
+    /// Whether every entry of the program's jump table leads to a block
+    /// ([`table_block`]), computed once per part.
+    pub(crate) fn table_all_blocks(&mut self) -> bool {
+        if let Some(all) = self.table_all_blocks {
+            return all;
+        }
+        let profile = if self.gp {
+            GasProfile::Gp
+        } else {
+            GasProfile::Jar1
+        };
+        let program = self.program;
+        let all = program
+            .jump_targets()
+            .iter()
+            .all(|&t| table_block(program, profile, t).is_some());
+        self.table_all_blocks = Some(all);
+        all
+    }
+
     /// Cold stubs. Each exit stub is `mov edx, index` and a short jump (7 bytes) to
     /// a relay after every [`STUBS_PER_RELAY`] stubs of its kind, which jumps to the
     /// kind's shared tail; the tail stores the kind and the index and leaves.
@@ -843,6 +872,15 @@ impl Cg<'_> {
                     addr,
                     width,
                 } => self.emit_store_slow(label, back, (idx, addr, width)),
+                Stub::DjumpFail { label, idx } => {
+                    let fail = self.djump_fail();
+                    self.bind(label);
+                    dynasm!(self.ops ; .arch x64
+                        ; add edx, 1
+                        ; gs mov DWORD [-28], idx as i32
+                    );
+                    self.jmp(fail);
+                }
             }
         }
         // Stable: each kind's stubs stay in program order.
@@ -939,6 +977,17 @@ impl Cg<'_> {
 // A valid dynamic-jump table index (at most the table's length) never equals the
 // rotated halt address, which `djump_fail` tells apart from the rest.
 const _: () = assert!((MAX_JUMP_TABLE_LEN as u32) < HALT_ADDRESS.rotate_right(1));
+
+/// The block a dynamic jump to jump-table entry `t` enters, or `None` if the
+/// jump panics there (a target that does not start a block under `profile`):
+/// the rule both the lowering of dynamic jumps and the module's table follow.
+pub(crate) fn table_block(
+    program: &Program,
+    profile: GasProfile,
+    t: javm_exec::Target,
+) -> Option<u32> {
+    t.block().filter(|&b| program.starts_block(b, profile))
+}
 
 /// Exit stubs per relay jump: a stub's short jump must reach past the rest of its
 /// group (7 bytes each) to the relay.
