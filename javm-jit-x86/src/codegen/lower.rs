@@ -575,7 +575,7 @@ impl Cg<'_> {
     /// the tables of compiled programs), the jump subtracts one after the
     /// rotation, so that address 0 fails the compare too, and records its index
     /// only in a stub of its own on the failure path: a valid jump stores nothing.
-    /// A store of the index on every jump made a call-heavy program 25–30%
+    /// A store of the index on every jump made a call-heavy program about 30%
     /// slower than without it, wherever in the context page it went (BENCHMARKS,
     /// "Dynamic jumps without a store"). Otherwise the index goes to the context
     /// first, for the entries of invalid targets, which lead to the shared panic
