@@ -65,6 +65,20 @@ const _: () = assert!(CTX_SIZE <= CTX_PAGE && CTX_SIZE.is_multiple_of(16));
 pub(crate) const CTX_GAP: usize = 16;
 const _: () = assert!(CTX_SIZE + CTX_GAP <= CTX_PAGE);
 
+/// Entries of a jump table (its entry 0 included) that the context page holds
+/// inline, at its start ([`off::JT_INLINE`]): a module with a table of at most
+/// this many entries has it copied there when an instance starts, and its dynamic
+/// jumps index it through the GS segment directly, with no load of the table's
+/// address first (`codegen/lower.rs`, `djump`).
+pub(crate) const JT_INLINE_ENTRIES: usize = 256;
+const _: () = assert!(JT_INLINE_ENTRIES * 8 + CTX_SIZE + CTX_GAP <= CTX_PAGE);
+
+/// Whether a jump table of `entries` entries (entry 0 included) is held inline in
+/// the context page: the one rule the code generator and the instance follow.
+pub(crate) const fn jt_inline(entries: usize) -> bool {
+    entries <= JT_INLINE_ENTRIES
+}
+
 /// How another thread stops a running instance (`signal.rs`, "Interrupts"): the
 /// kernel thread id of the thread that entered the instance's code last, which the
 /// instance's interrupt notifier signals, and whether the gas counter currently
@@ -104,6 +118,8 @@ pub(crate) mod off {
     pub(crate) const T1: i32 = disp(offset_of!(JitContext, t1));
     pub(crate) const SAVE_RAX: i32 = disp(offset_of!(JitContext, save_rax));
     pub(crate) const SAVE_RCX: i32 = disp(offset_of!(JitContext, save_rcx));
+    /// The inline jump table's entry 0, at the start of the context page.
+    pub(crate) const JT_INLINE: i32 = -(CTX_PAGE as i32);
 
     /// Displacement of guest register `i`'s save slot.
     pub(crate) const fn reg(i: usize) -> i32 {

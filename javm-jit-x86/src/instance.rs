@@ -126,6 +126,15 @@ impl JitInstance {
     /// Set up the context for a run from `pc` (a fresh or reset window's context is
     /// zero): registers, gas and the jump table.
     fn start(&mut self, regs: [u64; NUM_REGS], pc: u32, gas: i64) {
+        let table = &self.module.jump_table;
+        if crate::ctx::jt_inline(table.len()) {
+            // SAFETY: the window's inline table holds JT_INLINE_ENTRIES entries,
+            // at least `table.len()`; it lies in the context page, which this
+            // instance owns and no guest code runs on now.
+            unsafe {
+                std::ptr::copy_nonoverlapping(table.as_ptr(), self.window.jt_inline(), table.len())
+            };
+        }
         let jt = self.module.jump_table.as_ptr() as u64;
         let ctx = self.ctx_mut();
         ctx.regs[..NUM_REGS].copy_from_slice(&regs);

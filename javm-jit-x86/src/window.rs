@@ -525,6 +525,14 @@ impl Window {
         unsafe { self.start.as_ptr().add(HEADER - CTX_GAP - CTX_SIZE).cast() }
     }
 
+    /// The inline jump table (`ctx::JT_INLINE_ENTRIES` entries) at the start of
+    /// the context page.
+    pub(crate) fn jt_inline(&self) -> *mut u64 {
+        // SAFETY: the context page is the last CTX_PAGE bytes of the header; the
+        // table fits before the context (asserted in `ctx`).
+        unsafe { self.start.as_ptr().add(HEADER - CTX_PAGE).cast() }
+    }
+
     /// The instance's [`Kick`], in the context page after the context.
     pub(crate) fn kick(&self) -> *const Kick {
         // SAFETY: KICK ≤ CTX_GAP < CTX_PAGE: the slot lies inside the context page,

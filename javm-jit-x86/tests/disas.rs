@@ -35,7 +35,9 @@ const CASES: &[(&str, &str)] = &[
     (
         // `codegen/lower.rs` `djump`, a table whose entries all lead to blocks: no
         // store on the way through the table; the index goes to the context in the
-        // jump's own failure stub (cold), which hands the rotated address on.
+        // jump's own failure stub (cold), which hands the rotated address on. The
+        // table is short, so the jumps index its copy in the context page through
+        // GS (`djump_large_table`, built in the test, shows a long one).
         "djump_table",
         ".jump_table @a, @b\njump_ind r1, 0\na:\nload_imm_jump_ind r0, r2, 2, 4\nb:\njump_ind r0, 0",
     ),
@@ -114,8 +116,19 @@ fn lowerings_match_their_golden_listings() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/disas");
     let bless = std::env::var_os("JAVM_BLESS").is_some();
     let mut failures = Vec::new();
-    for (name, src) in CASES {
-        let program = Arc::new(assemble(src).unwrap().program().unwrap());
+    // A jump table too long to be held in the context page (`ctx::JT_INLINE_ENTRIES`,
+    // 256 entries with entry 0): its jumps load the table's address from the
+    // context, add the scaled index and jump through the sum.
+    let large = format!(
+        ".jump_table {}\njump_ind r1, 0\na:\nload_imm_jump_ind r0, r2, 2, 4\ntrap",
+        vec!["@a"; 256].join(", ")
+    );
+    let cases = CASES
+        .iter()
+        .map(|&(name, src)| (name, src.to_owned()))
+        .chain([("djump_large_table", large)]);
+    for (name, src) in cases {
+        let program = Arc::new(assemble(&src).unwrap().program().unwrap());
         let module = jit
             .prepare(&program, GasSchedule::new(GasProfile::Jar1, 0))
             .unwrap();

@@ -585,17 +585,27 @@ impl Cg<'_> {
             .ok()
             .filter(|&n| n < i32::MAX)
             .ok_or_else(|| "jump table too long for the recompiler".to_string())?;
+        let inline = crate::ctx::jt_inline(len as usize + 1);
+        // The entry `skip` entries past the one EDX indexes.
+        let through = |cg: &mut Self, skip: i32| {
+            if inline {
+                let disp = crate::ctx::off::JT_INLINE + 8 * skip;
+                asm!(cg ; gs jmp QWORD [rdx * 8 + disp]);
+            } else {
+                asm!(cg
+                    ; shl edx, 3
+                    ; gs add rdx, [-0x60] // the jump table
+                    ; jmp QWORD [rdx + 8 * skip]
+                );
+            }
+        };
         if self.table_all_blocks() {
             let stub = self.label();
             self.stubs.push(super::Stub::DjumpFail { label: stub, idx });
             asm!(self ; ror edx, 1 ; sub edx, 1);
             self.cmp_imm(RDX, len);
             self.jcc(Cc::Ae, stub);
-            asm!(self
-                ; shl edx, 3
-                ; gs add rdx, [-0x60] // the jump table
-                ; jmp QWORD [rdx + 8]
-            );
+            through(self, 1);
         } else {
             let fail = self.djump_fail();
             asm!(self
@@ -604,11 +614,7 @@ impl Cg<'_> {
             );
             self.cmp_imm(RDX, len + 1);
             self.jcc(Cc::Ae, fail);
-            asm!(self
-                ; shl edx, 3
-                ; gs add rdx, [-0x60] // the jump table
-                ; jmp QWORD [rdx]
-            );
+            through(self, 0);
         }
         Ok(())
     }
