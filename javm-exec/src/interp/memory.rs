@@ -12,8 +12,9 @@
 //! the cost of a short-lived instance (a call between instances builds and drops
 //! one). A released
 //! buffer is zeroed over exactly the pages its map materialized — the only bytes any
-//! path writes, since a page is written only once it has left `NotPresent` — and kept
-//! if there were at most [`RECYCLE_MAX_PAGES`] of them; otherwise it is unmapped.
+//! path writes, since a page is written only once it has left `NotPresent` — in
+//! place if there were at most [`RECYCLE_MAX_PAGES`] of them (they stay resident for
+//! the next instance), otherwise by giving them back to the kernel, and kept.
 //!
 //! Fast path ([`FastView`]): an access that stays within one page whose state byte
 //! allows it (any present state for loads, `PresentRw` for stores) touches the
@@ -135,9 +136,9 @@ const WHOLE: Option<usize> = Some(WHOLE_LEN);
 const WHOLE: Option<usize> = None;
 /// Whole-space buffers kept for reuse.
 const POOL_MAX: usize = 16;
-/// The most materialized pages a released buffer may have for it to be zeroed and
-/// kept (zeroing more would cost more than a new reservation, and keeping them would
-/// keep their memory resident).
+/// The most materialized pages a released buffer may have for it to be zeroed in
+/// place, its pages kept resident (zeroing more would cost more than the kernel's
+/// discarding them, and keeping them would keep their memory resident).
 pub(crate) const RECYCLE_MAX_PAGES: u32 = 64;
 
 static POOL: Mutex<Vec<MmapMut>> = Mutex::new(Vec::new());
@@ -386,9 +387,10 @@ impl FlatMemory {
         )
     }
 
-    /// Whether the buffer would be recycled if dropped now (for tests).
+    /// Whether the buffer would be zeroed in place if dropped now, rather than
+    /// have its pages discarded (for tests).
     #[cfg(test)]
-    pub(crate) fn recyclable(&self) -> bool {
+    pub(crate) fn zeroed_in_place(&self) -> bool {
         Some(self.buf().len()) == WHOLE && self.present_pages() <= RECYCLE_MAX_PAGES
     }
 
@@ -443,23 +445,59 @@ fn fill_unit(bytes: &mut [u8], unit: &Unit, layout: &MemoryLayout) {
 
 impl Drop for FlatMemory {
     fn drop(&mut self) {
-        if Some(self.buf().len()) != WHOLE || self.present_pages() > RECYCLE_MAX_PAGES {
+        if Some(self.buf().len()) != WHOLE {
             return;
         }
+        let zero_in_place = self.present_pages() <= RECYCLE_MAX_PAGES;
         let Some(mut buffer) = self.bytes.take() else {
             return;
         };
+        let mut zero = true;
         self.map.for_each_filled_run(|page, pages| {
             let start = page as usize;
-            let end = start + ((pages as usize) << PAGE_SHIFT);
-            if let Some(b) = buffer.get_mut(start..end) {
-                b.fill(0);
+            let len = (pages as usize) << PAGE_SHIFT;
+            if zero_in_place {
+                if let Some(b) = buffer.get_mut(start..start + len) {
+                    b.fill(0);
+                }
+            } else if zero {
+                zero = discard(&mut buffer, start, len);
             }
         });
+        if !zero {
+            // The kernel refused to discard a run: unmap the buffer instead.
+            return;
+        }
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
         if pool.len() < POOL_MAX {
             pool.push(buffer);
         }
+    }
+}
+
+/// Give `len` bytes of `buffer` at `start` back to the kernel: they read as zero
+/// from then on and take no memory until touched again. Whether it succeeded.
+///
+/// A buffer whose instance materialized more than [`RECYCLE_MAX_PAGES`] pages
+/// used to be unmapped rather than zeroed and kept, so the next instance reserved
+/// a fresh 4 GiB buffer (about 1.3 µs more per instantiate, warm, and a
+/// cold-cache prepare about 5 µs slower; docs/BENCHMARKS.md, "Recycled interpreter
+/// buffers after large runs"). Discarding the runs keeps the reservation for the
+/// pool without keeping its pages resident.
+#[allow(unsafe_code)]
+fn discard(buffer: &mut MmapMut, start: usize, len: usize) -> bool {
+    if start.checked_add(len).is_none_or(|end| end > buffer.len()) {
+        return false;
+    }
+    // SAFETY: `buffer` is a private anonymous mapping that this dropping memory
+    // owns, with no reference into it left (the `&mut` borrow); the range lies
+    // inside it (checked above). `MADV_DONTNEED` on a private anonymous mapping
+    // drops the pages, and later reads see zero: exactly the pool's invariant, and
+    // nothing else about the mapping changes.
+    unsafe {
+        buffer
+            .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len)
+            .is_ok()
     }
 }
 
@@ -524,13 +562,44 @@ mod tests {
     }
 
     #[test]
-    fn only_buffers_with_few_materialized_pages_are_recycled() {
+    fn only_buffers_with_few_materialized_pages_are_zeroed_in_place() {
         if WHOLE.is_none() {
             return;
         }
         let limit = RECYCLE_MAX_PAGES;
-        assert!(touched(limit + 10, 0).recyclable());
-        assert!(touched(limit + 10, limit).recyclable());
-        assert!(!touched(limit + 10, limit + 1).recyclable());
+        assert!(touched(limit + 10, 0).zeroed_in_place());
+        assert!(touched(limit + 10, limit).zeroed_in_place());
+        assert!(!touched(limit + 10, limit + 1).zeroed_in_place());
+    }
+
+    /// Both ways of releasing a buffer (zeroing its pages in place, or discarding
+    /// them when there are many) put it back in the pool, zero where it was written.
+    #[test]
+    fn released_buffers_go_back_to_the_pool_zero() {
+        if WHOLE.is_none() {
+            return;
+        }
+        let limit = RECYCLE_MAX_PAGES;
+        for written in [limit, 3 * limit] {
+            let m = touched(3 * limit, written);
+            assert_eq!(m.zeroed_in_place(), written <= limit);
+            let ours = m.buf().as_ptr() as usize;
+            // Room in the pool for ours, whatever other tests put there meanwhile.
+            let others: Vec<MmapMut> =
+                std::mem::take(&mut *POOL.lock().unwrap_or_else(|e| e.into_inner()));
+            drop(m);
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            let back = pool
+                .iter()
+                .find(|b| b.as_ptr() as usize == ours)
+                .expect("the released buffer is pooled");
+            let range = 0x10000..0x10000 + ((3 * limit as usize) << PAGE_SHIFT);
+            assert!(
+                back[range].iter().all(|&b| b == 0),
+                "{written} pages written: the pooled buffer is not zero"
+            );
+            pool.extend(others);
+            pool.truncate(POOL_MAX);
+        }
     }
 }
