@@ -16,7 +16,9 @@
 //! engines and compares everything, [`campaign`] runs many with coverage and
 //! shrinking, [`regress`] keeps shrunk cases as regression files, [`adapters`] holds
 //! deliberately wrong engines for self-tests, and [`fuzz`] the oracles behind the
-//! `fuzz/` targets; [`watchdog`] turns a comparison that never ends into a failure.
+//! `fuzz/` targets; [`watchdog`] turns a comparison that never ends into a failure;
+//! [`pbp`] reads the peer benchmark's program files (the compiled C programs
+//! `tests/recorded.rs` records results of).
 //! The engine pair is the interpreter (the oracle) and the recompiler
 //! on x86-64 Linux; elsewhere the interpreter with itself, which still checks
 //! determinism and stepping against running.
@@ -27,6 +29,7 @@ pub mod campaign;
 pub mod fuzz;
 pub mod generate;
 pub mod oracle;
+pub mod pbp;
 pub mod regress;
 pub mod scenario;
 pub mod structured;

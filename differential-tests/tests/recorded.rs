@@ -3,7 +3,9 @@
 //! (random code and bitmasks, so odd skips and non-instruction positions are
 //! priced too, plus the example programs), and the complete outcome of running each
 //! example program on every engine — exit, PC, gas, registers, output and page
-//! states.
+//! states — and of each compiled C program of the peer comparisons
+//! (`programs/peerbench`, `tools/peer-extra/programs`), whose expected results
+//! are checked too.
 //!
 //! `JAVM_BLESS=1 cargo test -p differential-tests --test recorded` rewrites the
 //! file; a change to it is a change of results and needs a reason.
@@ -12,9 +14,10 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use differential_tests::pbp::{self, HostCalls, PbpProgram};
 use javm_exec::blob::StandardProgram;
 use javm_exec::{
-    Engine, Exit, GasProfile, GasSchedule, Instance, InstanceInit, MemTier, Program, Reg,
+    Engine, Exit, GasProfile, GasSchedule, Instance, InstanceInit, MemTier, PageState, Program, Reg,
 };
 
 fn root() -> PathBuf {
@@ -146,6 +149,110 @@ fn run_example<E: Engine>(engine: &E, sp: &StandardProgram, profile: GasProfile)
     )
 }
 
+/// The compiled C programs of the peer comparisons: the peer harness's nine
+/// (`programs/peerbench`) and the five of `tools/peer-extra/programs`.
+fn c_programs() -> Vec<(String, PbpProgram)> {
+    let mut all = Vec::new();
+    for dir in [
+        "differential-tests/programs/peerbench",
+        "tools/peer-extra/programs",
+    ] {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+            .unwrap_or_else(|e| panic!("{dir}: {e}"))
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "pbp"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            let bytes = std::fs::read(&p).expect("readable");
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            let file = pbp::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            all.push((name, file));
+        }
+    }
+    all
+}
+
+/// Run a compiled program from its file to its end, answering host calls as the
+/// file says; check the result it expects (under `check`); describe everything
+/// observable: exit, PC, host calls, gas, registers, page states and the contents
+/// of every written page.
+fn run_c_program<E: Engine>(
+    engine: &E,
+    p: &PbpProgram,
+    profile: GasProfile,
+    check: bool,
+) -> String {
+    let sp = StandardProgram::parse(&p.blob).expect("a standard program");
+    let (layout, regs) = sp.initial_state(&p.args).expect("initial state");
+    assert_eq!(
+        regs, p.regs,
+        "{}: the initial registers the file records",
+        p.name
+    );
+    let schedule = GasSchedule::new(profile, layout.accessible_pages());
+    let module = engine.prepare(&sp.program, schedule).expect("prepare");
+    let mut inst = engine
+        .instantiate(
+            &module,
+            InstanceInit {
+                layout: Arc::new(layout),
+                regs,
+                pc: p.entry_pc,
+                gas: i64::try_from(p.gas_limit).expect("a gas limit below 2^63"),
+            },
+        )
+        .expect("instantiate");
+    let mut calls = 0u64;
+    let exit = loop {
+        let e = inst.run().expect("run");
+        if !matches!(e, Exit::HostCall(_)) {
+            break e;
+        }
+        calls += 1;
+        match p.host_calls {
+            HostCalls::Forbidden => break e,
+            HostCalls::Counter(r) => inst.set_reg(Reg::ALL[r], calls),
+            HostCalls::Constant(r, v) => inst.set_reg(Reg::ALL[r], v),
+        }
+    };
+    if check {
+        if p.expect_halt {
+            assert_eq!(exit, Exit::Halt, "{}: the exit", p.name);
+        }
+        if let Some(a0) = p.expect_a0 {
+            assert_eq!(inst.reg(Reg::R7), a0, "{}: A0", p.name);
+        }
+        if let Some(n) = p.expect_host_calls {
+            assert_eq!(calls, n, "{}: host calls", p.name);
+        }
+    }
+    let mut d = Digest::new();
+    for r in inst.regs() {
+        d.add(r);
+    }
+    let mut page = vec![0u8; 4096];
+    for (addr, _) in inst.accessible_pages() {
+        let state = inst.page_state(addr);
+        d.add(u64::from(addr));
+        d.add(state as u64);
+        if state == PageState::PresentRw {
+            inst.read_memory(addr, &mut page)
+                .expect("a written page reads");
+            for w in page.chunks_exact(8) {
+                d.add(u64::from_le_bytes(w.try_into().expect("8 bytes")));
+            }
+        }
+    }
+    format!(
+        "{} pc {} host-calls {calls} gas-left {} state {:016x}",
+        exit,
+        inst.pc(),
+        inst.gas(),
+        d.0
+    )
+}
+
 fn current() -> String {
     let mut out = String::new();
     let randoms = random_programs();
@@ -179,6 +286,26 @@ fn current() -> String {
                 "{name} {profile}: the recompiler in parts differs"
             );
             let _ = writeln!(out, "run {name} {profile}: {interp}");
+        }
+    }
+    for (name, file) in &c_programs() {
+        // The files' gas limits and expected results are for the profile the
+        // comparisons run (`jar1`); under `gp` the run is recorded as it ends.
+        for (profile, check) in [(GasProfile::Jar1, true), (GasProfile::Gp, false)] {
+            let interp = run_c_program(&javm_exec::Interpreter::new(), file, profile, check);
+            #[cfg(jit)]
+            assert_eq!(
+                run_c_program(differential_tests::jit(), file, profile, check),
+                interp,
+                "{name} {profile}: the engines differ"
+            );
+            #[cfg(jit)]
+            assert_eq!(
+                run_c_program(differential_tests::jit_in_parts(), file, profile, check),
+                interp,
+                "{name} {profile}: the recompiler in parts differs"
+            );
+            let _ = writeln!(out, "run c-program {name} {profile}: {interp}");
         }
     }
     out
