@@ -100,23 +100,35 @@ fn examples() -> Vec<(String, StandardProgram)> {
         .collect()
 }
 
+/// `sp` prepared under `profile` and started at `pc` with `gas` and the registers
+/// its standard layout gives it for `args` (returned too).
+fn start<E: Engine>(
+    engine: &E,
+    sp: &StandardProgram,
+    args: &[u8],
+    profile: GasProfile,
+    pc: u32,
+    gas: i64,
+) -> (E::Instance, [u64; 13]) {
+    let (layout, regs) = sp.initial_state(args).expect("initial state");
+    let schedule = GasSchedule::new(profile, layout.accessible_pages());
+    let module = engine.prepare(&sp.program, schedule).expect("prepare");
+    let init = InstanceInit {
+        layout: Arc::new(layout),
+        regs,
+        pc,
+        gas,
+    };
+    (
+        engine.instantiate(&module, init).expect("instantiate"),
+        regs,
+    )
+}
+
 /// Run an example to its end (host calls answered with r7 = 0, at most 10 000), and
 /// describe everything observable.
 fn run_example<E: Engine>(engine: &E, sp: &StandardProgram, profile: GasProfile) -> String {
-    let (layout, regs) = sp.initial_state(&[]).expect("initial state");
-    let schedule = GasSchedule::new(profile, layout.accessible_pages());
-    let module = engine.prepare(&sp.program, schedule).expect("prepare");
-    let mut inst = engine
-        .instantiate(
-            &module,
-            InstanceInit {
-                layout: Arc::new(layout),
-                regs,
-                pc: 0,
-                gas: 1_000_000_000,
-            },
-        )
-        .expect("instantiate");
+    let (mut inst, _) = start(engine, sp, &[], profile, 0, 1_000_000_000);
     let mut exits = 0;
     let exit = loop {
         let e = inst.run().expect("run");
@@ -184,25 +196,13 @@ fn run_c_program<E: Engine>(
     check: bool,
 ) -> String {
     let sp = StandardProgram::parse(&p.blob).expect("a standard program");
-    let (layout, regs) = sp.initial_state(&p.args).expect("initial state");
+    let gas = i64::try_from(p.gas_limit).expect("a gas limit below 2^63");
+    let (mut inst, regs) = start(engine, &sp, &p.args, profile, p.entry_pc, gas);
     assert_eq!(
         regs, p.regs,
         "{}: the initial registers the file records",
         p.name
     );
-    let schedule = GasSchedule::new(profile, layout.accessible_pages());
-    let module = engine.prepare(&sp.program, schedule).expect("prepare");
-    let mut inst = engine
-        .instantiate(
-            &module,
-            InstanceInit {
-                layout: Arc::new(layout),
-                regs,
-                pc: p.entry_pc,
-                gas: i64::try_from(p.gas_limit).expect("a gas limit below 2^63"),
-            },
-        )
-        .expect("instantiate");
     let mut calls = 0u64;
     let exit = loop {
         let e = inst.run().expect("run");
